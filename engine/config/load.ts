@@ -1,0 +1,116 @@
+/** Loads ebb.yml: YAML, `env_var()`, the zod schema, then the checks that span several fields. */
+import { readFile } from 'node:fs/promises';
+import { resolve, join } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { closest } from 'fastest-levenshtein';
+import { ConfigError, formatPath, type ConfigIssue } from '../errors.ts';
+import { projectSchema, type ProjectConfig } from './schema.ts';
+import { loadPlugin } from '../plugins.ts';
+import { defaultCapabilities, type Plugin } from '../../plugins/plugin.ts';
+import { addSecret } from '../redact.ts';
+
+/** A loaded, valid project. */
+export interface Project {
+  dir: string;
+  file: string;
+  config: ProjectConfig;
+  plugins: Map<string, Plugin>;
+}
+
+const ENV_VAR = /\{\{\s*env_var\(\s*(['"])([^'"]+)\1\s*(?:,\s*(['"])([^'"]*)\3\s*)?\)\s*\}\}/g;
+
+/** Replaces `{{ env_var('NAME', 'default') }}` in every string; reports missing variables. */
+function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_VAR, (_m, _q, name: string, _q2, fallback: string | undefined) => {
+      const set = process.env[name];
+      if (set !== undefined) {
+        addSecret(set);
+        return set;
+      }
+      if (fallback !== undefined) return fallback;
+      issues.push({ path: formatPath(path), message: `environment variable ${name} is not set, and env_var() gives no default` });
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => resolveEnvVars(v, [...path, i], issues));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveEnvVars(v, [...path, k], issues)]));
+  }
+  return value;
+}
+
+/** Turns zod issues into ebb's issues, with their paths. */
+export function zodIssues(error: z.ZodError, prefix: PropertyKey[] = []): ConfigIssue[] {
+  return error.issues.map((i) => ({ path: formatPath([...prefix, ...i.path]), message: i.message }));
+}
+
+/** Reads and validates `<dir>/ebb.yml`. Throws a ConfigError listing every problem. */
+export async function loadProject(projectDir = '.'): Promise<Project> {
+  const dir = resolve(projectDir);
+  const file = join(dir, 'ebb.yml');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new ConfigError([{ path: '', message: `no ebb.yml in ${dir}; run \`ebb init\` to create a project, or pass --project-dir` }]);
+  }
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    throw new ConfigError(doc.errors.map((e) => ({ path: `line ${e.linePos?.[0].line ?? '?'}`, message: e.message.split('\n')[0] })));
+  }
+  const issues: ConfigIssue[] = [];
+  const raw = resolveEnvVars(doc.toJS(), [], issues);
+  if (issues.length > 0) throw new ConfigError(issues);
+  const parsed = projectSchema.safeParse(raw ?? {});
+  if (!parsed.success) throw new ConfigError(zodIssues(parsed.error));
+  const config = parsed.data;
+  const plugins = new Map<string, Plugin>();
+  await checkProject(config, dir, plugins, issues);
+  if (issues.length > 0) throw new ConfigError(issues);
+  return { dir, file, config, plugins };
+}
+
+/** The checks that zod cannot express: names, references, plugin configs and capabilities. */
+async function checkProject(config: ProjectConfig, dir: string, plugins: Map<string, Plugin>, issues: ConfigIssue[]) {
+  for (const [name, conn] of Object.entries(config.connections)) {
+    try {
+      const plugin = await loadPlugin(conn.plugin, dir);
+      plugins.set(name, plugin);
+      const result = plugin.configSchema.safeParse(conn.config);
+      if (!result.success) issues.push(...zodIssues(result.error, ['connections', name, 'config']));
+    } catch (e) {
+      issues.push({ path: `connections.${name}.plugin`, message: (e as Error).message });
+    }
+  }
+  const seen = new Set<string>();
+  const connectionNames = Object.keys(config.connections);
+  config.syncs.forEach((sync, i) => {
+    const at = (...p: PropertyKey[]) => formatPath(['syncs', i, ...p]);
+    if (seen.has(sync.name)) issues.push({ path: at('name'), message: `duplicate sync name "${sync.name}"` });
+    seen.add(sync.name);
+    for (const field of Object.keys(sync.mapping)) {
+      if (field.startsWith('__ebb_')) issues.push({ path: at('mapping', field), message: 'names starting with __ebb_ are reserved for ebb' });
+    }
+    if (sync.on_remove !== 'none' && sync.strategy !== 'upsert') {
+      issues.push({ path: at('on_remove'), message: `applies to the upsert strategy only (${sync.strategy} ${sync.strategy === 'mirror' ? 'always deletes' : 'never removes'})` });
+    }
+    const conn = sync.destination.connection;
+    if (!config.connections[conn]) {
+      const hint = connectionNames.length ? `; did you mean "${closest(conn, connectionNames)}"?` : '; define it under `connections:`';
+      issues.push({ path: at('destination', 'connection'), message: `unknown connection "${conn}"${hint}` });
+      return;
+    }
+    const plugin = plugins.get(conn);
+    if (!plugin) return;
+    const caps = { ...defaultCapabilities, ...plugin.capabilities };
+    if (!caps.strategies.includes(sync.strategy)) {
+      issues.push({ path: at('strategy'), message: `plugin ${plugin.name} does not support ${sync.strategy}; it supports ${caps.strategies.join(', ')}` });
+    }
+    if (plugin.destinationSchema) {
+      const result = plugin.destinationSchema.safeParse(sync.destination);
+      if (!result.success) issues.push(...zodIssues(result.error, ['syncs', i, 'destination']));
+    }
+  });
+}

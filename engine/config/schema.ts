@@ -1,0 +1,96 @@
+/** The zod schema of ebb.yml (SPEC §1), and the types derived from it. */
+import { z } from 'zod';
+
+const name = z.string().min(1, 'must not be empty');
+const positiveInt = z.number().int().positive();
+
+const duckdbWarehouse = z.strictObject({
+  type: z.literal('duckdb'),
+  path: z.string().default('warehouse.duckdb'),
+  state_schema: name.default('ebb'),
+});
+
+const snowflakeWarehouse = z.strictObject({
+  type: z.literal('snowflake'),
+  account: name,
+  username: name,
+  password: z.string().optional(),
+  private_key_path: z.string().optional(),
+  private_key_passphrase: z.string().optional(),
+  role: z.string().optional(),
+  warehouse: z.string().optional(),
+  database: name,
+  schema: z.string().optional(),
+  state_schema: name.default('ebb'),
+  access_url: z.string().optional(),
+  host: z.string().optional(),
+  port: positiveInt.optional(),
+  protocol: z.enum(['http', 'https']).optional(),
+});
+
+const connection = z.strictObject({
+  plugin: name,
+  config: z.record(z.string(), z.unknown()).default({}),
+  rate_limit: z.strictObject({ requests: positiveInt, per_seconds: z.number().positive() }).optional(),
+  concurrency: positiveInt.default(4),
+  retry: z
+    .strictObject({
+      /** Seconds to wait before each technical retry; its length is the number of retries. */
+      delays_seconds: z.array(z.number().nonnegative()).default([3, 5, 10]),
+    })
+    .default({ delays_seconds: [3, 5, 10] }),
+});
+
+const mappingValue = z.union([
+  z.string().min(1, 'must name a source column'),
+  z.strictObject({ sql: z.string().min(1, 'must be a SQL expression') }),
+  z.strictObject({ value: z.union([z.string(), z.number(), z.boolean(), z.null()]) }),
+]);
+
+const schedule = z.union([
+  z.enum(['manual', 'once', 'live']),
+  z.strictObject({ every: z.string().regex(/^\d+\s*(s|m|h|d)$/, 'must look like 30s, 15m, 2h or 1d') }),
+  z.strictObject({ cron: z.string().min(1) }),
+]);
+
+export const strategies = ['create', 'update', 'upsert', 'mirror', 'replace', 'send'] as const;
+
+const sync = z.strictObject({
+  name,
+  description: z.string().optional(),
+  tags: z.array(name).default([]),
+  source: z
+    .strictObject({
+      table: z.string().min(1).optional(),
+      query: z.string().min(1).optional(),
+      key: z.union([name, z.array(name).min(1)]),
+      filter: z.string().min(1).optional(),
+    })
+    .refine((s) => (s.table === undefined) !== (s.query === undefined), {
+      message: 'give exactly one of `table` or `query`',
+    }),
+  destination: z.looseObject({ connection: name, object: name }),
+  strategy: z.enum(strategies),
+  on_remove: z.enum(['none', 'delete', 'clear']).default('none'),
+  mapping: z.record(z.string(), mappingValue).refine((m) => Object.keys(m).length > 0, 'map at least one field'),
+  batch_size: positiveInt.default(100),
+  max_run_seconds: z.number().positive().optional(),
+  schedule: schedule.default('manual'),
+});
+
+export const projectSchema = z.strictObject({
+  version: z.number().int().nonnegative().default(1),
+  name,
+  warehouse: z.discriminatedUnion('type', [duckdbWarehouse, snowflakeWarehouse]),
+  connections: z.record(name, connection).default({}),
+  syncs: z.array(sync).default([]),
+  catalog: z.strictObject({ auto_deploy: z.boolean().default(true) }).default({ auto_deploy: true }),
+});
+
+export type ProjectConfig = z.infer<typeof projectSchema>;
+export type WarehouseConfig = ProjectConfig['warehouse'];
+export type DuckdbConfig = z.infer<typeof duckdbWarehouse>;
+export type SnowflakeConfig = z.infer<typeof snowflakeWarehouse>;
+export type ConnectionConfig = z.infer<typeof connection>;
+export type SyncConfig = z.infer<typeof sync>;
+export type MappingValue = z.infer<typeof mappingValue>;

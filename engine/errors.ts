@@ -1,0 +1,57 @@
+/**
+ * ebb's errors. Each names the situation, carries its context and says what to do next. The CLI
+ * prints `message` and exits with `exitCode`; it never prints a stack trace for an EbbError.
+ */
+
+/** The exit codes of SPEC §5. */
+export const ExitCode = { healthy: 0, failed: 1, incomplete: 2, invalid: 3 } as const;
+
+/** Base class of every error that ebb reports to a user. */
+export class EbbError extends Error {
+  readonly exitCode: number = ExitCode.failed;
+}
+
+/** One problem in ebb.yml, at a path such as `syncs[2].mapping.score`. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** ebb.yml (or a command's arguments) is invalid: one line per problem, with its path. */
+export class ConfigError extends EbbError {
+  override readonly exitCode = ExitCode.invalid;
+  constructor(
+    readonly issues: ConfigIssue[],
+    readonly file = 'ebb.yml',
+  ) {
+    super(
+      `${file} is invalid (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n` +
+        issues.map((i) => `  ${i.path ? `${i.path}: ` : ''}${i.message}`).join('\n'),
+    );
+  }
+}
+
+/** A command was called wrongly (unknown sync, missing option). */
+export class UsageError extends EbbError {
+  override readonly exitCode = ExitCode.invalid;
+}
+
+/** The warehouse refused a statement. Names the SQL template that produced it. */
+export class WarehouseError extends EbbError {
+  constructor(
+    message: string,
+    readonly sqlFile?: string,
+  ) {
+    super(sqlFile ? `${message}\n  (while running sql/${sqlFile})` : message);
+  }
+}
+
+/** A run was refused before anything was sent (paused sync, empty source guard, lock held). */
+export class RunRefusedError extends EbbError {}
+
+/** Formats a path of keys and indexes the way users read it: `syncs[2].mapping.score`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join('');
+}

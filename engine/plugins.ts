@@ -1,0 +1,28 @@
+/** Finds a plugin by its name in ebb.yml: a built-in, or a module path relative to the project. */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Plugin } from '../plugins/plugin.ts';
+
+const builtins: Record<string, () => Promise<{ default: Plugin<never, never> }>> = {
+  file: () => import('../plugins/file/index.ts'),
+  http: () => import('../plugins/http/index.ts'),
+};
+
+/** Loads a plugin; throws with a message that lists the built-ins when the name is unknown. */
+export async function loadPlugin(name: string, projectDir: string): Promise<Plugin> {
+  const builtin = builtins[name];
+  if (builtin) return (await builtin()).default as unknown as Plugin;
+  if (!name.startsWith('.') && !name.startsWith('/')) {
+    throw new Error(`unknown plugin "${name}"; built-in plugins are ${Object.keys(builtins).join(', ')}, or give a path such as ./plugins/my-app.ts`);
+  }
+  let mod: { default?: Plugin };
+  try {
+    mod = (await import(pathToFileURL(resolve(projectDir, name)).href)) as { default?: Plugin };
+  } catch (e) {
+    throw new Error(`cannot load plugin module ${name}: ${(e as Error).message}`);
+  }
+  if (!mod.default?.name || !mod.default.configSchema || !mod.default.open) {
+    throw new Error(`plugin module ${name} must export default a plugin object (see plugins/plugin.ts)`);
+  }
+  return mod.default;
+}

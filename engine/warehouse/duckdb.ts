@@ -1,0 +1,125 @@
+/** The DuckDB warehouse, on @duckdb/node-api. */
+import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { dirname, resolve } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { EbbError } from '../errors.ts';
+import type { DuckdbConfig } from '../config/schema.ts';
+import { normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
+
+export const duckdbDialect: Dialect = {
+  name: 'duckdb',
+  quote: (id) => `"${id.replaceAll('"', '""')}"`,
+};
+
+/** The warehouse file is held by another process (DuckDB allows one writer per file). */
+export class WarehouseBusyError extends EbbError {}
+
+function toRow(row: Record<string, unknown>): Row {
+  const out: Row = {};
+  for (const [k, v] of Object.entries(row)) out[k.toLowerCase()] = normaliseValue(v);
+  return out;
+}
+
+function bind(params: Param[]): DuckDBValue[] {
+  return params.map((p) => (p instanceof Date ? p.toISOString() : p)) as DuckDBValue[];
+}
+
+/** Serialises the statements of one connection: DuckDB runs one at a time per connection. */
+class Queue {
+  private tail: Promise<unknown> = Promise.resolve();
+  push<T>(job: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(job, job);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
+export class DuckdbWarehouse implements Warehouse {
+  readonly dialect = duckdbDialect;
+  private readonly queue = new Queue();
+
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    private readonly conn: DuckDBConnection,
+  ) {}
+
+  /** Opens the DuckDB file named in ebb.yml (relative to the project directory). */
+  static async open(config: Pick<DuckdbConfig, 'path'>, projectDir: string): Promise<DuckdbWarehouse> {
+    const path = config.path === ':memory:' ? ':memory:' : resolve(projectDir, config.path);
+    if (path !== ':memory:') await mkdir(dirname(path), { recursive: true });
+    let instance: DuckDBInstance;
+    try {
+      instance = await DuckDBInstance.create(path, { TimeZone: 'UTC' });
+    } catch (e) {
+      const message = (e as Error).message;
+      const pid = /PID (\d+)/.exec(message)?.[1];
+      if (/lock/i.test(message)) {
+        throw new WarehouseBusyError(
+          `the warehouse ${config.path} is busy: another process${pid ? ` (PID ${pid})` : ''} holds it. ` +
+            'DuckDB lets one process write to a file at a time; wait for that process to finish and try again.',
+        );
+      }
+      throw new EbbError(`cannot open the DuckDB warehouse ${config.path}: ${message}`);
+    }
+    return new DuckdbWarehouse(instance, await instance.connect());
+  }
+
+  run(sql: string, params: Param[] = []): Promise<number> {
+    return this.queue.push(async () => (await this.conn.run(sql, bind(params))).rowsChanged);
+  }
+
+  runAndRead(sql: string, params: Param[] = []): Promise<Row[]> {
+    return this.queue.push(async () => (await this.conn.runAndReadAll(sql, bind(params))).getRowObjectsJS().map(toRow));
+  }
+
+  async *stream(sql: string, params: Param[] = []): AsyncIterable<Row[]> {
+    // A connection of its own, so that writes can go on while the stream is read.
+    const conn = await this.instance.connect();
+    try {
+      const result = await conn.stream(sql, bind(params));
+      for await (const rows of result.yieldRowObjectJs()) yield rows.map(toRow);
+    } finally {
+      conn.closeSync();
+    }
+  }
+
+  append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    return this.queue.push(async () => {
+      const described = await this.conn.runAndReadAll(
+        `select column_name from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`,
+        [schema, table],
+      );
+      const order = described.getRows().map((r) => String(r[0]));
+      const index = order.map((c) => columns.indexOf(c));
+      const appender = await this.conn.createAppender(table, schema);
+      try {
+        for (const row of rows) {
+          for (const i of index) {
+            const v = i < 0 ? null : row[i];
+            if (v === null || v === undefined) appender.appendNull();
+            else appender.appendValue((v instanceof Date ? v.toISOString() : v) as DuckDBValue);
+          }
+          appender.endRow();
+        }
+        appender.flushSync();
+      } finally {
+        appender.closeSync();
+      }
+    });
+  }
+
+  describe(sql: string): Promise<Column[]> {
+    return this.queue.push(async () => {
+      const reader = await this.conn.runAndReadAll(`describe ${sql}`);
+      return reader.getRowObjectsJS().map((r) => ({ name: String(r.column_name), type: String(r.column_type) }));
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.queue.push(async () => {
+      this.conn.closeSync();
+      this.instance.closeSync();
+    });
+  }
+}

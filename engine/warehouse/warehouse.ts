@@ -1,0 +1,47 @@
+/**
+ * The Warehouse interface: the one place where DuckDB and Snowflake differ. An implementation
+ * supplies a driver (run SQL, bind values, stream rows, bulk-insert) and a dialect (quoting and
+ * the SQL overrides under `sql/<dialect>/`).
+ */
+
+/** A row, keyed by lower-case column name. Values are normalised: number, string, boolean, Date or null. */
+export type Row = Record<string, unknown>;
+
+/** A value that can be bound to a `?` placeholder. */
+export type Param = string | number | boolean | null | Date;
+
+/** A column of a query's result. */
+export interface Column {
+  name: string;
+  type: string;
+}
+
+/** The SQL dialect of a warehouse. */
+export interface Dialect {
+  /** The folder under `sql/` that holds this dialect's overrides. */
+  name: 'duckdb' | 'snowflake';
+  /** Quotes one identifier so that no name can break out of it. */
+  quote(identifier: string): string;
+}
+
+/** A connection to the warehouse that holds the sources and ebb's tables. */
+export interface Warehouse {
+  readonly dialect: Dialect;
+  /** Runs a statement; returns the number of rows it changed. */
+  run(sql: string, params?: Param[]): Promise<number>;
+  /** Runs a query and returns all its rows: only for results known to be small. */
+  runAndRead(sql: string, params?: Param[]): Promise<Row[]>;
+  /** Runs a query and yields its rows chunk by chunk, never holding the whole result. */
+  stream(sql: string, params?: Param[]): AsyncIterable<Row[]>;
+  /** Appends rows to a table of the state schema in bulk. */
+  append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void>;
+  /** The columns that a query returns, without running it. */
+  describe(sql: string): Promise<Column[]>;
+  close(): Promise<void>;
+}
+
+/** Turns a bigint into a number where that is exact, and into text where it is not. */
+export function normaliseValue(v: unknown): unknown {
+  if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
+  return v;
+}

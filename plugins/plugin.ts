@@ -1,0 +1,122 @@
+/**
+ * The plugin contract: everything a destination plugin implements, and everything the engine
+ * gives it. A plugin is a module whose default export is a {@link Plugin}.
+ *
+ * The engine owns batching, rate limiting, concurrency, retries and the state; a plugin only
+ * turns a batch of changes into requests to its app and reports one {@link Outcome} per change.
+ */
+import type { ZodType } from 'zod';
+
+/** What the engine asks the app to do with one record. */
+export type Action = 'create' | 'update' | 'delete' | 'clear' | 'recreate' | 'send';
+
+/** The sync strategies of SPEC §3. */
+export type Strategy = 'create' | 'update' | 'upsert' | 'mirror' | 'replace' | 'send';
+
+/** One record to apply. `record` is the transformed record: the exact payload for the app. */
+export interface Change {
+  /** The record key: the key column's value as text, or a JSON array for a composite key. */
+  key: string;
+  action: Action;
+  record: Record<string, unknown>;
+  /** The record's identifier in the app, when ebb knows it from an earlier run. */
+  appId?: string | null;
+}
+
+/** How a failed change failed; the engine decides from this whether and how to retry. */
+export type ErrorKind = 'transient' | 'rate_limited' | 'not_found' | 'conflict' | 'rejected';
+
+/** The answer for one change. Every change of a batch gets exactly one outcome. */
+export interface Outcome {
+  key: string;
+  success: boolean;
+  /** The record's identifier in the app after this change. */
+  appId?: string | null;
+  /** What the app answered, stored in history as JSON. Never put secrets here. */
+  result?: unknown;
+  error?: {
+    kind: ErrorKind;
+    message: string;
+    /** For a `conflict` on create: the identifier of the record that already exists. */
+    existingAppId?: string;
+    /** For `rate_limited` or `transient`: how long the app asked to wait. */
+    retryAfterMs?: number;
+  };
+}
+
+/** What a plugin can do. Each field has a default, so a plugin declares only what differs. */
+export interface Capabilities {
+  /** Strategies the plugin supports. Default: all six. */
+  strategies: Strategy[];
+  /** The largest batch the app accepts; the sync's `batch_size` is capped to it. Default: none. */
+  maxBatchSize?: number;
+  /**
+   * True when nothing a session applies is visible in the app until `close()` returns (a file
+   * rewritten and renamed at the end). After a crash, the engine then resends a run's changes
+   * instead of trusting its outcomes. Default: false.
+   */
+  atomicRun: boolean;
+}
+
+/** The defaults of {@link Capabilities}. */
+export const defaultCapabilities: Capabilities = {
+  strategies: ['create', 'update', 'upsert', 'mirror', 'replace', 'send'],
+  atomicRun: false,
+};
+
+/** Renders nunjucks templates: a user's project `templates/` first, then ebb's `templates/`. */
+export interface TemplateRenderer {
+  /** Renders a template string (it may `{% include %}` template files). */
+  renderString(template: string, context: Record<string, unknown>): string;
+  /** Renders a template file, looked up by its path, e.g. `hubspot/contact.json.njk`. */
+  render(name: string, context: Record<string, unknown>): string;
+}
+
+/** What the engine gives a plugin for one connection. */
+export interface PluginContext<Config> {
+  /** The connection's `config`, parsed by the plugin's `configSchema`. */
+  config: Config;
+  /** The connection's name in ebb.yml. */
+  connection: string;
+  /** The directory of ebb.yml: relative paths in the config are relative to it. */
+  projectDir: string;
+  templates: TemplateRenderer;
+  /**
+   * Runs one request to the app under the connection's rate limit and concurrency. Every call
+   * that reaches the app goes through it.
+   */
+  schedule<T>(request: () => Promise<T>): Promise<T>;
+}
+
+/** What the engine gives a plugin for one run of one sync. */
+export interface SessionContext<Config, Destination> extends PluginContext<Config> {
+  sync: string;
+  strategy: Strategy;
+  /** The sync's `destination` block, parsed by the plugin's `destinationSchema`. */
+  destination: Destination & { object: string };
+  /** The destination fields of the mapping, in order. */
+  fields: string[];
+}
+
+/** One run's conversation with the app. */
+export interface Session {
+  /** Applies a batch; all its changes have the same action. Returns one outcome per change. */
+  apply(changes: Change[]): Promise<Outcome[]>;
+  /** Ends the run: `commit` is false when the run failed and nothing more must land. */
+  close(commit: boolean): Promise<void>;
+}
+
+/** A destination plugin. */
+export interface Plugin<Config = unknown, Destination = Record<string, unknown>> {
+  /** The name used as `plugin:` in ebb.yml. */
+  name: string;
+  /** Validates the connection's `config`. */
+  configSchema: ZodType<Config>;
+  /** Validates the plugin-specific keys of a sync's `destination` block. */
+  destinationSchema?: ZodType<Destination>;
+  capabilities?: Partial<Capabilities>;
+  /** Tests connectivity and credentials; throws an Error whose message says what is wrong. */
+  check(ctx: PluginContext<Config>): Promise<void>;
+  /** Starts a run of one sync. */
+  open(ctx: SessionContext<Config, Destination>): Promise<Session>;
+}
