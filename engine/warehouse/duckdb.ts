@@ -49,7 +49,7 @@ export class DuckdbWarehouse implements Warehouse {
     if (path !== ':memory:') await mkdir(dirname(path), { recursive: true });
     let instance: DuckDBInstance;
     try {
-      instance = await DuckDBInstance.create(path, { TimeZone: 'UTC' });
+      instance = await DuckDBInstance.create(path);
     } catch (e) {
       const message = (e as Error).message;
       const pid = /PID (\d+)/.exec(message)?.[1];
@@ -61,7 +61,10 @@ export class DuckdbWarehouse implements Warehouse {
       }
       throw new EbbError(`cannot open the DuckDB warehouse ${config.path}: ${message}`);
     }
-    return new DuckdbWarehouse(instance, await instance.connect());
+    const conn = await instance.connect();
+    // ebb's timestamps are UTC (SPEC §4), whatever the machine's time zone.
+    await conn.run("SET TimeZone = 'UTC'");
+    return new DuckdbWarehouse(instance, conn);
   }
 
   run(sql: string, params: Param[] = []): Promise<number> {

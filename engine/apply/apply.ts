@@ -1,0 +1,151 @@
+/**
+ * Apply: stream the change set out of the warehouse in batches and send them through the plugin,
+ * under the connection's concurrency, with the business and technical retries of SPEC §3.
+ * Outcomes go back to the warehouse in bulk as they arrive, so memory stays flat.
+ */
+import pMap from 'p-map';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/plugin.ts';
+import type { Sql } from '../warehouse/sql.ts';
+import type { Param, Row } from '../warehouse/warehouse.ts';
+import { redact } from '../redact.ts';
+
+/** A change of the change set, with its position in it. */
+interface PlannedChange extends Change {
+  seq: number;
+}
+
+export interface ApplyOptions {
+  sql: Sql;
+  runId: string;
+  session: Session;
+  strategy: Strategy;
+  batchSize: number;
+  concurrency: number;
+  /** Milliseconds to wait before each technical retry; its length is the number of retries. */
+  retryDelaysMs: number[];
+  /** Epoch milliseconds after which no new batch starts (`max_run_seconds`). */
+  deadline?: number;
+  /** Called with the number of records that got their final outcome. */
+  onProgress?: (applied: number) => void;
+}
+
+/** What apply did. Records it did not reach (deadline) have no outcome and are recorded DELAYED. */
+export interface ApplyResult {
+  applied: number;
+}
+
+const OUTCOME_COLUMNS = ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'];
+const FLUSH_EVERY = 2000;
+
+function toChange(row: Row): PlannedChange {
+  const record = typeof row.record === 'string' ? (JSON.parse(row.record) as Record<string, unknown>) : ((row.record ?? {}) as Record<string, unknown>);
+  return { seq: Number(row.seq), key: String(row.record_key), action: row.action as Action, record, appId: (row.app_identifier as string | null) ?? null };
+}
+
+async function* batches(rows: AsyncIterable<Row[]>, size: number, deadline?: number): AsyncIterable<PlannedChange[]> {
+  let batch: PlannedChange[] = [];
+  for await (const chunk of rows) {
+    for (const row of chunk) {
+      const change = toChange(row);
+      if (batch.length > 0 && (batch.length >= size || batch[0].action !== change.action)) {
+        if (deadline !== undefined && Date.now() >= deadline) return;
+        yield batch;
+        batch = [];
+      }
+      batch.push(change);
+    }
+  }
+  if (batch.length > 0 && (deadline === undefined || Date.now() < deadline)) yield batch;
+}
+
+/** Sends changes of possibly different actions: one plugin call per action. */
+async function send(session: Session, changes: PlannedChange[]): Promise<Array<[PlannedChange, Outcome]>> {
+  const byAction = new Map<Action, PlannedChange[]>();
+  for (const c of changes) {
+    const group = byAction.get(c.action);
+    if (group) group.push(c);
+    else byAction.set(c.action, [c]);
+  }
+  const pairs: Array<[PlannedChange, Outcome]> = [];
+  for (const group of byAction.values()) {
+    let outcomes: Outcome[];
+    try {
+      outcomes = await session.apply(group.map(({ seq: _seq, ...change }) => change));
+    } catch (e) {
+      // A plugin that throws fails the batch, not the run: each record keeps a definite outcome.
+      const message = (e as Error).message;
+      outcomes = group.map((c) => ({ key: c.key, success: false, error: { kind: 'transient', message } }));
+    }
+    const byKey = new Map(outcomes.map((o) => [o.key, o]));
+    for (const change of group) {
+      pairs.push([change, byKey.get(change.key) ?? { key: change.key, success: false, error: { kind: 'rejected', message: 'the plugin returned no outcome for this record' } }]);
+    }
+  }
+  return pairs;
+}
+
+/** Applies the run's change set; returns when every sent record has its outcome in the warehouse. */
+export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> {
+  const { sql, runId, session, strategy, retryDelaysMs } = options;
+  let buffer: Param[][] = [];
+  let applied = 0;
+  const flushes: Promise<void>[] = [];
+  const flush = () => {
+    if (buffer.length === 0) return;
+    const rows = buffer;
+    buffer = [];
+    flushes.push(sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
+  };
+  const settle = (change: PlannedChange, outcome: Outcome) => {
+    const result = outcome.success ? (outcome.result ?? null) : { error: outcome.error, response: outcome.result };
+    const json = result === null || result === undefined ? null : redact(JSON.stringify(result));
+    buffer.push([runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, outcome.error?.kind ?? null, new Date()]);
+    applied += 1;
+    if (buffer.length >= FLUSH_EVERY) flush();
+  };
+
+  const deliver = async (batch: PlannedChange[]) => {
+    let pending = batch;
+    let attempt = 0;
+    const reshaped = new Set<number>();
+    while (pending.length > 0) {
+      const retryNow: PlannedChange[] = [];
+      const retryLater: PlannedChange[] = [];
+      let wait = 0;
+      for (const [change, outcome] of await send(session, pending)) {
+        const error = outcome.error;
+        if (outcome.success) settle(change, outcome);
+        else if (error?.kind === 'not_found' && (change.action === 'delete' || change.action === 'clear')) {
+          // Already gone from the app: there is nothing left to delete or clear.
+          settle(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } });
+        } else if (error?.kind === 'not_found' && change.action === 'update' && (strategy === 'upsert' || strategy === 'mirror') && !reshaped.has(change.seq)) {
+          reshaped.add(change.seq);
+          retryNow.push({ ...change, action: 'create', appId: null });
+        } else if (error?.kind === 'conflict' && change.action === 'create' && error.existingAppId && strategy !== 'create' && strategy !== 'send' && !reshaped.has(change.seq)) {
+          reshaped.add(change.seq);
+          retryNow.push({ ...change, action: 'update', appId: error.existingAppId });
+        } else if ((error?.kind === 'transient' || error?.kind === 'rate_limited') && attempt < retryDelaysMs.length) {
+          retryLater.push(change);
+          wait = Math.max(wait, retryDelaysMs[attempt], error.retryAfterMs ?? 0);
+        } else settle(change, outcome);
+      }
+      if (retryLater.length > 0) {
+        attempt += 1;
+        await sleep(wait);
+      }
+      pending = [...retryNow, ...retryLater];
+    }
+    options.onProgress?.(applied);
+  };
+
+  const rows = sql.stream('stream_changes', { run_id: runId });
+  try {
+    await pMap(batches(rows, options.batchSize, options.deadline), deliver, { concurrency: options.concurrency });
+  } finally {
+    // Even when the run breaks, what the app already answered must reach the warehouse.
+    flush();
+    await Promise.all(flushes);
+  }
+  return { applied };
+}

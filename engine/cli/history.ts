@@ -1,0 +1,31 @@
+/** `ebb history <sync>`: the audit trail of a sync's records. */
+import type { Command } from 'commander';
+import { action, common, print, withEngine, type CommonOptions } from './common.ts';
+import { selectSyncs } from '../engine.ts';
+
+export function register(program: Command): void {
+  common(
+    program
+      .command('history')
+      .description('the audit trail: what was sent, when, and with what result')
+      .argument('<sync>')
+      .option('--key <key...>', 'only these record keys')
+      .option('--run <run_id>', 'only this run')
+      .option('--failed', 'only records that did not succeed')
+      .option('--limit <n>', 'how many rows', (v) => Number.parseInt(v, 10), 50),
+  ).action(
+    action(async (name: string, options: CommonOptions & { key?: string[]; run?: string; failed?: boolean; limit: number }) =>
+      withEngine(options, async (engine, project) => {
+        selectSyncs(project, [name]);
+        const rows = (
+          await engine.sql.runAndRead('history_list', { sync_name: name, keys: options.key ?? null, run_id: options.run ?? null, failed: options.failed ?? false, limit: options.limit })
+        ).map((r) => ({ ...r, result: parse(r.result), transformed_record: parse(r.transformed_record) }));
+        print(rows, options, ['recorded_at', 'run_id', 'record_key', 'action', 'apply_reason', 'apply_state', 'app_identifier', 'result']);
+      }),
+    ),
+  );
+}
+
+function parse(v: unknown): unknown {
+  return typeof v === 'string' ? JSON.parse(v) : v;
+}

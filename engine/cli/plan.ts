@@ -1,0 +1,42 @@
+/** `ebb plan`: a dry run that shows what a run would do, without changing state or calling the app. */
+import type { Command } from 'commander';
+import { action, common, print, withEngine, type CommonOptions } from './common.ts';
+import { selectSyncs } from '../engine.ts';
+import { plan } from '../plan/plan.ts';
+import { newRunId } from '../run.ts';
+
+export function register(program: Command): void {
+  common(
+    program
+      .command('plan')
+      .description('dry run: counts per action and reason, with sample records; changes no state and calls no app')
+      .argument('<sync>', 'the sync to plan')
+      .option('--limit <n>', 'how many sample records to show', (v) => Number.parseInt(v, 10), 10)
+      .option('--full-resync', 'plan as if every record had to be sent again'),
+  ).action(
+    action(async (name: string, options: CommonOptions & { limit: number; fullResync?: boolean }) =>
+      withEngine(options, async (engine, project) => {
+        const [sync] = selectSyncs(project, [name]);
+        const runId = `plan-${newRunId()}`;
+        try {
+          const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true });
+          const samples = await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit });
+          if (options.json) {
+            process.stdout.write(JSON.stringify({ sync: sync.name, strategy: sync.strategy, ...summary, samples }, null, 2) + '\n');
+            return;
+          }
+          process.stdout.write(`${sync.name} (${sync.strategy}): ${summary.total} records need action\n`);
+          print(Object.entries(summary.actions).map(([a, n]) => ({ action: a, records: n })), {});
+          process.stdout.write('\nby reason:\n');
+          print(Object.entries(summary.reasons).map(([r, n]) => ({ reason: r, records: n })), {});
+          if (samples.length > 0) {
+            process.stdout.write(`\nsample (first ${samples.length}):\n`);
+            print(samples, {}, ['record_key', 'action', 'apply_reason', 'source_error', 'transformed_record']);
+          }
+        } finally {
+          await engine.sql.run('clear_run', { table: 'sync_changes', run_id: runId });
+        }
+      }),
+    ),
+  );
+}

@@ -1,0 +1,90 @@
+/** `ebb run`: run syncs once, with honest exit codes and a stable `--json` contract. */
+import type { Command } from 'commander';
+import { action, common, withEngine, type CommonOptions } from './common.ts';
+import { registerSyncs, selectSyncs } from '../engine.ts';
+import { runSync, type RunResult, type Trigger } from '../run.ts';
+import { ExitCode, RunRefusedError, UsageError } from '../errors.ts';
+import { progress } from './progress.ts';
+import type { Project } from '../config/load.ts';
+import type { SyncConfig } from '../config/schema.ts';
+
+const triggers: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
+
+interface RunCliOptions extends CommonOptions {
+  all?: boolean;
+  select?: string[];
+  fullResync?: boolean;
+  allowEmptySource?: boolean;
+  trigger: Trigger;
+}
+
+/** The syncs named on the command line, or chosen by `--all` / `--select tag:NAME`. */
+export function chooseSyncs(project: Project, names: string[], options: Pick<RunCliOptions, 'all' | 'select'>): SyncConfig[] {
+  if (options.all) return project.config.syncs;
+  if (options.select?.length) {
+    const tags = options.select.map((s) => {
+      if (!s.startsWith('tag:')) throw new UsageError(`--select ${s}: use --select tag:NAME`);
+      return s.slice(4);
+    });
+    const chosen = project.config.syncs.filter((s) => s.tags.some((t) => tags.includes(t)));
+    if (chosen.length === 0) throw new UsageError(`no sync has the tag${tags.length > 1 ? 's' : ''} ${tags.join(', ')}`);
+    return chosen;
+  }
+  if (names.length === 0) throw new UsageError('name the syncs to run, or use --all or --select tag:NAME');
+  return selectSyncs(project, names);
+}
+
+/** The exit code of a set of runs: the worst of them. */
+export function exitCodeOf(results: RunResult[], refused: number): number {
+  if (refused > 0 || results.some((r) => r.health === 'FAILED')) return ExitCode.failed;
+  if (results.some((r) => r.health === 'INCOMPLETE')) return ExitCode.incomplete;
+  return ExitCode.healthy;
+}
+
+export function register(program: Command): void {
+  common(
+    program
+      .command('run')
+      .description('run syncs once: plan in the warehouse, send the changes, record every outcome')
+      .argument('[syncs...]', 'the syncs to run')
+      .option('--all', 'run every sync (paused syncs are skipped and listed)')
+      .option('--select <selector...>', 'run the syncs with a tag: tag:NAME')
+      .option('--full-resync', 'send every record again, changed or not')
+      .option('--allow-empty-source', 'allow a run whose source is empty to remove every record from the app')
+      .option('--trigger <trigger>', `what started the run: ${triggers.join(', ')}`, 'manual'),
+  ).action(
+    action(async (names: string[], options: RunCliOptions) => {
+      if (!triggers.includes(options.trigger)) throw new UsageError(`--trigger ${options.trigger}: use one of ${triggers.join(', ')}`);
+      return withEngine(options, async (engine, project) => {
+        const syncs = chooseSyncs(project, names, options);
+        await registerSyncs(engine);
+        const results: RunResult[] = [];
+        const skipped: Array<{ sync: string; reason: string }> = [];
+        const bar = options.json ? undefined : progress();
+        let refused = 0;
+        for (const sync of syncs) {
+          try {
+            const result = await runSync(engine, sync, {
+              trigger: options.trigger,
+              fullResync: options.fullResync,
+              allowEmptySource: options.allowEmptySource,
+              onProgress: (e) => bar?.update(e),
+            });
+            results.push(result);
+            bar?.done(result);
+          } catch (e) {
+            if (!(e instanceof RunRefusedError)) throw e;
+            const paused = /is paused/.test(e.message);
+            skipped.push({ sync: sync.name, reason: e.message });
+            if (!(paused && (options.all || options.select))) refused += 1;
+            if (!options.json) process.stderr.write(`${paused && options.all ? 'skipped' : 'refused'}: ${e.message}\n`);
+          }
+        }
+        bar?.stop();
+        const code = exitCodeOf(results, refused);
+        if (options.json) process.stdout.write(JSON.stringify({ exit_code: code, runs: results, skipped }, null, 2) + '\n');
+        return code;
+      });
+    }),
+  );
+}

@@ -1,0 +1,26 @@
+/** `ebb runs <sync>`: the sync's executions, newest first. */
+import type { Command } from 'commander';
+import { action, common, print, withEngine, type CommonOptions } from './common.ts';
+import { selectSyncs } from '../engine.ts';
+
+export function register(program: Command): void {
+  common(
+    program
+      .command('runs')
+      .description('the executions of a sync: start, duration, counts and error')
+      .argument('<sync>')
+      .option('--limit <n>', 'how many runs', (v) => Number.parseInt(v, 10), 20),
+  ).action(
+    action(async (name: string, options: CommonOptions & { limit: number }) =>
+      withEngine(options, async (engine, project) => {
+        selectSyncs(project, [name]);
+        const rows = (await engine.sql.runAndRead('runs_list', { sync_name: name, limit: options.limit })).map((r) => ({
+          ...r,
+          duration_s: r.finished_at instanceof Date && r.started_at instanceof Date ? (r.finished_at.getTime() - r.started_at.getTime()) / 1000 : null,
+          planned: typeof r.planned === 'string' ? JSON.parse(r.planned) : r.planned,
+        }));
+        print(rows, options, ['run_id', 'trigger', 'status', 'started_at', 'duration_s', 'planned', 'succeeded', 'failed', 'delayed', 'source_failures', 'error']);
+      }),
+    ),
+  );
+}

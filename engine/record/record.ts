@@ -1,0 +1,43 @@
+/** Record: fold a run's outcomes into history, state, the run row and the sync's health. */
+import type { Sql } from '../warehouse/sql.ts';
+
+export type Health = 'HEALTHY' | 'INCOMPLETE' | 'FAILED' | 'DELAYED';
+
+/** Records per final apply_state in one run. */
+export interface RunCounts {
+  succeeded: number;
+  failed: number;
+  delayed: number;
+  skipped: number;
+  source_failures: number;
+}
+
+/** Health from a run's counts (SPEC §4). A source failure is an unresolved failure. */
+export function healthOf(counts: RunCounts, error: string | null): Health {
+  if (error) return 'FAILED';
+  const failures = counts.failed + counts.source_failures;
+  if (failures > 0) return counts.succeeded > 0 ? 'INCOMPLETE' : 'FAILED';
+  if (counts.delayed > 0) return 'DELAYED';
+  return 'HEALTHY';
+}
+
+/** Writes history and state in bulk, then the run's totals and the sync's health. */
+export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null }) {
+  const ctx = { run_id: run.runId };
+  await sql.run('record_history', ctx);
+  await sql.run('record_state', ctx);
+  const byState = Object.fromEntries((await sql.runAndRead('run_counts', ctx)).map((r) => [String(r.apply_state), Number(r.n)]));
+  const counts: RunCounts = {
+    succeeded: byState.SUCCESS ?? 0,
+    failed: byState.FAILED ?? 0,
+    delayed: byState.DELAYED ?? 0,
+    skipped: (byState.SKIPPED_ONCE ?? 0) + (byState.SKIPPED_ALWAYS ?? 0),
+    source_failures: byState.SOURCE_FAILURE ?? 0,
+  };
+  const health = healthOf(counts, run.error);
+  await sql.run('clear_run', { table: 'sync_changes', run_id: run.runId });
+  await sql.run('clear_run', { table: 'sync_outcomes', run_id: run.runId });
+  await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...counts, error: run.error });
+  await sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId });
+  return { counts, health };
+}

@@ -1,0 +1,94 @@
+/** One run of one sync: plan in the warehouse, apply through the plugin, record the outcomes. */
+import { randomBytes } from 'node:crypto';
+import type { SyncConfig } from './config/schema.ts';
+import { defaultCapabilities, type Session } from '../plugins/plugin.ts';
+import { pluginContext, type Engine } from './engine.ts';
+import { plan, type PlanSummary } from './plan/plan.ts';
+import { applyChanges } from './apply/apply.ts';
+import { recordRun, type RunCounts, type Health } from './record/record.ts';
+import { redact } from './redact.ts';
+import { RunRefusedError } from './errors.ts';
+
+export type Trigger = 'manual' | 'schedule' | 'live' | 'task' | 'api' | 'dbt' | 'airflow';
+
+export interface RunOptions {
+  trigger?: Trigger;
+  fullResync?: boolean;
+  allowEmptySource?: boolean;
+  /** Called after the plan with the number of records to send, then as records get outcomes. */
+  onProgress?: (event: { sync: string; planned: number; applied: number }) => void;
+}
+
+/** The result of a run: the stable shape of `ebb run --json` (see README). */
+export interface RunResult {
+  run_id: string;
+  sync: string;
+  status: Health;
+  health: Health;
+  planned: Record<string, number>;
+  counts: RunCounts;
+  duration_ms: number;
+  error: string | null;
+}
+
+/** A run id that sorts by time: `20261122T210501Z-3fa9c1`. */
+export function newRunId(): string {
+  return `${new Date().toISOString().replace(/[-:]|\.\d+/g, '')}-${randomBytes(3).toString('hex')}`;
+}
+
+/** Runs one sync once. Record failures are data in the result; only a broken warehouse throws. */
+export async function runSync(engine: Engine, sync: SyncConfig, options: RunOptions = {}): Promise<RunResult> {
+  const { sql, project } = engine;
+  const started = Date.now();
+  const [catalog] = await sql.runAndRead('sync_get', { sync_name: sync.name });
+  if (catalog?.status === 'PAUSED') {
+    throw new RunRefusedError(`sync ${sync.name} is paused; resume it with \`ebb resume ${sync.name}\` to run it`);
+  }
+  const runId = newRunId();
+  await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' });
+
+  const connection = sync.destination.connection;
+  const plugin = project.plugins.get(connection)!;
+  const capabilities = { ...defaultCapabilities, ...plugin.capabilities };
+  const retry = project.config.connections[connection].retry;
+  let summary: PlanSummary = { actions: {}, reasons: {}, total: 0 };
+  let error: string | null = null;
+  let session: Session | undefined;
+  let committed = false;
+  try {
+    summary = await plan(sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: options.allowEmptySource });
+    const toSend = summary.total - (summary.actions.untrack ?? 0) - (summary.actions.source_failure ?? 0);
+    options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });
+    if (toSend > 0) {
+      const base = pluginContext(engine, connection);
+      const { connection: _c, ...destination } = sync.destination;
+      session = await plugin.open({
+        ...base,
+        sync: sync.name,
+        strategy: sync.strategy,
+        destination: (plugin.destinationSchema ? plugin.destinationSchema.parse(sync.destination) : destination) as Record<string, unknown> & { object: string },
+        fields: Object.keys(sync.mapping),
+      });
+      await applyChanges({
+        sql,
+        runId,
+        session,
+        strategy: sync.strategy,
+        batchSize: Math.min(sync.batch_size, capabilities.maxBatchSize ?? Infinity),
+        concurrency: project.config.connections[connection].concurrency,
+        retryDelaysMs: retry.delays_seconds.map((s) => s * 1000),
+        deadline: sync.max_run_seconds ? started + sync.max_run_seconds * 1000 : undefined,
+        onProgress: (applied) => options.onProgress?.({ sync: sync.name, planned: toSend, applied }),
+      });
+      await session.close(true);
+      committed = true;
+    }
+  } catch (e) {
+    error = redact(e instanceof Error ? e.message : String(e));
+    if (session && !committed) await session.close(false).catch(() => undefined);
+    // What an atomic plugin was given never landed: its records go again in the next run.
+    if (capabilities.atomicRun) await sql.run('clear_run', { table: 'sync_outcomes', run_id: runId });
+  }
+  const { counts, health } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error });
+  return { run_id: runId, sync: sync.name, status: health, health, planned: summary.actions, counts, duration_ms: Date.now() - started, error };
+}

@@ -1,0 +1,19 @@
+/** The nunjucks renderer that plugins use for request templates: the project's templates win. */
+import nunjucks from 'nunjucks';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TemplateRenderer } from '../plugins/plugin.ts';
+
+const builtinTemplates = fileURLToPath(new URL('../templates/', import.meta.url));
+
+/** A renderer that looks in `<project>/templates/` first, then in ebb's `templates/`. */
+export function templateRenderer(projectDir: string): TemplateRenderer {
+  const loader = new nunjucks.FileSystemLoader([join(projectDir, 'templates'), builtinTemplates]);
+  const env = new nunjucks.Environment(loader, { autoescape: false, throwOnUndefined: false });
+  // `tojson` as in Jinja: a value as JSON text (nunjucks calls it `dump`).
+  env.addFilter('tojson', (value: unknown) => JSON.stringify(value ?? null));
+  return {
+    renderString: (template, context) => env.renderString(template, context),
+    render: (name, context) => env.render(name, context),
+  };
+}
