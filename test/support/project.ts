@@ -1,0 +1,54 @@
+/** Test projects in temporary directories, driven through the real `ebb` command or the engine. */
+import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { stringify } from 'yaml';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const bin = join(repoRoot, 'bin', 'ebb.js');
+
+/** A project directory with an ebb.yml (an object or YAML text) and optional extra files. */
+export async function makeProject(config: object | string, files: Record<string, string> = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ebb-test-'));
+  await writeFile(join(dir, 'ebb.yml'), typeof config === 'string' ? config : stringify(config));
+  for (const [name, text] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, name)), { recursive: true });
+    await writeFile(join(dir, name), text);
+  }
+  return dir;
+}
+
+/** Runs SQL on a project's DuckDB file (the file must not be held by another process). */
+export async function duck(path: string, sql: string): Promise<Record<string, unknown>[]> {
+  const instance = await DuckDBInstance.create(path);
+  const conn = await instance.connect();
+  try {
+    let rows: Record<string, unknown>[] = [];
+    for (const statement of sql.split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) {
+      rows = (await conn.runAndReadAll(statement)).getRowObjectsJS() as Record<string, unknown>[];
+    }
+    return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' ? Number(v) : v])));
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `ebb` command in a project directory. */
+export function ebb(dir: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args, '--project-dir', dir], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
