@@ -8,6 +8,7 @@ import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health } from './record/record.ts';
 import { redact } from './redact.ts';
 import { RunRefusedError } from './errors.ts';
+import { acquireRunLock } from './run-lock.ts';
 
 export type Trigger = 'manual' | 'schedule' | 'live' | 'task' | 'api' | 'dbt' | 'airflow';
 
@@ -38,18 +39,33 @@ export function newRunId(): string {
 
 /** Runs one sync once. Record failures are data in the result; only a broken warehouse throws. */
 export async function runSync(engine: Engine, sync: SyncConfig, options: RunOptions = {}): Promise<RunResult> {
-  const { sql, project } = engine;
+  const { sql } = engine;
   const started = Date.now();
   const [catalog] = await sql.runAndRead('sync_get', { sync_name: sync.name });
   if (catalog?.status === 'PAUSED') {
     throw new RunRefusedError(`sync ${sync.name} is paused; resume it with \`ebb resume ${sync.name}\` to run it`);
   }
   const runId = newRunId();
-  await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' });
+  const lock = await acquireRunLock(sql, sync.name, runId);
+  try {
+    return await runLocked(engine, sync, runId, started, options);
+  } finally {
+    await lock.release();
+  }
+}
 
+async function runLocked(engine: Engine, sync: SyncConfig, runId: string, started: number, options: RunOptions): Promise<RunResult> {
+  const { sql, project } = engine;
   const connection = sync.destination.connection;
   const plugin = project.plugins.get(connection)!;
   const capabilities = { ...defaultCapabilities, ...plugin.capabilities };
+  // Runs that never finished belong to a process that stopped: record what they did. Their
+  // records without an outcome become DELAYED, and this run sends them again.
+  for (const { run_id } of await sql.runAndRead('runs_unfinished', { sync_name: sync.name, run_id: runId })) {
+    if (capabilities.atomicRun) await sql.run('clear_run', { table: 'sync_outcomes', run_id: String(run_id) });
+    await recordRun(sql, { runId: String(run_id), syncName: sync.name, planned: {}, error: 'interrupted: the process stopped before the run finished' });
+  }
+  await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' });
   const retry = project.config.connections[connection].retry;
   let summary: PlanSummary = { actions: {}, reasons: {}, total: 0 };
   let error: string | null = null;

@@ -20,8 +20,13 @@ function toRow(row: Record<string, unknown>): Row {
   return out;
 }
 
+/** A timestamp as the UTC text that a TIMESTAMP column takes. */
+export function utcText(d: Date): string {
+  return d.toISOString().replace('T', ' ').replace('Z', '');
+}
+
 function bind(params: Param[]): DuckDBValue[] {
-  return params.map((p) => (p instanceof Date ? p.toISOString() : p)) as DuckDBValue[];
+  return params.map((p) => (p instanceof Date ? utcText(p) : p)) as DuckDBValue[];
 }
 
 /** Serialises the statements of one connection: DuckDB runs one at a time per connection. */
@@ -101,7 +106,7 @@ export class DuckdbWarehouse implements Warehouse {
           for (const i of index) {
             const v = i < 0 ? null : row[i];
             if (v === null || v === undefined) appender.appendNull();
-            else appender.appendValue((v instanceof Date ? v.toISOString() : v) as DuckDBValue);
+            else appender.appendValue((v instanceof Date ? utcText(v) : v) as DuckDBValue);
           }
           appender.endRow();
         }
