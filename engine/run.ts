@@ -32,6 +32,15 @@ export interface RunResult {
   error: string | null;
 }
 
+/**
+ * What an atomic plugin was given before it committed never landed: all of it goes again. A run
+ * that committed has no in-flight marks left, so its outcomes stay.
+ */
+async function discardUncommitted(engine: Engine, runId: string): Promise<void> {
+  await engine.sql.run('discard_uncommitted', { run_id: runId });
+  await engine.sql.run('clear_run', { table: 'sync_inflight', run_id: runId });
+}
+
 /** A run id that sorts by time: `20261122T210501Z-3fa9c1`. */
 export function newRunId(): string {
   return `${new Date().toISOString().replace(/[-:]|\.\d+/g, '')}-${randomBytes(3).toString('hex')}`;
@@ -59,11 +68,13 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const connection = sync.destination.connection;
   const plugin = project.plugins.get(connection)!;
   const capabilities = { ...defaultCapabilities, ...plugin.capabilities };
+  const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(sync.destination) : capabilities.idempotentCreate;
+  const record = (id: string, planned: Record<string, number>, error: string | null) => recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate });
   // Runs that never finished belong to a process that stopped: record what they did. Their
-  // records without an outcome become DELAYED, and this run sends them again.
+  // records without an outcome become DELAYED (or NEEDS_REVIEW), and this run sends them again.
   for (const { run_id } of await sql.runAndRead('runs_unfinished', { sync_name: sync.name, run_id: runId })) {
-    if (capabilities.atomicRun) await sql.run('clear_run', { table: 'sync_outcomes', run_id: String(run_id) });
-    await recordRun(sql, { runId: String(run_id), syncName: sync.name, planned: {}, error: 'interrupted: the process stopped before the run finished' });
+    if (capabilities.atomicRun) await discardUncommitted(engine, String(run_id));
+    await record(String(run_id), {}, 'interrupted: the process stopped before the run finished');
   }
   await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' });
   const retry = project.config.connections[connection].retry;
@@ -98,13 +109,14 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
       });
       await session.close(true);
       committed = true;
+      // The in-flight marks of an atomic plugin say "not committed yet"; now everything landed.
+      if (capabilities.atomicRun) await sql.run('clear_run', { table: 'sync_inflight', run_id: runId });
     }
   } catch (e) {
     error = redact(e instanceof Error ? e.message : String(e));
     if (session && !committed) await session.close(false).catch(() => undefined);
-    // What an atomic plugin was given never landed: its records go again in the next run.
-    if (capabilities.atomicRun) await sql.run('clear_run', { table: 'sync_outcomes', run_id: runId });
+    if (capabilities.atomicRun && !committed) await discardUncommitted(engine, runId);
   }
-  const { counts, health } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error });
+  const { counts, health } = await record(runId, summary.actions, error);
   return { run_id: runId, sync: sync.name, status: health, health, planned: summary.actions, counts, duration_ms: Date.now() - started, error };
 }

@@ -41,6 +41,11 @@ export interface Outcome {
     existingAppId?: string;
     /** For `rate_limited` or `transient`: how long the app asked to wait. */
     retryAfterMs?: number;
+    /**
+     * The app refused the whole request, not this record alone (one bad record fails a batch
+     * endpoint). The engine splits the batch in half until the bad records are isolated.
+     */
+    wholeBatch?: boolean;
   };
 }
 
@@ -56,12 +61,20 @@ export interface Capabilities {
    * instead of trusting its outcomes. Default: false.
    */
   atomicRun: boolean;
+  /**
+   * True when a create sent twice cannot make two records: the app upserts, or answers a repeated
+   * create with `conflict` and the existing identifier. After a crash, the engine then resends
+   * the creates that were in flight; otherwise it flags them NEEDS_REVIEW. It may depend on the
+   * sync's destination block. Default: false.
+   */
+  idempotentCreate: boolean | ((destination: Record<string, unknown>) => boolean);
 }
 
 /** The defaults of {@link Capabilities}. */
 export const defaultCapabilities: Capabilities = {
   strategies: ['create', 'update', 'upsert', 'mirror', 'replace', 'send'],
   atomicRun: false,
+  idempotentCreate: false,
 };
 
 /** Renders nunjucks templates: a user's project `templates/` first, then ebb's `templates/`. */

@@ -36,6 +36,7 @@ export interface ApplyResult {
 }
 
 const OUTCOME_COLUMNS = ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'];
+const INFLIGHT_COLUMNS = ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'];
 const FLUSH_EVERY = 2000;
 
 function toChange(row: Row): PlannedChange {
@@ -105,7 +106,20 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     if (buffer.length >= FLUSH_EVERY) flush();
   };
 
+  // A batch that the app refused as a whole is split in half until the bad records are isolated.
+  const sendSplitting = async (changes: PlannedChange[]): Promise<Array<[PlannedChange, Outcome]>> => {
+    const pairs = await send(session, changes);
+    if (changes.length > 1 && pairs.every(([, o]) => !o.success && o.error?.kind === 'rejected' && o.error.wholeBatch)) {
+      const half = Math.ceil(changes.length / 2);
+      return [...(await sendSplitting(changes.slice(0, half))), ...(await sendSplitting(changes.slice(half)))];
+    }
+    return pairs;
+  };
+
   const deliver = async (batch: PlannedChange[]) => {
+    // Marked in flight before it is sent: if the process dies now, the next run knows these
+    // records may have reached the app (see record_history.sql.njk).
+    await sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, [[runId, batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]]);
     let pending = batch;
     let attempt = 0;
     const reshaped = new Set<number>();
@@ -113,7 +127,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       const retryNow: PlannedChange[] = [];
       const retryLater: PlannedChange[] = [];
       let wait = 0;
-      for (const [change, outcome] of await send(session, pending)) {
+      for (const [change, outcome] of await sendSplitting(pending)) {
         const error = outcome.error;
         if (outcome.success) settle(change, outcome);
         else if (error?.kind === 'not_found' && (change.action === 'delete' || change.action === 'clear')) {

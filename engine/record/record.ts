@@ -10,21 +10,23 @@ export interface RunCounts {
   delayed: number;
   skipped: number;
   source_failures: number;
+  /** Records that were in flight when a run stopped and that the app cannot match: a person decides. */
+  needs_review: number;
 }
 
 /** Health from a run's counts (SPEC §4). A source failure is an unresolved failure. */
 export function healthOf(counts: RunCounts, error: string | null): Health {
   if (error) return 'FAILED';
-  const failures = counts.failed + counts.source_failures;
+  const failures = counts.failed + counts.source_failures + counts.needs_review;
   if (failures > 0) return counts.succeeded > 0 ? 'INCOMPLETE' : 'FAILED';
   if (counts.delayed > 0) return 'DELAYED';
   return 'HEALTHY';
 }
 
 /** Writes history and state in bulk, then the run's totals and the sync's health. */
-export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null }) {
+export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null; idempotentCreate: boolean }) {
   const ctx = { run_id: run.runId };
-  await sql.run('record_history', ctx);
+  await sql.run('record_history', { ...ctx, idempotent_create: run.idempotentCreate });
   await sql.run('record_state', ctx);
   const byState = Object.fromEntries((await sql.runAndRead('run_counts', ctx)).map((r) => [String(r.apply_state), Number(r.n)]));
   const counts: RunCounts = {
@@ -33,11 +35,12 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
     delayed: byState.DELAYED ?? 0,
     skipped: (byState.SKIPPED_ONCE ?? 0) + (byState.SKIPPED_ALWAYS ?? 0),
     source_failures: byState.SOURCE_FAILURE ?? 0,
+    needs_review: byState.NEEDS_REVIEW ?? 0,
   };
   const health = healthOf(counts, run.error);
-  await sql.run('clear_run', { table: 'sync_changes', run_id: run.runId });
-  await sql.run('clear_run', { table: 'sync_outcomes', run_id: run.runId });
-  await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...counts, error: run.error });
+  for (const table of ['sync_changes', 'sync_outcomes', 'sync_inflight']) await sql.run('clear_run', { table, run_id: run.runId });
+  const { needs_review: _review, ...columns } = counts;
+  await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + counts.needs_review, error: run.error });
   await sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId });
   return { counts, health };
 }

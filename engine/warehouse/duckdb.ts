@@ -42,6 +42,7 @@ class Queue {
 export class DuckdbWarehouse implements Warehouse {
   readonly dialect = duckdbDialect;
   private readonly queue = new Queue();
+  private readonly columnOrders = new Map<string, string[]>();
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -94,12 +95,7 @@ export class DuckdbWarehouse implements Warehouse {
   append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     return this.queue.push(async () => {
-      const described = await this.conn.runAndReadAll(
-        `select column_name from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`,
-        [schema, table],
-      );
-      const order = described.getRows().map((r) => String(r[0]));
-      const index = order.map((c) => columns.indexOf(c));
+      const index = (await this.columnOrder(schema, table)).map((c) => columns.indexOf(c));
       const appender = await this.conn.createAppender(table, schema);
       try {
         for (const row of rows) {
@@ -115,6 +111,21 @@ export class DuckdbWarehouse implements Warehouse {
         appender.closeSync();
       }
     });
+  }
+
+  /** The columns of a table in their order, which the appender needs (cached: ebb's tables). */
+  private async columnOrder(schema: string, table: string): Promise<string[]> {
+    const key = `${schema}.${table}`;
+    let order = this.columnOrders.get(key);
+    if (!order) {
+      const described = await this.conn.runAndReadAll(
+        `select column_name from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`,
+        [schema, table],
+      );
+      order = described.getRows().map((r) => String(r[0]));
+      this.columnOrders.set(key, order);
+    }
+    return order;
   }
 
   describe(sql: string): Promise<Column[]> {

@@ -36,6 +36,12 @@ type RequestTemplate = z.infer<typeof requestSchema>;
 /** A sync's destination: `requests` holds one request template per action. */
 export const httpDestinationSchema = z.looseObject({
   object: z.string(),
+  /**
+   * Set it when a create sent twice cannot make two records: the create request upserts (say, a
+   * PUT by email) or the app answers a repeated create with 409 and the existing id. Then ebb
+   * resends creates that were in flight when a run was killed instead of flagging them for review.
+   */
+  create_is_idempotent: z.boolean().default(false),
   requests: z
     .strictObject({
       create: requestSchema.optional(),
@@ -70,6 +76,7 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
   name: 'http',
   configSchema: httpConfigSchema,
   destinationSchema: httpDestinationSchema,
+  capabilities: { idempotentCreate: (destination) => destination.create_is_idempotent === true },
 
   async check(ctx) {
     const { base_url, headers, timeout_ms } = ctx.config;
