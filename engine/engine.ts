@@ -1,5 +1,4 @@
 /** An open project: its config, its warehouse and its plugins, ready to run syncs. */
-import { createHash } from 'node:crypto';
 import type { Project } from './config/load.ts';
 import type { SyncConfig } from './config/schema.ts';
 import type { Sql } from './warehouse/sql.ts';
@@ -47,20 +46,5 @@ export function selectSyncs(project: Project, names: string[]): SyncConfig[] {
   });
 }
 
-/** A stable hash of a sync's definition, to tell whether the catalog holds the same one. */
-export function definitionHash(sync: SyncConfig): string {
-  return createHash('sha256').update(JSON.stringify(sync)).digest('hex').slice(0, 16);
-}
-
-/** Puts the syncs of ebb.yml into the `syncs` catalog table. */
-export async function registerSyncs(engine: Engine, syncs: SyncConfig[] = engine.project.config.syncs): Promise<void> {
-  for (const sync of syncs) {
-    await engine.sql.run('sync_register', {
-      sync_name: sync.name,
-      definition: JSON.stringify(sync),
-      definition_hash: definitionHash(sync),
-      project_version: engine.project.config.version,
-      schedule: typeof sync.schedule === 'string' ? sync.schedule : JSON.stringify(sync.schedule),
-    });
-  }
-}
+/** Deploys the syncs of ebb.yml into the catalog, as `run` does before it runs them. */
+export { deploySyncs as registerSyncs } from './catalog/deploy.ts';

@@ -7,8 +7,8 @@ import { plan, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health } from './record/record.ts';
 import { redact } from './redact.ts';
-import { RunRefusedError } from './errors.ts';
 import { acquireRunLock } from './run-lock.ts';
+import { afterRun, catalogEntry, checkRunnable } from './catalog/lifecycle.ts';
 
 export type Trigger = 'manual' | 'schedule' | 'live' | 'task' | 'api' | 'dbt' | 'airflow';
 
@@ -50,10 +50,7 @@ export function newRunId(): string {
 export async function runSync(engine: Engine, sync: SyncConfig, options: RunOptions = {}): Promise<RunResult> {
   const { sql } = engine;
   const started = Date.now();
-  const [catalog] = await sql.runAndRead('sync_get', { sync_name: sync.name });
-  if (catalog?.status === 'PAUSED') {
-    throw new RunRefusedError(`sync ${sync.name} is paused; resume it with \`ebb resume ${sync.name}\` to run it`);
-  }
+  checkRunnable(await catalogEntry(sql, sync.name), sync.name, options.trigger ?? 'manual');
   const runId = newRunId();
   const lock = await acquireRunLock(sql, sync.name, runId);
   try {
@@ -118,5 +115,6 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     if (capabilities.atomicRun && !committed) await discardUncommitted(engine, runId);
   }
   const { counts, health } = await record(runId, summary.actions, error);
+  await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
   return { run_id: runId, sync: sync.name, status: health, health, planned: summary.actions, counts, duration_ms: Date.now() - started, error };
 }

@@ -1,7 +1,7 @@
 /** `ebb history <sync>`: the audit trail of a sync's records. */
 import type { Command } from 'commander';
 import { action, common, print, withEngine, type CommonOptions } from './common.ts';
-import { selectSyncs } from '../engine.ts';
+import { namesOf } from '../catalog/catalog.ts';
 
 export function register(program: Command): void {
   common(
@@ -16,9 +16,9 @@ export function register(program: Command): void {
   ).action(
     action(async (name: string, options: CommonOptions & { key?: string[]; run?: string; failed?: boolean; limit: number }) =>
       withEngine(options, async (engine, project) => {
-        selectSyncs(project, [name]);
+        const names = await namesOf(engine, project, name);
         const rows = (
-          await engine.sql.runAndRead('history_list', { sync_name: name, keys: options.key ?? null, run_id: options.run ?? null, failed: options.failed ?? false, limit: options.limit })
+          await engine.sql.runAndRead('history_list', { names, keys: options.key ?? null, run_id: options.run ?? null, failed: options.failed ?? false, limit: options.limit })
         ).map((r) => ({ ...r, result: parse(r.result), transformed_record: parse(r.transformed_record) }));
         print(rows, options, ['recorded_at', 'run_id', 'record_key', 'action', 'apply_reason', 'apply_state', 'app_identifier', 'result']);
       }),

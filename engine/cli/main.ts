@@ -12,6 +12,7 @@ import * as runs from './runs.ts';
 import * as history from './history.ts';
 import * as lifecycle from './lifecycle.ts';
 import * as records from './records.ts';
+import * as deploy from './deploy.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -24,6 +25,6 @@ const program = new Command('ebb')
     process.exit(err.exitCode === 0 ? 0 : ExitCode.invalid);
   });
 
-for (const command of [init, validate, check, plan, run, status, runs, history, lifecycle, records]) command.register(program);
+for (const command of [init, validate, check, plan, run, status, runs, history, lifecycle, records, deploy]) command.register(program);
 
 await program.parseAsync(process.argv);

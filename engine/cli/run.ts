@@ -1,11 +1,11 @@
 /** `ebb run`: run syncs once, with honest exit codes and a stable `--json` contract. */
 import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
-import { registerSyncs, selectSyncs } from '../engine.ts';
+import { autoDeploy } from '../catalog/deploy.ts';
+import { effectiveSync, readCatalog } from '../catalog/catalog.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
 import { ExitCode, RunRefusedError, UsageError } from '../errors.ts';
 import { progress } from './progress.ts';
-import type { Project } from '../config/load.ts';
 import type { SyncConfig } from '../config/schema.ts';
 
 const triggers: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
@@ -18,20 +18,24 @@ interface RunCliOptions extends CommonOptions {
   trigger: Trigger;
 }
 
-/** The syncs named on the command line, or chosen by `--all` / `--select tag:NAME`. */
-export function chooseSyncs(project: Project, names: string[], options: Pick<RunCliOptions, 'all' | 'select'>): SyncConfig[] {
-  if (options.all) return project.config.syncs;
+/** The syncs named on the command line, or chosen by `--all` / `--select tag:NAME`, among those deployed. */
+export function chooseSyncs(deployed: SyncConfig[], names: string[], options: Pick<RunCliOptions, 'all' | 'select'>): SyncConfig[] {
+  if (options.all) return deployed;
   if (options.select?.length) {
     const tags = options.select.map((s) => {
       if (!s.startsWith('tag:')) throw new UsageError(`--select ${s}: use --select tag:NAME`);
       return s.slice(4);
     });
-    const chosen = project.config.syncs.filter((s) => s.tags.some((t) => tags.includes(t)));
+    const chosen = deployed.filter((s) => s.tags.some((t) => tags.includes(t)));
     if (chosen.length === 0) throw new UsageError(`no sync has the tag${tags.length > 1 ? 's' : ''} ${tags.join(', ')}`);
     return chosen;
   }
   if (names.length === 0) throw new UsageError('name the syncs to run, or use --all or --select tag:NAME');
-  return selectSyncs(project, names);
+  return names.map((name) => {
+    const sync = deployed.find((s) => s.name === name);
+    if (!sync) throw new UsageError(`unknown sync "${name}"; the deployed syncs are: ${deployed.map((s) => s.name).join(', ') || '(none)'}`);
+    return sync;
+  });
 }
 
 /** The exit code of a set of runs: the worst of them. */
@@ -55,9 +59,11 @@ export function register(program: Command): void {
   ).action(
     action(async (names: string[], options: RunCliOptions) => {
       if (!triggers.includes(options.trigger)) throw new UsageError(`--trigger ${options.trigger}: use one of ${triggers.join(', ')}`);
-      return withEngine(options, async (engine, project) => {
-        const syncs = chooseSyncs(project, names, options);
-        await registerSyncs(engine);
+      return withEngine(options, async (engine) => {
+        await autoDeploy(engine, (message) => process.stderr.write(`warning: ${message}\n`));
+        // What runs is what the catalog holds: the deployed definitions with the admin's overrides.
+        const deployed = (await readCatalog(engine.sql)).map(effectiveSync).filter((s): s is SyncConfig => s !== null);
+        const syncs = chooseSyncs(deployed, names, options);
         const results: RunResult[] = [];
         const skipped: Array<{ sync: string; reason: string }> = [];
         const bar = options.json ? undefined : progress();
@@ -74,7 +80,7 @@ export function register(program: Command): void {
             bar?.done(result);
           } catch (e) {
             if (!(e instanceof RunRefusedError)) throw e;
-            const paused = /is paused/.test(e.message);
+            const paused = /is (paused|ERROR|COMPLETED)/.test(e.message);
             skipped.push({ sync: sync.name, reason: e.message });
             if (!(paused && (options.all || options.select))) refused += 1;
             if (!options.json) process.stderr.write(`${paused && options.all ? 'skipped' : 'refused'}: ${e.message}\n`);

@@ -1,7 +1,7 @@
 /** `ebb runs <sync>`: the sync's executions, newest first. */
 import type { Command } from 'commander';
 import { action, common, print, withEngine, type CommonOptions } from './common.ts';
-import { selectSyncs } from '../engine.ts';
+import { namesOf } from '../catalog/catalog.ts';
 
 export function register(program: Command): void {
   common(
@@ -13,8 +13,8 @@ export function register(program: Command): void {
   ).action(
     action(async (name: string, options: CommonOptions & { limit: number }) =>
       withEngine(options, async (engine, project) => {
-        selectSyncs(project, [name]);
-        const rows = (await engine.sql.runAndRead('runs_list', { sync_name: name, limit: options.limit })).map((r) => ({
+        const names = await namesOf(engine, project, name);
+        const rows = (await engine.sql.runAndRead('runs_list', { names, limit: options.limit })).map((r) => ({
           ...r,
           duration_s: r.finished_at instanceof Date && r.started_at instanceof Date ? (r.finished_at.getTime() - r.started_at.getTime()) / 1000 : null,
           planned: typeof r.planned === 'string' ? JSON.parse(r.planned) : r.planned,

@@ -47,7 +47,7 @@ const mappingValue = z.union([
   z.strictObject({ value: z.union([z.string(), z.number(), z.boolean(), z.null()]) }),
 ]);
 
-const schedule = z.union([
+export const scheduleSchema = z.union([
   z.enum(['manual', 'once', 'live']),
   z.strictObject({ every: z.string().regex(/^\d+\s*(s|m|h|d)$/, 'must look like 30s, 15m, 2h or 1d') }),
   z.strictObject({ cron: z.string().min(1) }),
@@ -55,7 +55,7 @@ const schedule = z.union([
 
 export const strategies = ['create', 'update', 'upsert', 'mirror', 'replace', 'send'] as const;
 
-const sync = z.strictObject({
+export const syncSchema = z.strictObject({
   name,
   description: z.string().optional(),
   tags: z.array(name).default([]),
@@ -75,7 +75,9 @@ const sync = z.strictObject({
   mapping: z.record(z.string(), mappingValue).refine((m) => Object.keys(m).length > 0, 'map at least one field'),
   batch_size: positiveInt.default(100),
   max_run_seconds: z.number().positive().optional(),
-  schedule: schedule.default('manual'),
+  schedule: scheduleSchema.default('manual'),
+  /** The sync's former name: a deploy hands the old sync's state and history to this one. */
+  renamed_from: name.optional(),
 });
 
 export const projectSchema = z.strictObject({
@@ -83,8 +85,15 @@ export const projectSchema = z.strictObject({
   name,
   warehouse: z.discriminatedUnion('type', [duckdbWarehouse, snowflakeWarehouse]),
   connections: z.record(name, connection).default({}),
-  syncs: z.array(sync).default([]),
-  catalog: z.strictObject({ auto_deploy: z.boolean().default(true) }).default({ auto_deploy: true }),
+  syncs: z.array(syncSchema).default([]),
+  catalog: z
+    .strictObject({
+      /** `run`, `scheduler` and `worker` deploy the code to the catalog first. */
+      auto_deploy: z.boolean().default(true),
+      /** A sync whose last N runs failed goes to status ERROR until it is resumed. */
+      error_after_failures: positiveInt.default(3),
+    })
+    .default({ auto_deploy: true, error_after_failures: 3 }),
 });
 
 export type ProjectConfig = z.infer<typeof projectSchema>;
@@ -92,5 +101,5 @@ export type WarehouseConfig = ProjectConfig['warehouse'];
 export type DuckdbConfig = z.infer<typeof duckdbWarehouse>;
 export type SnowflakeConfig = z.infer<typeof snowflakeWarehouse>;
 export type ConnectionConfig = z.infer<typeof connection>;
-export type SyncConfig = z.infer<typeof sync>;
+export type SyncConfig = z.infer<typeof syncSchema>;
 export type MappingValue = z.infer<typeof mappingValue>;

@@ -1,0 +1,139 @@
+/**
+ * `ebb deploy`: put the syncs defined in code into the catalog, the way a model-to-database
+ * synchronisation engine seeds its content models: validate, analyse, commit, then merge the
+ * settings an admin stored in the warehouse (they win over the code, see catalog.ts).
+ */
+import { userInfo } from 'node:os';
+import type { Engine } from '../engine.ts';
+import type { SyncConfig } from '../config/schema.ts';
+import { readCatalog, type CatalogEntry } from './catalog.ts';
+import { createHash, randomUUID } from 'node:crypto';
+import { RunRefusedError } from '../errors.ts';
+
+/** What a deploy does with one sync. */
+export interface DeployStep {
+  sync: string;
+  kind: 'new' | 'updated' | 'identical' | 'renamed' | 'orphaned';
+  /** What the commit does: create, update, rename, none, pause (orphan with state), delete (orphan without), keep (admin's). */
+  action: 'create' | 'update' | 'rename' | 'none' | 'pause' | 'delete' | 'keep';
+  /** For `updated` and `renamed`: the top-level fields of the definition that changed. */
+  changed?: string[];
+  /** For `renamed`: the former name. */
+  from?: string;
+  /** For `orphaned`: how many records of state the sync holds. */
+  records?: number;
+}
+
+export interface DeployPlan {
+  project: string;
+  version: number;
+  /** The highest project version that ever committed to this catalog. */
+  catalogVersion: number | null;
+  steps: DeployStep[];
+}
+
+/** A stable hash of a sync's definition, to tell whether the catalog holds the same one. */
+export function definitionHash(sync: SyncConfig): string {
+  return createHash('sha256').update(JSON.stringify(sync)).digest('hex').slice(0, 16);
+}
+
+function changedFields(before: SyncConfig | null, after: SyncConfig): string[] {
+  const keys = new Set([...Object.keys(before ?? {}), ...Object.keys(after)]);
+  return [...keys].filter((k) => JSON.stringify((before as Record<string, unknown> | null)?.[k]) !== JSON.stringify((after as Record<string, unknown>)[k])).sort();
+}
+
+/** Compares the syncs in code with the catalog; changes nothing. */
+export async function analyseDeploy(engine: Engine): Promise<DeployPlan> {
+  const { config } = engine.project;
+  const catalog = await readCatalog(engine.sql);
+  const byName = new Map(catalog.map((e) => [e.name, e]));
+  const [{ version }] = await engine.sql.runAndRead('deploy_last_version', { project_name: config.name });
+  const steps: DeployStep[] = [];
+  const claimed = new Set<string>();
+  for (const sync of config.syncs) {
+    const entry = byName.get(sync.name);
+    claimed.add(sync.name);
+    if (!entry && sync.renamed_from && byName.has(sync.renamed_from)) {
+      claimed.add(sync.renamed_from);
+      steps.push({ sync: sync.name, kind: 'renamed', action: 'rename', from: sync.renamed_from, changed: changedFields(byName.get(sync.renamed_from)!.definition, sync) });
+    } else if (!entry) steps.push({ sync: sync.name, kind: 'new', action: 'create' });
+    else if (entry.origin === 'admin') steps.push({ sync: sync.name, kind: 'updated', action: 'keep', changed: changedFields(entry.definition, sync) });
+    else if (entry.definitionHash === definitionHash(sync)) steps.push({ sync: sync.name, kind: 'identical', action: 'none' });
+    else steps.push({ sync: sync.name, kind: 'updated', action: 'update', changed: changedFields(entry.definition, sync) });
+  }
+  for (const entry of catalog) {
+    if (claimed.has(entry.name)) continue;
+    const action = entry.origin === 'admin' ? 'keep' : entry.records > 0 ? (entry.status === 'PAUSED' ? 'none' : 'pause') : 'delete';
+    steps.push({ sync: entry.name, kind: 'orphaned', action, records: entry.records });
+  }
+  return { project: config.name, version: config.version, catalogVersion: version === null ? null : Number(version), steps };
+}
+
+/** True when the project is older than what last committed to the catalog. */
+export function isOutdated(plan: DeployPlan): boolean {
+  return plan.catalogVersion !== null && plan.version < plan.catalogVersion;
+}
+
+/** Applies a deploy plan to the catalog. */
+export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { force?: boolean } = {}): Promise<void> {
+  if (isOutdated(plan) && !options.force) {
+    throw new RunRefusedError(
+      `project ${plan.project} is version ${plan.version}, but version ${plan.catalogVersion} already deployed to this catalog; ` +
+        'refusing to overwrite newer definitions with older ones. Deploy from the newer project, raise `version` in ebb.yml, or pass --force.',
+    );
+  }
+  const { sql, project } = engine;
+  const catalog = new Map((await readCatalog(sql)).map((e): [string, CatalogEntry] => [e.name, e]));
+  const code = new Map(project.config.syncs.map((s) => [s.name, s]));
+  for (const step of plan.steps) {
+    const sync = code.get(step.sync);
+    if ((step.action === 'create' || step.action === 'update' || step.action === 'rename') && sync) {
+      const former = step.from ? [...(catalog.get(step.from)?.formerNames ?? []), step.from] : (catalog.get(step.sync)?.formerNames ?? []);
+      await sql.run('catalog_upsert', {
+        match_name: step.from ?? step.sync,
+        sync_name: step.sync,
+        definition: JSON.stringify(sync),
+        definition_hash: definitionHash(sync),
+        project_version: project.config.version,
+        schedule: typeof sync.schedule === 'string' ? sync.schedule : JSON.stringify(sync.schedule),
+        former_names: JSON.stringify(former),
+      });
+      if (step.from) await sql.run('state_rename', { sync_name: step.sync, former_name: step.from });
+    } else if (step.action === 'pause') {
+      await sql.run('sync_set_status', { sync_name: step.sync, status: 'PAUSED' });
+    } else if (step.action === 'delete') {
+      await sql.run('catalog_delete', { table: 'syncs', sync_name: step.sync });
+    }
+  }
+  if (plan.steps.some((s) => s.action !== 'none' && s.action !== 'keep') || plan.catalogVersion !== plan.version) {
+    await sql.run('deploy_insert', {
+      deploy_id: randomUUID(),
+      project_name: plan.project,
+      project_version: plan.version,
+      deployed_by: userInfo().username,
+      summary: JSON.stringify(plan.steps),
+    });
+  }
+}
+
+/**
+ * What `run`, `scheduler` and `worker` do first: deploy the code, unless `catalog.auto_deploy` is
+ * off. An older project never overwrites a newer catalog: the commit is skipped with a warning,
+ * and the catalog runs as it is.
+ */
+/** Deploys the code into the catalog (`ebb deploy` without its output; for scripts and benchmarks). */
+export async function deploySyncs(engine: Engine, options: { force?: boolean } = {}): Promise<DeployPlan> {
+  const plan = await analyseDeploy(engine);
+  await commitDeploy(engine, plan, options);
+  return plan;
+}
+
+export async function autoDeploy(engine: Engine, warn: (message: string) => void): Promise<void> {
+  if (!engine.project.config.catalog.auto_deploy) return;
+  const plan = await analyseDeploy(engine);
+  if (isOutdated(plan)) {
+    warn(`project version ${plan.version} is older than the catalog's (${plan.catalogVersion}); not deploying, running the syncs as the catalog holds them`);
+    return;
+  }
+  await commitDeploy(engine, plan);
+}
