@@ -9,11 +9,13 @@ import { redact } from '../redact.ts';
 export interface CommonOptions {
   projectDir: string;
   json?: boolean;
+  dbtManifest?: string;
 }
 
-/** Adds `--project-dir` (and `--json` where the command prints data). */
+/** Adds `--project-dir` and `--dbt-manifest` (and `--json` where the command prints data). */
 export function common(cmd: Command, json = true): Command {
   cmd.option('--project-dir <dir>', 'the directory that holds ebb.yml', '.');
+  cmd.option('--dbt-manifest <path>', "dbt's manifest.json, for sources given as dbt_model (default: dbt.manifest in ebb.yml, else target/manifest.json)");
   if (json) cmd.option('--json', 'print JSON instead of text');
   return cmd;
 }
@@ -39,7 +41,7 @@ export function action<A extends unknown[]>(body: (...args: A) => Promise<number
 
 /** Loads the project and opens its warehouse for the body, closing it afterwards. */
 export async function withEngine<T>(options: CommonOptions, body: (engine: Engine, project: Project) => Promise<T>): Promise<T> {
-  const project = await loadProject(options.projectDir);
+  const project = await loadProject(options.projectDir, { dbtManifest: options.dbtManifest });
   const engine = await openEngine(project);
   try {
     return await body(engine, project);

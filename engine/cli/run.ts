@@ -7,19 +7,26 @@ import { runSync, type RunResult, type Trigger } from '../run.ts';
 import { ExitCode, RunRefusedError, UsageError } from '../errors.ts';
 import { progress } from './progress.ts';
 import type { SyncConfig } from '../config/schema.ts';
+import { dbtModelMatches } from '../config/dbt.ts';
 
 const triggers: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
 
 interface RunCliOptions extends CommonOptions {
   all?: boolean;
   select?: string[];
+  dbtModels?: string[];
   fullResync?: boolean;
   allowEmptySource?: boolean;
   trigger: Trigger;
 }
 
-/** The syncs named on the command line, or chosen by `--all` / `--select tag:NAME`, among those deployed. */
-export function chooseSyncs(deployed: SyncConfig[], names: string[], options: Pick<RunCliOptions, 'all' | 'select'>): SyncConfig[] {
+/** The syncs named on the command line, or chosen by `--all` / `--select tag:NAME` / `--dbt-models`, among those deployed. */
+export function chooseSyncs(deployed: SyncConfig[], names: string[], options: Pick<RunCliOptions, 'all' | 'select' | 'dbtModels'>): SyncConfig[] {
+  if (options.dbtModels !== undefined) {
+    if (names.length > 0 || options.all || options.select?.length) throw new UsageError('--dbt-models chooses the syncs itself; do not combine it with sync names, --all or --select');
+    // None matching is not an error: a dbt hook or an Airflow task after `dbt build` must not fail for a model without syncs.
+    return deployed.filter((s) => s.source.dbt_model !== undefined && options.dbtModels!.some((m) => dbtModelMatches(s.source.dbt_model!, m)));
+  }
   if (options.all) return deployed;
   if (options.select?.length) {
     const tags = options.select.map((s) => {
@@ -53,6 +60,7 @@ export function register(program: Command): void {
       .argument('[syncs...]', 'the syncs to run')
       .option('--all', 'run every sync (paused syncs are skipped and listed)')
       .option('--select <selector...>', 'run the syncs with a tag: tag:NAME')
+      .option('--dbt-models <models>', 'run every sync whose source is one of these dbt models (comma separated, repeatable); none matching exits 0', (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((m) => m.trim()).filter(Boolean)])
       .option('--full-resync', 'send every record again, changed or not')
       .option('--allow-empty-source', 'allow a run whose source is empty to remove every record from the app')
       .option('--trigger <trigger>', `what started the run: ${triggers.join(', ')}`, 'manual'),
@@ -64,6 +72,7 @@ export function register(program: Command): void {
         // What runs is what the catalog holds: the deployed definitions with the admin's overrides.
         const deployed = (await readCatalog(engine.sql)).map(effectiveSync).filter((s): s is SyncConfig => s !== null);
         const syncs = chooseSyncs(deployed, names, options);
+        if (options.dbtModels !== undefined && syncs.length === 0) process.stderr.write(`note: no deployed sync reads the dbt models ${options.dbtModels.join(', ') || '(none given)'}; nothing to run\n`);
         const results: RunResult[] = [];
         const skipped: Array<{ sync: string; reason: string }> = [];
         const bar = options.json ? undefined : progress();
@@ -82,8 +91,8 @@ export function register(program: Command): void {
             if (!(e instanceof RunRefusedError)) throw e;
             const paused = /is (paused|ERROR|COMPLETED)/.test(e.message);
             skipped.push({ sync: sync.name, reason: e.message });
-            if (!(paused && (options.all || options.select))) refused += 1;
-            if (!options.json) process.stderr.write(`${paused && options.all ? 'skipped' : 'refused'}: ${e.message}\n`);
+            if (!(paused && (options.all || options.select || options.dbtModels))) refused += 1;
+            if (!options.json) process.stderr.write(`${paused && (options.all || options.dbtModels) ? 'skipped' : 'refused'}: ${e.message}\n`);
           }
         }
         bar?.stop();

@@ -9,6 +9,7 @@ import { projectSchema, type ProjectConfig } from './schema.ts';
 import { loadPlugin } from '../plugins.ts';
 import { defaultCapabilities, type Plugin } from '../../plugins/plugin.ts';
 import { addSecret } from '../redact.ts';
+import { resolveDbtModels } from './dbt.ts';
 
 /** A loaded, valid project. */
 export interface Project {
@@ -46,8 +47,13 @@ export function zodIssues(error: z.ZodError, prefix: PropertyKey[] = []): Config
   return error.issues.map((i) => ({ path: formatPath([...prefix, ...i.path]), message: i.message }));
 }
 
+/** How to load a project: `dbtManifest` is `--dbt-manifest` (it wins over `dbt.manifest` in ebb.yml). */
+export interface LoadOptions {
+  dbtManifest?: string;
+}
+
 /** Reads and validates `<dir>/ebb.yml`. Throws a ConfigError listing every problem. */
-export async function loadProject(projectDir = '.'): Promise<Project> {
+export async function loadProject(projectDir = '.', options: LoadOptions = {}): Promise<Project> {
   const dir = resolve(projectDir);
   const file = join(dir, 'ebb.yml');
   let text: string;
@@ -68,6 +74,7 @@ export async function loadProject(projectDir = '.'): Promise<Project> {
   const config = parsed.data;
   const plugins = new Map<string, Plugin>();
   await checkProject(config, dir, plugins, issues);
+  await resolveDbtModels(config, dir, options.dbtManifest, issues);
   if (issues.length > 0) throw new ConfigError(issues);
   return { dir, file, config, plugins };
 }

@@ -63,11 +63,14 @@ export const syncSchema = z.strictObject({
     .strictObject({
       table: z.string().min(1).optional(),
       query: z.string().min(1).optional(),
+      /** A dbt model (`name`, `package.name`, `name.v2`), resolved into `table` through the manifest at load time. */
+      dbt_model: z.string().min(1).optional(),
       key: z.union([name, z.array(name).min(1)]),
       filter: z.string().min(1).optional(),
     })
-    .refine((s) => (s.table === undefined) !== (s.query === undefined), {
-      message: 'give exactly one of `table` or `query`',
+    // A resolved dbt source holds both `dbt_model` and the `table` it resolved to.
+    .refine((s) => [s.table, s.query, s.dbt_model].filter((v) => v !== undefined).length === 1 || (s.query === undefined && s.table !== undefined), {
+      error: (issue) => `give exactly one of ${(issue.input as { dbt_model?: unknown }).dbt_model === undefined ? '`table` or `query`' : '`table`, `query` or `dbt_model`'}`,
     }),
   destination: z.looseObject({ connection: name, object: name }),
   strategy: z.enum(strategies),
@@ -94,6 +97,8 @@ export const projectSchema = z.strictObject({
       error_after_failures: positiveInt.default(3),
     })
     .default({ auto_deploy: true, error_after_failures: 3 }),
+  /** Where dbt's manifest.json is, relative to ebb.yml (default target/manifest.json), for `source.dbt_model`. */
+  dbt: z.strictObject({ manifest: z.string().min(1).optional() }).optional(),
 });
 
 export type ProjectConfig = z.infer<typeof projectSchema>;

@@ -21,7 +21,7 @@ export async function validateSource(sql: Sql, sync: SyncConfig, index: number):
   try {
     columns = (await sql.describe('select_source', { ...ctx, filter: null, expr: null })).map((c) => c.name);
   } catch (e) {
-    return [{ path: at('source', sync.source.table ? 'table' : 'query'), message: firstLine(e) }];
+    return [{ path: at('source', sync.source.dbt_model ? 'dbt_model' : sync.source.table ? 'table' : 'query'), message: firstLine(e) }];
   }
   const lower = new Map(columns.map((c) => [c.toLowerCase(), c]));
   const unknown = (name: string) => `unknown column "${name}"; did you mean "${closest(name, columns)}"?`;
