@@ -53,8 +53,8 @@ const yamlError = stringify(base()).replace('strategy: upsert', 'strategy: upser
 /** One kind of problem each: the config, and the `path: message` lines it must produce. */
 const staticCases: Array<{ title: string; config: Config | string; lines: Array<string | RegExp> }> = [
   { title: 'YAML syntax error', config: yamlError, lines: [/^ {2}line \d+: /m] },
-  { title: 'unknown top-level key', config: edit((c) => (c.colour = 'blue')), lines: ['Unrecognized key: "colour"'] },
-  { title: 'unknown key in a sync', config: edit((c) => (c.syncs[0].sorce = {})), lines: ['syncs[0]: Unrecognized key: "sorce"'] },
+  { title: 'unknown top-level key', config: edit((c) => (c.colour = 'blue')), lines: ['colour: unknown key; check its spelling'] },
+  { title: 'unknown key in a sync', config: edit((c) => (c.syncs[0].sorce = {})), lines: ['syncs[0].sorce: unknown key; check its spelling'] },
   { title: 'wrong type', config: edit((c) => (c.syncs[0].batch_size = 'ten')), lines: ['syncs[0].batch_size: Invalid input: expected number, received string'] },
   { title: 'missing required field', config: edit((c) => delete c.syncs[0].destination.object), lines: ['syncs[0].destination.object: Invalid input: expected string, received undefined'] },
   { title: 'both table and query', config: edit((c) => (c.syncs[0].source.query = 'select 1 as id')), lines: ['syncs[0].source: give exactly one of `table` or `query`'] },

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { scheduleSchema, syncSchema, type SyncConfig } from '../config/schema.ts';
 import type { Sql } from '../warehouse/sql.ts';
 import { UsageError } from '../errors.ts';
+import { resolveEnvVars } from '../config/load.ts';
 
 /** The settings an admin may override in the warehouse, by `ebb pause` or a plain SQL UPDATE. */
 export const overridesSchema = z
@@ -44,7 +45,8 @@ function json(v: unknown): unknown {
 /** Reads the whole catalog. */
 export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
   return (await sql.runAndRead('catalog_list')).map((r) => {
-    const parsed = syncSchema.safeParse(json(r.definition));
+    // The catalog stores `env_var()` calls, not secrets: resolve them as ebb.yml's are.
+    const parsed = syncSchema.safeParse(resolveEnvVars(json(r.definition), [], []));
     const overrides = overridesSchema.parse(json(r.overrides) ?? {});
     return {
       name: String(r.sync_name),

@@ -9,6 +9,8 @@ import type { SyncConfig } from '../config/schema.ts';
 import { readCatalog, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { RunRefusedError } from '../errors.ts';
+import { unresolve } from '../redact.ts';
+import { validateProject } from '../config/validate.ts';
 
 /** What a deploy does with one sync. */
 export interface DeployStep {
@@ -32,9 +34,14 @@ export interface DeployPlan {
   steps: DeployStep[];
 }
 
+/** A sync's definition as the catalog stores it: secrets go back to their `env_var()` calls. */
+function storedDefinition(sync: SyncConfig): string {
+  return unresolve(JSON.stringify(sync));
+}
+
 /** A stable hash of a sync's definition, to tell whether the catalog holds the same one. */
 export function definitionHash(sync: SyncConfig): string {
-  return createHash('sha256').update(JSON.stringify(sync)).digest('hex').slice(0, 16);
+  return createHash('sha256').update(storedDefinition(sync)).digest('hex').slice(0, 16);
 }
 
 function changedFields(before: SyncConfig | null, after: SyncConfig): string[] {
@@ -92,7 +99,7 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
       await sql.run('catalog_upsert', {
         match_name: step.from ?? step.sync,
         sync_name: step.sync,
-        definition: JSON.stringify(sync),
+        definition: storedDefinition(sync),
         definition_hash: definitionHash(sync),
         project_version: project.config.version,
         schedule: typeof sync.schedule === 'string' ? sync.schedule : JSON.stringify(sync.schedule),
@@ -130,6 +137,7 @@ export async function deploySyncs(engine: Engine, options: { force?: boolean } =
 
 export async function autoDeploy(engine: Engine, warn: (message: string) => void): Promise<void> {
   if (!engine.project.config.catalog.auto_deploy) return;
+  await validateProject(engine.sql, engine.project.config.syncs);
   const plan = await analyseDeploy(engine);
   if (isOutdated(plan)) {
     warn(`project version ${plan.version} is older than the catalog's (${plan.catalogVersion}); not deploying, running the syncs as the catalog holds them`);

@@ -2,8 +2,7 @@
 import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
 import { analyseDeploy, commitDeploy, type DeployStep } from '../catalog/deploy.ts';
-import { validateSource } from '../config/validate.ts';
-import { ConfigError } from '../errors.ts';
+import { validateProject } from '../config/validate.ts';
 
 const marks: Record<DeployStep['kind'], string> = { new: '+', updated: '~', identical: '=', renamed: '>', orphaned: '-' };
 
@@ -36,8 +35,7 @@ export function register(program: Command): void {
   ).action(
     action(async (options: CommonOptions & { dryRun?: boolean; force?: boolean }) =>
       withEngine(options, async (engine, project) => {
-        const issues = (await Promise.all(project.config.syncs.map((s, i) => validateSource(engine.sql, s, i)))).flat();
-        if (issues.length > 0) throw new ConfigError(issues);
+        await validateProject(engine.sql, project.config.syncs);
         const plan = await analyseDeploy(engine);
         if (!options.dryRun) await commitDeploy(engine, plan, { force: options.force });
         if (options.json) {

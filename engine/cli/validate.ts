@@ -1,15 +1,13 @@
 /** `ebb validate`: the config, the plugin configs, the sources, the columns and the mappings. */
 import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
-import { validateSource } from '../config/validate.ts';
-import { ConfigError } from '../errors.ts';
+import { validateProject } from '../config/validate.ts';
 
 export function register(program: Command): void {
   common(program.command('validate').description('check ebb.yml, the plugin configs, the source columns and the mappings; sends nothing'), false).action(
     action(async (options: CommonOptions) =>
       withEngine(options, async (engine, project) => {
-        const issues = (await Promise.all(project.config.syncs.map((s, i) => validateSource(engine.sql, s, i)))).flat();
-        if (issues.length > 0) throw new ConfigError(issues);
+        await validateProject(engine.sql, project.config.syncs);
         process.stdout.write(`ebb.yml is valid: ${project.config.syncs.length} syncs, ${Object.keys(project.config.connections).length} connections\n`);
       }),
     ),

@@ -22,12 +22,12 @@ export interface Project {
 const ENV_VAR = /\{\{\s*env_var\(\s*(['"])([^'"]+)\1\s*(?:,\s*(['"])([^'"]*)\3\s*)?\)\s*\}\}/g;
 
 /** Replaces `{{ env_var('NAME', 'default') }}` in every string; reports missing variables. */
-function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[]): unknown {
+export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[]): unknown {
   if (typeof value === 'string') {
     return value.replace(ENV_VAR, (_m, _q, name: string, _q2, fallback: string | undefined) => {
       const set = process.env[name];
       if (set !== undefined) {
-        addSecret(set);
+        addSecret(set, name);
         return set;
       }
       if (fallback !== undefined) return fallback;
@@ -44,7 +44,12 @@ function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue
 
 /** Turns zod issues into ebb's issues, with their paths. */
 export function zodIssues(error: z.ZodError, prefix: PropertyKey[] = []): ConfigIssue[] {
-  return error.issues.map((i) => ({ path: formatPath([...prefix, ...i.path]), message: i.message }));
+  return error.issues.flatMap((i) =>
+    // An unknown key is reported at its own path (`syncs[0].sorce`), not at its parent's.
+    i.code === 'unrecognized_keys'
+      ? i.keys.map((key) => ({ path: formatPath([...prefix, ...i.path, key]), message: 'unknown key; check its spelling against the config reference in the README' }))
+      : [{ path: formatPath([...prefix, ...i.path]), message: i.message }],
+  );
 }
 
 /** How to load a project: `dbtManifest` is `--dbt-manifest` (it wins over `dbt.manifest` in ebb.yml). */

@@ -41,11 +41,14 @@ const connection = z.strictObject({
     .default({ delays_seconds: [3, 5, 10] }),
 });
 
-const mappingValue = z.union([
-  z.string().min(1, 'must name a source column'),
-  z.strictObject({ sql: z.string().min(1, 'must be a SQL expression') }),
-  z.strictObject({ value: z.union([z.string(), z.number(), z.boolean(), z.null()]) }),
-]);
+const mappingValue = z.union(
+  [
+    z.string().min(1, 'must name a source column'),
+    z.strictObject({ sql: z.string().min(1, 'must be a SQL expression') }),
+    z.strictObject({ value: z.union([z.string(), z.number(), z.boolean(), z.null()]) }),
+  ],
+  { error: 'must be a source column name, { sql: "<expression>" } or { value: <static value> }' },
+);
 
 export const scheduleSchema = z.union([
   z.enum(['manual', 'once', 'live']),

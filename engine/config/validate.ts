@@ -5,7 +5,7 @@
 import { closest } from 'fastest-levenshtein';
 import type { Sql } from '../warehouse/sql.ts';
 import type { SyncConfig } from './schema.ts';
-import { formatPath, type ConfigIssue } from '../errors.ts';
+import { ConfigError, formatPath, type ConfigIssue } from '../errors.ts';
 import { sourceContext } from '../plan/plan.ts';
 
 function firstLine(e: unknown): string {
@@ -46,4 +46,10 @@ export async function validateSource(sql: Sql, sync: SyncConfig, index: number):
     }
   }
   return issues;
+}
+
+/** Checks every sync of the project against the warehouse; throws a ConfigError (exit 3) listing the problems. */
+export async function validateProject(sql: Sql, syncs: SyncConfig[]): Promise<void> {
+  const issues = (await Promise.all(syncs.map((s, i) => validateSource(sql, s, i)))).flat();
+  if (issues.length > 0) throw new ConfigError(issues);
 }

@@ -5,6 +5,7 @@
  * filter. Engine code never concatenates SQL.
  */
 import nunjucks from 'nunjucks';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { WarehouseError } from '../errors.ts';
 import { redact } from '../redact.ts';
@@ -14,7 +15,9 @@ const sqlRoot = fileURLToPath(new URL('../../sql/', import.meta.url));
 const environments = new Map<string, nunjucks.Environment>();
 
 // nunjucks renders synchronously, so one collector at a time is enough.
-const MARKER = /__ebb_bind_(\d+)__/g;
+// The marker carries a random token, so that no text of a user's SQL can pass for one.
+const TOKEN = randomBytes(6).toString('hex');
+const MARKER = new RegExp(`__ebb_bind_${TOKEN}_(\\d+)__`, 'g');
 let collecting: Param[] | null = null;
 
 function environment(dialect: Dialect): nunjucks.Environment {
@@ -27,7 +30,7 @@ function environment(dialect: Dialect): nunjucks.Environment {
       collecting.push(value === undefined ? null : typeof value === 'object' && value !== null && !(value instanceof Date) ? JSON.stringify(value) : (value as Param));
       // A marker, not `?`: macros may render before the text around them, so the order of the
       // placeholders is read from the finished statement.
-      return `__ebb_bind_${collecting.length - 1}__`;
+      return `__ebb_bind_${TOKEN}_${collecting.length - 1}__`;
     });
     env.addGlobal('ident', dialect.quote);
     environments.set(dialect.name, env);
