@@ -9,10 +9,15 @@ import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/p
 import type { Sql } from '../warehouse/sql.ts';
 import type { Param, Row } from '../warehouse/warehouse.ts';
 import { redact } from '../redact.ts';
+import { LimiterUnavailableError } from './limiter.ts';
 
 /** A change of the change set, with its position in it. */
 interface PlannedChange extends Change {
   seq: number;
+  /** A create of this record was in flight when a run stopped: the app may hold it, id unknown. */
+  inDoubt?: boolean;
+  /** This create only learns the record's identifier; the change to make next is this action. */
+  then?: Action;
 }
 
 export interface ApplyOptions {
@@ -41,7 +46,12 @@ const FLUSH_EVERY = 2000;
 
 function toChange(row: Row): PlannedChange {
   const record = typeof row.record === 'string' ? (JSON.parse(row.record) as Record<string, unknown>) : ((row.record ?? {}) as Record<string, unknown>);
-  return { seq: Number(row.seq), key: String(row.record_key), action: row.action as Action, record, appId: (row.app_identifier as string | null) ?? null };
+  const change: PlannedChange = { seq: Number(row.seq), key: String(row.record_key), action: row.action as Action, record, appId: (row.app_identifier as string | null) ?? null };
+  // To remove a record that may be in the app under an unknown id, learn the id first: the
+  // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the
+  // existing record's id, or makes the record that the removal then takes away.
+  if (row.in_doubt === true && !change.appId && (change.action === 'delete' || change.action === 'clear')) return { ...change, action: 'create', then: change.action };
+  return change;
 }
 
 async function* batches(rows: AsyncIterable<Row[]>, size: number, deadline?: number): AsyncIterable<PlannedChange[]> {
@@ -72,8 +82,10 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
   for (const group of byAction.values()) {
     let outcomes: Outcome[];
     try {
-      outcomes = await session.apply(group.map(({ seq: _seq, ...change }) => change));
+      outcomes = await session.apply(group.map(({ key, action, record, appId }) => ({ key, action, record, appId })));
     } catch (e) {
+      // Without its rate limiter (Redis gone) nothing can be sent: that fails the run, not records.
+      if (e instanceof LimiterUnavailableError) throw e;
       // A plugin that throws fails the batch, not the run: each record keeps a definite outcome.
       const message = (e as Error).message;
       outcomes = group.map((c) => ({ key: c.key, success: false, error: { kind: 'transient', message } }));
@@ -119,7 +131,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const deliver = async (batch: PlannedChange[]) => {
     // Marked in flight before it is sent: if the process dies now, the next run knows these
     // records may have reached the app (see record_history.sql.njk).
-    await sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, [[runId, batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]]);
+    await sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, [[runId, batch[0].then ?? batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]]);
     let pending = batch;
     let attempt = 0;
     const reshaped = new Set<number>();
@@ -129,7 +141,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       let wait = 0;
       for (const [change, outcome] of await sendSplitting(pending)) {
         const error = outcome.error;
-        if (outcome.success) settle(change, outcome);
+        const learned = outcome.success ? outcome.appId : error?.kind === 'conflict' ? error.existingAppId : undefined;
+        if (change.then && learned) retryNow.push({ ...change, action: change.then, appId: learned, then: undefined });
+        else if (outcome.success) settle(change, outcome);
         else if (error?.kind === 'not_found' && (change.action === 'delete' || change.action === 'clear')) {
           // Already gone from the app: there is nothing left to delete or clear.
           settle(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } });
