@@ -2,6 +2,8 @@
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import { dirname, resolve } from 'node:path';
 import { mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EbbError } from '../errors.ts';
 import type { DuckdbConfig } from '../config/schema.ts';
 import { normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
@@ -12,7 +14,56 @@ export const duckdbDialect: Dialect = {
 };
 
 /** The warehouse file is held by another process (DuckDB allows one writer per file). */
-export class WarehouseBusyError extends EbbError {}
+export class WarehouseBusyError extends EbbError {
+  constructor(
+    message: string,
+    /** The process that holds the file, when DuckDB names it. */
+    readonly pid?: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Where the note that a command waits for a busy file goes: a person at a terminal is told why
+ * nothing happens yet; logs and scripts get only the outcome. The scheduler takes it for its log.
+ */
+let busyNotice = (message: string): void => {
+  if (process.stderr.isTTY) process.stderr.write(`${message}\n`);
+};
+
+/** Sends the "busy, waiting" notes of DuckdbWarehouse.open somewhere else than stderr. */
+export function setBusyNotice(notice: (message: string) => void): void {
+  busyNotice = notice;
+}
+
+/** How long opening a busy file waits for it: EBB_BUSY_WAIT_SECONDS, default 10. */
+function busyWaitMs(): number {
+  const seconds = Number(process.env.EBB_BUSY_WAIT_SECONDS ?? 10);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : 10_000;
+}
+
+/** DuckDB's answer when another process holds the file: "Could not set lock on file ... (PID n)". */
+function isLockError(message: string): boolean {
+  return /could not set lock|conflicting lock/i.test(message);
+}
+
+/** The command line of a process, where the system shows it (Linux), e.g. `: ebb scheduler`. */
+function commandOf(pid: string): string {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    // `node …/bin/ebb.js scheduler` reads better as `ebb scheduler`.
+    const ebb = argv.findIndex((a) => /(^|\/)ebb(\.js)?$/.test(a));
+    const shown = (ebb >= 0 ? ['ebb', ...argv.slice(ebb + 1)] : argv).join(' ').replace(/\s+/g, ' ');
+    return shown ? `: ${shown.length > 120 ? `${shown.slice(0, 119)}…` : shown}` : '';
+  } catch {
+    return '';
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))}s`;
+}
 
 function toRow(row: Record<string, unknown>): Row {
   const out: Row = {};
@@ -49,23 +100,43 @@ export class DuckdbWarehouse implements Warehouse {
     private readonly conn: DuckDBConnection,
   ) {}
 
-  /** Opens the DuckDB file named in ebb.yml (relative to the project directory). */
-  static async open(config: Pick<DuckdbConfig, 'path'>, projectDir: string): Promise<DuckdbWarehouse> {
+  /**
+   * Opens the DuckDB file named in ebb.yml (relative to the project directory). DuckDB lets one
+   * process hold a file at a time; when another one holds it (a run, the scheduler between two
+   * polls), this waits for it with a short backoff, up to `busyWaitMs` (EBB_BUSY_WAIT_SECONDS,
+   * default 10 s), and then says which process holds it.
+   */
+  static async open(config: Pick<DuckdbConfig, 'path'>, projectDir: string, options: { busyWaitMs?: number } = {}): Promise<DuckdbWarehouse> {
     const path = config.path === ':memory:' ? ':memory:' : resolve(projectDir, config.path);
     if (path !== ':memory:') await mkdir(dirname(path), { recursive: true });
+    const waitMs = options.busyWaitMs ?? busyWaitMs();
+    const deadline = Date.now() + waitMs;
+    let delay = 25;
+    let told = false;
     let instance: DuckDBInstance;
-    try {
-      instance = await DuckDBInstance.create(path);
-    } catch (e) {
-      const message = (e as Error).message;
-      const pid = /PID (\d+)/.exec(message)?.[1];
-      if (/lock/i.test(message)) {
-        throw new WarehouseBusyError(
-          `the warehouse ${config.path} is busy: another process${pid ? ` (PID ${pid})` : ''} holds it. ` +
-            'DuckDB lets one process write to a file at a time; wait for that process to finish and try again.',
-        );
+    for (;;) {
+      try {
+        instance = await DuckDBInstance.create(path);
+        break;
+      } catch (e) {
+        const message = (e as Error).message;
+        if (!isLockError(message)) throw new EbbError(`cannot open the DuckDB warehouse ${config.path}: ${message}`);
+        const pid = /PID (\d+)/.exec(message)?.[1];
+        const holder = `another process${pid ? ` (PID ${pid}${commandOf(pid)})` : ''}`;
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) {
+          throw new WarehouseBusyError(
+            `the warehouse ${config.path} is busy: ${holder} holds it${waitMs > 0 ? `, and still did after ${formatSeconds(waitMs)}` : ''}. ` +
+              'DuckDB lets one process write to a file at a time; wait for that process to finish and try again ' +
+              '(or set EBB_BUSY_WAIT_SECONDS to wait longer).',
+            pid === undefined ? undefined : Number(pid),
+          );
+        }
+        if (!told) busyNotice(`the warehouse ${config.path} is busy: ${holder} holds it; waiting up to ${formatSeconds(waitMs)}`);
+        told = true;
+        await sleep(Math.min(delay, remaining));
+        delay = Math.min(delay * 2, 500);
       }
-      throw new EbbError(`cannot open the DuckDB warehouse ${config.path}: ${message}`);
     }
     const conn = await instance.connect();
     // ebb's timestamps are UTC (SPEC §4), whatever the machine's time zone.

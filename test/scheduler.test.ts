@@ -1,0 +1,406 @@
+/**
+ * `ebb scheduler`, end to end as a real child process with short intervals: `every`, `cron` and
+ * `once` syncs run on time with trigger `schedule`, paused and manual syncs are left alone and
+ * the decision is logged, runs of one sync never overlap (even with two schedulers on one
+ * warehouse), a live sync runs within seconds of a change to its source, and SIGTERM lets the
+ * current run finish. Also the busy warehouse: other commands wait for the file, or say which
+ * process holds it. The due computation itself is tested with a fake clock.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
+import { decide, formatDuration, parseInterval, type DueInput } from '../engine/schedule/due.ts';
+
+const bin = join(repoRoot, 'bin', 'ebb.js');
+/** Short intervals, so that the end-to-end tests take seconds. */
+const FAST = ['--tick-seconds', '0.2', '--refresh-seconds', '1', '--live-poll-seconds', '0.5'];
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Runs SQL on the warehouse, waiting while a scheduler holds the file for a moment. */
+async function query(db: string, sql: string): Promise<Record<string, unknown>[]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await duck(db, sql);
+    } catch (e) {
+      if (!/lock/i.test((e as Error).message) || attempt > 400) throw e;
+      await sleep(25);
+    }
+  }
+}
+
+/** Waits until `check` returns something truthy, or fails after `ms` with `what`. */
+async function until<T>(what: string, check: () => Promise<T> | T, ms = 20_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** A running `ebb scheduler`: its log lines and its exit. */
+interface Running {
+  child: ChildProcess;
+  log(): string;
+  /** Waits for a log line that matches; returns the line. */
+  waitFor(pattern: RegExp, ms?: number): Promise<string>;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+function startScheduler(dir: string, args: string[] = FAST, env: Record<string, string> = {}): Running {
+  const child = spawn(process.execPath, [bin, 'scheduler', '--project-dir', dir, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout!.on('data', (c: Buffer) => (text += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (text += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const running: Running = {
+    child,
+    exited,
+    log: () => text,
+    waitFor: (pattern, ms = 20_000) =>
+      until(`a log line matching ${pattern}; the log so far:\n${text}`, () => text.split('\n').find((line) => pattern.test(line)), ms),
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return running;
+}
+
+interface RunRow {
+  run_id: string;
+  sync_name: string;
+  trigger: string;
+  status: string;
+  started_at: Date;
+  finished_at: Date | null;
+  succeeded: number;
+}
+
+async function runsOf(db: string, sync: string): Promise<RunRow[]> {
+  const [{ n }] = await query(db, `SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'ebb' AND table_name = 'sync_runs'`);
+  if (n === 0) return [];
+  return (await query(db, `SELECT run_id, sync_name, "trigger", status, started_at, finished_at, succeeded FROM ebb.sync_runs WHERE sync_name = '${sync}' ORDER BY started_at`)) as unknown as RunRow[];
+}
+
+/** A sync of the `people` table to a JSONL file of the `out` connection. */
+function fileSync(name: string, schedule: unknown, extra: Record<string, unknown> = {}) {
+  return {
+    name,
+    source: { table: 'people', key: 'id' },
+    destination: { connection: 'out', object: `${name}.jsonl` },
+    strategy: 'upsert',
+    mapping: { id: 'id', name: 'name' },
+    schedule,
+    ...extra,
+  };
+}
+
+/** A project whose syncs write files, with a `people` table of `rows` rows. */
+async function fileProject(syncs: object[], rows = 3): Promise<{ dir: string; db: string }> {
+  const dir = await makeProject({
+    version: 1,
+    name: 'scheduled',
+    warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+    connections: { out: { plugin: 'file', config: { directory: './out' } } },
+    syncs,
+  });
+  const db = join(dir, 'warehouse.duckdb');
+  await duck(db, `CREATE TABLE people AS SELECT range AS id, 'person ' || range AS name FROM range(${rows})`);
+  return { dir, db };
+}
+
+/** An HTTP app that answers every POST after `delayMs`, and remembers when each request was in flight. */
+async function slowApp(delayMs: number): Promise<{ url: string; requests: Array<{ start: number; end: number }>; server: Server }> {
+  const requests: Array<{ start: number; end: number }> = [];
+  let next = 1;
+  const server = createServer((req, res) => {
+    const start = Date.now();
+    req.resume();
+    req.on('end', () => {
+      setTimeout(() => {
+        requests.push({ start, end: Date.now() });
+        res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ id: String(next++) }));
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, server };
+}
+
+/** A project with one sync `slow` that recreates every record on every run (strategy replace) in a slow app. */
+async function slowProject(url: string, schedule: unknown, rows: number): Promise<{ dir: string; db: string }> {
+  const dir = await makeProject({
+    version: 1,
+    name: 'slow',
+    warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+    connections: { app: { plugin: 'http', config: { base_url: url }, concurrency: 1, retry: { delays_seconds: [] } } },
+    syncs: [
+      {
+        name: 'slow',
+        source: { table: 'people', key: 'id' },
+        destination: { connection: 'app', object: 'events', requests: { create: { method: 'POST', path: '/events', body: '{{ record | tojson }}', app_id: '{{ response.id }}' } } },
+        strategy: 'replace',
+        mapping: { id: 'id', name: 'name' },
+        batch_size: 1,
+        schedule,
+      },
+    ],
+  });
+  const db = join(dir, 'warehouse.duckdb');
+  await duck(db, `CREATE TABLE people AS SELECT range AS id, 'person ' || range AS name FROM range(${rows})`);
+  return { dir, db };
+}
+
+describe('when a sync is due (a fake clock)', () => {
+  const T = Date.parse('2026-03-01T10:00:05Z');
+  const base: DueInput = { schedule: { every: '15m' }, status: 'ACTIVE', lastRunAt: T, health: 'HEALTHY', startedAt: T - 3_600_000, now: T };
+
+  it('runs an interval sync once the interval since its last run has passed, and says why', () => {
+    expect(decide({ ...base, now: T + 14 * 60_000 })).toEqual({ action: 'wait', reason: 'every 15m', next: T + 15 * 60_000 });
+    expect(decide({ ...base, now: T + 15 * 60_000 + 2000 })).toEqual({ action: 'run', reason: 'every 15m, last run 15m02s ago', since: T + 15 * 60_000 });
+    // Never ran: the interval counts from the start of the scheduler.
+    expect(decide({ ...base, lastRunAt: null, startedAt: T, now: T + 60_000 })).toMatchObject({ action: 'wait', next: T + 15 * 60_000 });
+    expect(decide({ ...base, lastRunAt: null, startedAt: T, now: T + 15 * 60_000 })).toMatchObject({ action: 'run', reason: 'every 15m, never ran, scheduler started 15m00s ago' });
+  });
+
+  it('runs a cron sync at the first time the cron fires after its last run, in UTC, once however late', () => {
+    const hourly = { ...base, schedule: { cron: '0 * * * *' } };
+    expect(decide({ ...hourly, now: Date.parse('2026-03-01T10:59:59Z') })).toEqual({ action: 'wait', reason: 'cron "0 * * * *"', next: Date.parse('2026-03-01T11:00:00Z') });
+    expect(decide({ ...hourly, now: Date.parse('2026-03-01T11:00:00Z') })).toMatchObject({ action: 'run', since: Date.parse('2026-03-01T11:00:00Z') });
+    // Three days down: one run, not seventy-two.
+    const late = decide({ ...hourly, now: T + 3 * 86_400_000 });
+    expect(late).toMatchObject({ action: 'run', reason: 'cron "0 * * * *", last run 3d00h ago' });
+    // Six fields: seconds first.
+    const everyTen = { ...base, schedule: { cron: '*/10 * * * * *' }, lastRunAt: Date.parse('2026-03-01T10:00:01Z') };
+    expect(decide({ ...everyTen, now: Date.parse('2026-03-01T10:00:09Z') })).toMatchObject({ action: 'wait', next: Date.parse('2026-03-01T10:00:10Z') });
+    expect(decide({ ...everyTen, now: Date.parse('2026-03-01T10:00:10Z') })).toMatchObject({ action: 'run' });
+    expect(decide({ ...base, schedule: { cron: 'every tuesday' } })).toMatchObject({ action: 'skip', reason: expect.stringContaining('invalid cron "every tuesday"') });
+  });
+
+  it('leaves paused, completed, failed and manual syncs alone; runs a once sync that never ran', () => {
+    expect(decide({ ...base, status: 'PAUSED', now: T + 86_400_000 })).toMatchObject({ action: 'skip', reason: expect.stringMatching(/^PAUSED/) });
+    expect(decide({ ...base, status: 'ERROR', now: T + 86_400_000 })).toMatchObject({ action: 'skip', reason: expect.stringMatching(/^ERROR/) });
+    expect(decide({ ...base, schedule: 'once', status: 'COMPLETED' })).toMatchObject({ action: 'skip', reason: expect.stringMatching(/^COMPLETED/) });
+    expect(decide({ ...base, schedule: 'manual' })).toMatchObject({ action: 'skip' });
+    expect(decide({ ...base, schedule: 'once', lastRunAt: null })).toMatchObject({ action: 'run', reason: 'once, never ran' });
+    expect(decide({ ...base, schedule: 'once', health: 'FAILED' })).toMatchObject({ action: 'skip', reason: expect.stringContaining('already ran (FAILED)') });
+    expect(decide({ ...base, schedule: 'live' })).toMatchObject({ action: 'live' });
+    expect(decide({ ...base, schedule: 'live', status: 'PAUSED' })).toMatchObject({ action: 'skip' });
+  });
+
+  it('reads intervals and prints durations', () => {
+    expect([parseInterval('30s'), parseInterval('15m'), parseInterval('2h'), parseInterval('1d')]).toEqual([30_000, 900_000, 7_200_000, 86_400_000]);
+    expect([formatDuration(850), formatDuration(4200), formatDuration(902_000), formatDuration(7_500_000)]).toEqual(['850ms', '4.2s', '15m02s', '2h05m']);
+  });
+});
+
+describe('ebb scheduler', () => {
+  it('runs every, cron and once syncs on time, leaves paused and manual syncs alone, and logs each decision', async () => {
+    const { dir, db } = await fileProject([
+      fileSync('every', { every: '1s' }),
+      fileSync('cron', { cron: '* * * * * *' }),
+      fileSync('once', 'once'),
+      fileSync('paused', { every: '1s' }),
+      fileSync('manual', 'manual'),
+    ]);
+    expect((await ebb(dir, ['deploy'])).code).toBe(0);
+    expect((await ebb(dir, ['pause', 'paused'])).code).toBe(0);
+
+    const scheduler = startScheduler(dir);
+    await scheduler.waitFor(/paused: skipped, PAUSED/);
+    await scheduler.waitFor(/manual: skipped, manual schedule/);
+    await scheduler.waitFor(/once: due \(once, never ran\) → run/);
+    await scheduler.waitFor(/once: skipped, COMPLETED/);
+    await until('two runs each of every and cron', async () => (await runsOf(db, 'every')).length >= 2 && (await runsOf(db, 'cron')).length >= 2);
+    await scheduler.waitFor(/every: due \(every 1s, last run [\d.]+s ago\) → run/);
+    expect(await scheduler.stop()).toBe(0);
+
+    const log = scheduler.log();
+    expect(log).toMatch(/every: HEALTHY in .* 3 create; 3 succeeded, 0 failed/);
+    for (const name of ['every', 'cron']) {
+      const runs = await runsOf(db, name);
+      expect(runs.length).toBeGreaterThanOrEqual(2);
+      expect(runs.every((r) => r.trigger === 'schedule' && r.status === 'HEALTHY')).toBe(true);
+    }
+    expect((await runsOf(db, 'once')).map((r) => r.status)).toEqual(['HEALTHY']);
+    expect(await query(db, `SELECT status FROM ebb.syncs WHERE sync_name = 'once'`)).toEqual([{ status: 'COMPLETED' }]);
+    expect(await runsOf(db, 'paused')).toEqual([]);
+    expect(await runsOf(db, 'manual')).toEqual([]);
+    // A decision is logged when it changes, not on every tick.
+    expect(log.match(/paused: skipped, PAUSED/g)).toHaveLength(1);
+    expect((await readFile(join(dir, 'out', 'every.jsonl'), 'utf8')).trim().split('\n')).toHaveLength(3);
+  });
+
+  it('never overlaps two runs of one sync, even with two schedulers on one warehouse', async () => {
+    const app = await slowApp(150);
+    const { dir, db } = await slowProject(app.url, { every: '1s' }, 4);
+    const first = startScheduler(dir);
+    const second = startScheduler(dir);
+    await until('four finished runs', async () => (await runsOf(db, 'slow')).filter((r) => r.finished_at).length >= 4, 40_000);
+    expect(await first.stop()).toBe(0);
+    expect(await second.stop()).toBe(0);
+
+    const runs = await runsOf(db, 'slow');
+    expect(runs.every((r) => r.status === 'HEALTHY' && r.succeeded === 4 && r.trigger === 'schedule')).toBe(true);
+    for (let i = 1; i < runs.length; i++) {
+      expect(runs[i].started_at.getTime(), `run ${runs[i].run_id} started before ${runs[i - 1].run_id} finished`).toBeGreaterThanOrEqual(runs[i - 1].finished_at!.getTime());
+    }
+    // The app never saw two requests at once (concurrency 1, and no second run alongside).
+    const sorted = [...app.requests].sort((a, b) => a.start - b.start);
+    for (let i = 1; i < sorted.length; i++) expect(sorted[i].start).toBeGreaterThanOrEqual(sorted[i - 1].end);
+    // Both schedulers took part: each one waited for the file while the other ran.
+    expect(first.log() + second.log()).toMatch(/slow: due \(every 1s/);
+  });
+
+  it('refuses a sync whose run lock another process holds, logs it, and runs the others meanwhile', async () => {
+    const { dir, db } = await fileProject([fileSync('locked', { every: '1s' }), fileSync('free', { every: '1s' })]);
+    expect((await ebb(dir, ['deploy'])).code).toBe(0);
+    // A run of `locked` goes on elsewhere (another machine, on a shared warehouse).
+    await query(db, `UPDATE ebb.syncs SET lock_run_id = 'elsewhere', lock_holder = 'otherhost:4242', lock_expires_at = now()::TIMESTAMP + INTERVAL 1 HOUR WHERE sync_name = 'locked'`);
+    const scheduler = startScheduler(dir);
+    await scheduler.waitFor(/locked: refused: sync locked is already running \(run elsewhere, held by otherhost:4242\).*trying again in 1\.0s/);
+    await until('three runs of free', async () => (await runsOf(db, 'free')).length >= 3);
+    expect(await scheduler.stop()).toBe(0);
+    expect(await runsOf(db, 'locked')).toEqual([]);
+  });
+
+  it('runs a live sync within seconds of a change to its source, and the new rows reach the destination', async () => {
+    const { dir, db } = await fileProject([fileSync('live', 'live')]);
+    const scheduler = startScheduler(dir);
+    await scheduler.waitFor(/live live: first look at its source .* → run/);
+    await scheduler.waitFor(/live: HEALTHY .* 3 create/);
+    await scheduler.waitFor(/live live: watching its source \(3 rows\)/);
+
+    // The scheduler does not hold the file between looks, so another process can write the source.
+    const before = new Set((await runsOf(db, 'live')).map((r) => r.run_id));
+    await query(db, `INSERT INTO people VALUES (100, 'new person 100'), (101, 'new person 101')`);
+    await scheduler.waitFor(/live live: fingerprint changed \(3 → 5 rows\) → run/, 15_000);
+    await scheduler.waitFor(/live: HEALTHY .* 2 create/, 15_000);
+    const afterChange = (await runsOf(db, 'live')).filter((r) => !before.has(r.run_id));
+    expect(afterChange.map((r) => r.trigger)).toEqual(['live']);
+    let file = await readFile(join(dir, 'out', 'live.jsonl'), 'utf8');
+    expect(file).toContain('new person 101');
+
+    // A change that keeps the row count is seen too: the fingerprint hashes the rows.
+    await query(db, `UPDATE people SET name = 'renamed' WHERE id = 1`);
+    await scheduler.waitFor(/live live: fingerprint changed \(5 → 5 rows\) → run/, 15_000);
+    await scheduler.waitFor(/live: HEALTHY .* 1 update/, 15_000);
+    expect(await scheduler.stop()).toBe(0);
+    file = await readFile(join(dir, 'out', 'live.jsonl'), 'utf8');
+    expect(file).toContain('"renamed"');
+    expect((await runsOf(db, 'live')).every((r) => r.trigger === 'live' && r.status === 'HEALTHY')).toBe(true);
+  });
+
+  it('stops on SIGTERM after the current run, exits 0 and leaves no RUNNING run', async () => {
+    const app = await slowApp(200);
+    const { dir, db } = await slowProject(app.url, 'once', 8);
+    const scheduler = startScheduler(dir);
+    await until('the run to be under way', () => app.requests.length >= 1);
+    expect(await scheduler.stop('SIGTERM')).toBe(0);
+    expect(scheduler.log()).toMatch(/SIGTERM .*stopping, no new runs; waiting for the run of slow to finish/);
+    expect(scheduler.log()).toMatch(/scheduler stopped/);
+    const runs = await runsOf(db, 'slow');
+    expect(runs.map((r) => [r.status, r.succeeded])).toEqual([['HEALTHY', 8]]);
+    expect(app.requests).toHaveLength(8);
+  });
+
+  it('lets other commands use the warehouse while it waits', async () => {
+    const { dir, db } = await fileProject([fileSync('hourly', { cron: '0 * * * *' }), fileSync('manual', 'manual')]);
+    const scheduler = startScheduler(dir);
+    await scheduler.waitFor(/hourly: next run at/);
+    const status = await ebb(dir, ['status', '--json'], { EBB_BUSY_WAIT_SECONDS: '10' });
+    expect(status.code, status.stderr).toBe(0);
+    const run = await ebb(dir, ['run', 'manual'], { EBB_BUSY_WAIT_SECONDS: '10' });
+    expect(run.code, run.stderr).toBe(0);
+    expect(await scheduler.stop()).toBe(0);
+    expect((await runsOf(db, 'manual')).map((r) => r.trigger)).toEqual(['manual']);
+  });
+});
+
+/**
+ * Holds the DuckDB file from another process for `ms` (taking it as soon as it is free); resolves
+ * with its PID once it holds it.
+ * `releasedAt` is when it let go, by its own clock (the machine's).
+ */
+async function holdFile(db: string, ms: number): Promise<{ pid: number; releasedAt: Promise<number> }> {
+  const script = `import { DuckDBInstance } from '@duckdb/node-api';
+let instance;
+for (;;) {
+  try { instance = await DuckDBInstance.create(${JSON.stringify(db)}); break; }
+  catch (e) { if (!/lock/i.test(e.message)) throw e; await new Promise((r) => setTimeout(r, 20)); }
+}
+process.stdout.write('held\\n');
+setTimeout(() => { instance.closeSync(); process.stdout.write('released ' + Date.now() + '\\n', () => process.exit(0)); }, ${ms});`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  cleanups.push(async () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    await done;
+  });
+  await until('the holder to hold the file', () => out.includes('held') || child.exitCode !== null);
+  if (!out.includes('held')) throw new Error('the holder exited before it held the file');
+  const releasedAt = done.then(() => Number(/released (\d+)/.exec(out)?.[1] ?? NaN));
+  return { pid: child.pid!, releasedAt };
+}
+
+describe('a busy warehouse', () => {
+  it('makes the scheduler wait, log who holds the file, and go on once it is free', async () => {
+    const { dir, db } = await fileProject([fileSync('every', { every: '1s' })]);
+    const scheduler = startScheduler(dir, FAST, { EBB_BUSY_WAIT_SECONDS: '0.5' });
+    await scheduler.waitFor(/every: next run at/);
+    const holder = await holdFile(db, 3000);
+    await scheduler.waitFor(new RegExp(`warn: the warehouse warehouse\\.duckdb is busy: another process \\(PID ${holder.pid}\\b.*\\) holds it`));
+    const releasedAt = await holder.releasedAt;
+    await until('a run after the file was free', async () => (await runsOf(db, 'every')).some((r) => r.started_at.getTime() > releasedAt - 100));
+    expect(await scheduler.stop()).toBe(0);
+    expect(scheduler.log()).not.toMatch(/internal error|\n\s+at /);
+  });
+
+  it('makes a command wait for the file, then go on', async () => {
+    const { dir, db } = await fileProject([fileSync('s', 'manual')]);
+    expect((await ebb(dir, ['deploy'])).code).toBe(0);
+    const holder = await holdFile(db, 4000);
+    const status = await ebb(dir, ['status'], { EBB_BUSY_WAIT_SECONDS: '30' });
+    const finishedAt = Date.now();
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^s\s+ACTIVE/m);
+    // It could only open the file once the holder let go: it waited (quietly, as stderr is no terminal).
+    expect(await holder.releasedAt).toBeLessThanOrEqual(finishedAt);
+    expect(status.stderr).toBe('');
+  });
+
+  it('says clearly which process holds the file when the wait is over', async () => {
+    const { dir, db } = await fileProject([fileSync('s', 'manual')]);
+    const holder = await holdFile(db, 60_000);
+    for (const command of [['status'], ['history', 's'], ['run', 's']]) {
+      const result = await ebb(dir, command, { EBB_BUSY_WAIT_SECONDS: '0.5' });
+      expect(result.code, `ebb ${command.join(' ')}`).toBe(1);
+      expect(result.stderr).toMatch(/^error: the warehouse warehouse\.duckdb is busy: another process \(PID \d+/m);
+      expect(result.stderr).toContain(`PID ${holder.pid}`);
+      expect(result.stderr).toContain('still did after 0.5s');
+      expect(result.stderr).not.toMatch(/internal error|\n\s+at /);
+    }
+  });
+});
