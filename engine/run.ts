@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Session } from '../plugins/plugin.ts';
 import { pluginContext, type Engine } from './engine.ts';
-import { plan, type PlanSummary } from './plan/plan.ts';
+import { plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health } from './record/record.ts';
 import { redact } from './redact.ts';
@@ -71,7 +71,8 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   // records without an outcome become DELAYED (or NEEDS_REVIEW), and this run sends them again.
   for (const { run_id } of await sql.runAndRead('runs_unfinished', { sync_name: sync.name, run_id: runId })) {
     if (capabilities.atomicRun) await discardUncommitted(engine, String(run_id));
-    await record(String(run_id), {}, 'interrupted: the process stopped before the run finished');
+    const { actions } = await summarise(sql, String(run_id));
+    await record(String(run_id), actions, 'interrupted: the process stopped before the run finished');
   }
   await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' });
   const retry = project.config.connections[connection].retry;

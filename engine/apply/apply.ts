@@ -43,6 +43,7 @@ export interface ApplyResult {
 const OUTCOME_COLUMNS = ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'];
 const INFLIGHT_COLUMNS = ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'];
 const FLUSH_EVERY = 2000;
+const FLUSH_MS = 1000;
 
 function toChange(row: Row): PlannedChange {
   const record = typeof row.record === 'string' ? (JSON.parse(row.record) as Record<string, unknown>) : ((row.record ?? {}) as Record<string, unknown>);
@@ -104,7 +105,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   let buffer: Param[][] = [];
   let applied = 0;
   const flushes: Promise<void>[] = [];
+  let lastFlush = Date.now();
   const flush = () => {
+    lastFlush = Date.now();
     if (buffer.length === 0) return;
     const rows = buffer;
     buffer = [];
@@ -115,7 +118,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     const json = result === null || result === undefined ? null : redact(JSON.stringify(result));
     buffer.push([runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, outcome.error?.kind ?? null, new Date()]);
     applied += 1;
-    if (buffer.length >= FLUSH_EVERY) flush();
+    // Often enough that a killed run leaves few outcomes unwritten, rarely enough to stay bulk.
+    if (buffer.length >= FLUSH_EVERY || Date.now() - lastFlush >= FLUSH_MS) flush();
   };
 
   // A batch that the app refused as a whole is split in half until the bad records are isolated.

@@ -29,6 +29,19 @@ export interface PlanSummary {
   total: number;
 }
 
+/** The summary of a run's change set, as it stands in `sync_changes`. */
+export async function summarise(sql: Sql, runId: string): Promise<PlanSummary> {
+  const summary: PlanSummary = { actions: {}, reasons: {}, total: 0 };
+  for (const row of await sql.runAndRead('plan_counts', { run_id: runId })) {
+    const n = Number(row.n);
+    const action = row.source_failure ? 'source_failure' : String(row.action);
+    summary.actions[action] = (summary.actions[action] ?? 0) + n;
+    if (row.apply_reason) summary.reasons[String(row.apply_reason)] = (summary.reasons[String(row.apply_reason)] ?? 0) + n;
+    summary.total += n;
+  }
+  return summary;
+}
+
 export interface PlanOptions {
   runId: string;
   fullResync?: boolean;
@@ -39,14 +52,7 @@ export interface PlanOptions {
 export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Promise<PlanSummary> {
   const context = { ...sourceContext(sync), run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
   await sql.run('plan', context);
-  const summary: PlanSummary = { actions: {}, reasons: {}, total: 0 };
-  for (const row of await sql.runAndRead('plan_counts', { run_id: options.runId })) {
-    const n = Number(row.n);
-    const action = row.source_failure ? 'source_failure' : String(row.action);
-    summary.actions[action] = (summary.actions[action] ?? 0) + n;
-    if (row.apply_reason) summary.reasons[String(row.apply_reason)] = (summary.reasons[String(row.apply_reason)] ?? 0) + n;
-    summary.total += n;
-  }
+  const summary = await summarise(sql, options.runId);
   const removing = (summary.actions.delete ?? 0) + (summary.actions.clear ?? 0);
   if (removing > 0 && !options.allowEmptySource) {
     const [{ n }] = await sql.runAndRead('source_count', context);
