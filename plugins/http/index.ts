@@ -1,11 +1,19 @@
 /**
  * The `http` plugin (SPEC §6): any REST API, described by one nunjucks request template per
- * action. One change is one request; the engine's `schedule` applies the connection's rate limit
- * and concurrency to each of them.
+ * action. By default one change is one request; a template with `batch: true` sends a whole batch
+ * in one request to the app's batch endpoint. The engine's `schedule` applies the connection's
+ * rate limit and concurrency to each request.
  *
- * Template context: `record`, `key`, `app_id`, `action`, `object`, and for `app_id` also
- * `response` (the answer's parsed JSON body, or its text). A value placed in `path` should go
- * through nunjucks' `urlencode` filter.
+ * Template context, one record per request: `record`, `key`, `app_id`, `action`, `object`, and for
+ * `app_id` also `response` (the answer's parsed JSON body, or its text).
+ *
+ * Batch mode: `path`, `headers` and `body` see `changes` (a list of `{key, record, app_id,
+ * action}`), `records` (the records alone), `action` and `object`. The answer holds one item per
+ * change, in order, at the dotted path `results` (default: the answer itself, if it is a list).
+ * `app_id` and `error` are rendered per record with `result` (its item), `response`, `key`,
+ * `record` and `app_id`; an `error` that renders non-empty refuses that record alone.
+ *
+ * A value placed in `path` should go through nunjucks' `urlencode` filter.
  */
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
@@ -27,10 +35,19 @@ const requestSchema = z
     path: z.string().min(1),
     body: z.string().optional(),
     headers: z.record(z.string(), z.string()).optional(),
-    /** The record's identifier in the app, rendered from the answer (`response`). */
+    /** The record's identifier in the app, rendered from the answer (`response`; `result` in batch mode). */
     app_id: z.string().optional(),
+    /** One request for a whole batch of changes (the body sees `changes`). */
+    batch: z.boolean().default(false),
+    /** Batch mode: the dotted path of the per-record answers in the answer's JSON, e.g. `results`. */
+    results: z.string().min(1).optional(),
+    /** Batch mode: rendered per record with `result`; a non-empty text refuses that record with it. */
+    error: z.string().optional(),
   })
-  .refine((r) => r.method !== 'GET' || r.body === undefined, { message: 'a GET request has no body', path: ['body'] });
+  .refine((r) => r.method !== 'GET' || r.body === undefined, { message: 'a GET request has no body', path: ['body'] })
+  .refine((r) => !r.batch || r.body !== undefined, { message: 'a batch request needs a body that lists the changes', path: ['body'] })
+  .refine((r) => r.batch || r.results === undefined, { message: 'results only applies to a batch request (batch: true)', path: ['results'] })
+  .refine((r) => r.batch || r.error === undefined, { message: 'error only applies to a batch request (batch: true)', path: ['error'] });
 type RequestTemplate = z.infer<typeof requestSchema>;
 
 /** A sync's destination: `requests` holds one request template per action. */
@@ -101,7 +118,7 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
     }
     return {
       // ctx.schedule bounds how many of these run at once.
-      apply: (changes) => Promise.all(changes.map((change) => applyOne(ctx, change))),
+      apply: (changes) => applyAll(ctx, changes),
       close: async () => {},
     };
   },
@@ -122,6 +139,85 @@ function templateFor(requests: HttpDestination['requests'], action: Action): { n
   return template && { name, template };
 }
 
+/** Renders one part of a request template; a failure names the template and the part. */
+type Render = (part: string, source: string, context: Record<string, unknown>) => string;
+
+function renderer(ctx: Context, name: string, action: Action): Render {
+  return (part, source, context) => {
+    try {
+      return renderLookup(source, context) ?? ctx.templates.renderString(source, context);
+    } catch (e) {
+      const used = name === action ? '' : ` (used for ${action})`;
+      // nunjucks prefixes "(unknown path)" for a template given as a string: noise here.
+      const reason = errorText(e).replace(/^(Template render error: )?\(unknown path\)\s*/, '');
+      throw new TemplateError(`cannot render requests.${name}.${part}${used}: ${reason}`);
+    }
+  };
+}
+
+/** A template that is one variable lookup, `{{ result.id }}`: its path, or null for any other template. */
+const lookupPaths = new Map<string, string[] | null>();
+const plainLookup = /^\{\{-?\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*-?\}\}$/;
+
+/**
+ * Renders the simplest templates without nunjucks, exactly as nunjucks would: text without any
+ * tag (a fixed path), and one variable lookup (null and undefined render empty). Batch mode
+ * renders `app_id` and `error` once per record, and nunjucks compiles a template string on every
+ * render. Returns undefined for any other template, and for a name that is not in the context (a
+ * nunjucks global) or a value that is a function.
+ */
+export function renderLookup(source: string, context: Record<string, unknown>): string | undefined {
+  if (!source.includes('{')) return source;
+  let path = lookupPaths.get(source);
+  if (path === undefined) {
+    path = plainLookup.exec(source)?.[1].split('.') ?? null;
+    if (lookupPaths.size < 1000) lookupPaths.set(source, path);
+  }
+  if (!path || !Object.hasOwn(context, path[0])) return undefined;
+  let value: unknown = context;
+  for (const step of path) {
+    if (value === null || value === undefined) return '';
+    value = (value as Record<string, unknown>)[step];
+    if (typeof value === 'function') return undefined;
+  }
+  return value === null || value === undefined ? '' : String(value);
+}
+
+/**
+ * Renders a template's path, headers and body into a request. Built outside the schedule, so a
+ * bad URL or header is a rejection, not a network error. Throws a message for a rejection.
+ */
+function buildRequest(ctx: Context, name: string, template: RequestTemplate, render: Render, context: Record<string, unknown>): { path: string; request: Request } {
+  try {
+    const path = render('path', template.path, context).trim();
+    const headers = new Headers(ctx.config.headers);
+    for (const [header, source] of Object.entries(template.headers ?? {})) headers.set(header, render(`headers.${header}`, source, context));
+    const body = template.body === undefined ? undefined : render('body', template.body, context);
+    if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json');
+    if (!headers.has('accept')) headers.set('accept', 'application/json');
+    return { path, request: new Request(joinUrl(ctx.config.base_url, path), { method: template.method, headers, body }) };
+  } catch (e) {
+    throw new Error(e instanceof TemplateError ? e.message : `cannot build the ${name} request: ${errorText(e)}`);
+  }
+}
+
+/** Sends a batch: one request per change, or one request for all when its template says `batch`. */
+async function applyAll(ctx: Context, changes: Change[]): Promise<Outcome[]> {
+  // The engine sends one action per batch; group anyway, so that the contract's promise of one
+  // outcome per change holds whatever it is given.
+  const groups = new Map<Action, Change[]>();
+  for (const change of changes) groups.set(change.action, [...(groups.get(change.action) ?? []), change]);
+  const outcomes = new Map<Change, Outcome>();
+  await Promise.all(
+    [...groups].map(async ([action, group]) => {
+      const found = templateFor(ctx.destination.requests, action);
+      const answers = found?.template.batch ? await applyBatch(ctx, group, found.name, found.template) : await Promise.all(group.map((c) => applyOne(ctx, c)));
+      group.forEach((change, i) => outcomes.set(change, answers[i]));
+    }),
+  );
+  return changes.map((change) => outcomes.get(change)!);
+}
+
 async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
   const found = templateFor(ctx.destination.requests, change.action);
   if (!found) return rejected(change, `no request template for ${change.action}: add destination.requests.${change.action}`);
@@ -133,57 +229,122 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
     action: change.action,
     object: ctx.destination.object,
   };
-  const render = (part: string, source: string, extra: Record<string, unknown> = {}) => {
-    try {
-      return ctx.templates.renderString(source, { ...context, ...extra });
-    } catch (e) {
-      const used = name === change.action ? '' : ` (used for ${change.action})`;
-      // nunjucks prefixes "(unknown path)" for a template given as a string: noise here.
-      const reason = errorText(e).replace(/^(Template render error: )?\(unknown path\)\s*/, '');
-      throw new TemplateError(`cannot render requests.${name}.${part}${used}: ${reason}`);
-    }
-  };
+  const render = renderer(ctx, name, change.action);
 
-  let path: string;
-  let request: Request;
+  let built: { path: string; request: Request };
   try {
-    path = render('path', template.path).trim();
-    const headers = new Headers(ctx.config.headers);
-    for (const [header, source] of Object.entries(template.headers ?? {})) headers.set(header, render(`headers.${header}`, source));
-    const body = template.body === undefined ? undefined : render('body', template.body);
-    if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json');
-    if (!headers.has('accept')) headers.set('accept', 'application/json');
-    // Built here, outside the schedule, so a bad URL or header is a rejection, not a network error.
-    request = new Request(joinUrl(ctx.config.base_url, path), { method: template.method, headers, body });
+    built = buildRequest(ctx, name, template, render, context);
   } catch (e) {
-    return rejected(change, e instanceof TemplateError ? e.message : `cannot build the ${name} request: ${errorText(e)}`);
+    return rejected(change, (e as Error).message);
   }
 
-  const answer = await ctx.schedule(() => send(request, ctx.config.timeout_ms));
-  const what = `${template.method} ${path}`;
-  if ('failure' in answer) {
-    return { key: change.key, success: false, appId: change.appId, error: { kind: 'transient', message: `${what} failed: ${answer.failure}` } };
-  }
+  const answer = await ctx.schedule(() => send(built.request, ctx.config.timeout_ms));
+  const what = `${template.method} ${built.path}`;
+  if ('failure' in answer) return failed(change, 'transient', `${what} failed: ${answer.failure}`);
 
   const response = parseBody(answer.text);
-  const result = { status: answer.status, body: answer.text.length > resultLimit ? truncated(answer.text) : response };
+  const result = resultOf(answer, response);
   if (answer.status >= 200 && answer.status < 300) {
     let appId: string | null | undefined = change.appId ?? change.key;
     if (template.app_id !== undefined) {
       try {
         // An empty id (say, a 204 without a body) keeps the one ebb already knows.
-        appId = render('app_id', template.app_id, { response }).trim() || change.appId;
+        appId = render('app_id', template.app_id, { ...context, response }).trim() || change.appId;
       } catch (e) {
         return { ...rejected(change, `${what} answered ${answer.status}, but ${errorText(e)}`), result };
       }
     }
     return { key: change.key, success: true, appId, result };
   }
+  return answerError(change, classify(answer.status, change.action), `${what} answered ${answer.status}${snippetOf(answer.text)}`, answer, response, result);
+}
 
-  const kind = classify(answer.status, change.action);
+/**
+ * One request for a whole batch. A 2xx is read item by item; any other answer is the same for
+ * every change: a 4xx refuses the request as a whole (`wholeBatch`), so the engine splits the batch
+ * until the bad records are alone, and a batch of one is classified as a single request would be.
+ */
+async function applyBatch(ctx: Context, changes: Change[], name: string, template: RequestTemplate): Promise<Outcome[]> {
+  const action = changes[0].action;
+  const render = renderer(ctx, name, action);
+  const base = { action, object: ctx.destination.object };
+  const context = {
+    ...base,
+    changes: changes.map((c) => ({ key: c.key, record: c.record, app_id: c.appId ?? null, action: c.action })),
+    records: changes.map((c) => c.record),
+  };
+
+  let built: { path: string; request: Request };
+  try {
+    built = buildRequest(ctx, name, template, render, context);
+  } catch (e) {
+    // A record whose values break the template is isolated like one the app refuses; no request is sent meanwhile.
+    const message = (e as Error).message;
+    return changes.map((c) => ({ key: c.key, success: false, appId: c.appId, error: { kind: 'rejected', message, ...(changes.length > 1 && { wholeBatch: true }) } }));
+  }
+
+  const answer = await ctx.schedule(() => send(built.request, ctx.config.timeout_ms));
+  const what = `${template.method} ${built.path}`;
+  const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
+  if ('failure' in answer) return changes.map((c) => failed(c, 'transient', `${what}${size} failed: ${answer.failure}`));
+
+  const response = parseBody(answer.text);
+  if (answer.status < 200 || answer.status >= 300) {
+    const message = `${what}${size} answered ${answer.status}${snippetOf(answer.text)}`;
+    const result = resultOf(answer, response);
+    return changes.map((c) => {
+      if (changes.length === 1) return answerError(c, classify(answer.status, action), message, answer, response, result);
+      const kind = classifyBatch(answer.status, action);
+      return answerError(c, kind, message, answer, response, result, kind === 'rejected');
+    });
+  }
+
+  // Per-record answers: at `results`, or the answer itself when it is a list. Without either, the
+  // app acknowledged the batch as a whole and every record succeeded.
+  const items = template.results !== undefined ? valueAt(response, template.results) : Array.isArray(response) ? response : undefined;
+  if ((template.results !== undefined || items !== undefined) && (!Array.isArray(items) || items.length !== changes.length)) {
+    const where = template.results === undefined ? 'the answer' : `results (${template.results})`;
+    const found = Array.isArray(items) ? `${items.length} items` : 'no list';
+    const message = `${what}${size} answered ${answer.status}, but ${where} holds ${found} for ${changes.length} records; check requests.${name}.results`;
+    return changes.map((c) => ({ ...rejected(c, message), result: resultOf(answer, response) }));
+  }
+  return changes.map((change, i) => {
+    const item = items?.[i];
+    const result = items ? { status: answer.status, body: item } : resultOf(answer, response);
+    const context = { ...base, key: change.key, record: change.record, app_id: change.appId ?? null, response, result: item };
+    try {
+      const refusal = template.error === undefined ? '' : render('error', template.error, context).trim();
+      if (refusal) return { ...rejected(change, refusal), result };
+      const appId = template.app_id === undefined ? (change.appId ?? change.key) : render('app_id', template.app_id, context).trim() || change.appId;
+      return { key: change.key, success: true, appId, result };
+    } catch (e) {
+      return { ...rejected(change, `${what}${size} answered ${answer.status}, but ${errorText(e)}`), result };
+    }
+  });
+}
+
+/** What an answer is stored as in history: its status and its (truncated) body. */
+function resultOf(answer: { status: number; text: string }, response: unknown): { status: number; body: unknown } {
+  return { status: answer.status, body: answer.text.length > resultLimit ? truncated(answer.text) : response };
+}
+
+function snippetOf(text: string): string {
+  const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 200);
+  return snippet ? `: ${snippet}` : '';
+}
+
+/** The outcome of a non-2xx answer, with what the engine needs to retry it. */
+function answerError(
+  change: Change,
+  kind: ErrorKind,
+  message: string,
+  answer: { retryAfter: string | null },
+  response: unknown,
+  result: unknown,
+  wholeBatch = false,
+): Outcome {
   const existingAppId = kind === 'conflict' ? existingId(response) : undefined;
   const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.retryAfter) : undefined;
-  const snippet = answer.text.replace(/\s+/g, ' ').trim().slice(0, 200);
   return {
     key: change.key,
     success: false,
@@ -191,11 +352,22 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
     result,
     error: {
       kind,
-      message: `${what} answered ${answer.status}${snippet ? `: ${snippet}` : ''}`,
+      message,
       ...(existingAppId !== undefined && { existingAppId }),
       ...(retryAfterMs !== undefined && { retryAfterMs }),
+      ...(wholeBatch && { wholeBatch }),
     },
   };
+}
+
+/**
+ * A batch request's answer other than 2xx, for a batch of more than one: any 4xx but 404 (on
+ * update, delete or clear), 408 and 429 refuses the whole request, even a 409, which names one
+ * record of the batch; once split down to that record, the 409 is a conflict with its id.
+ */
+function classifyBatch(status: number, action: Action): ErrorKind {
+  const kind = classify(status, action);
+  return kind === 'conflict' ? 'rejected' : kind;
 }
 
 /** SPEC §6. A 408 is a timeout, which SPEC §3 counts as transient. */
@@ -219,7 +391,21 @@ async function send(request: Request, timeoutMs: number): Promise<Answer> {
 }
 
 function rejected(change: Change, message: string): Outcome {
-  return { key: change.key, success: false, appId: change.appId, error: { kind: 'rejected', message } };
+  return failed(change, 'rejected', message);
+}
+
+function failed(change: Change, kind: ErrorKind, message: string): Outcome {
+  return { key: change.key, success: false, appId: change.appId, error: { kind, message } };
+}
+
+/** The value at a dotted path (`data.results`, `items.0`) of a parsed JSON answer. */
+function valueAt(value: unknown, path: string): unknown {
+  let at = value;
+  for (const step of path.split('.')) {
+    if (typeof at !== 'object' || at === null) return undefined;
+    at = (at as Record<string, unknown>)[step];
+  }
+  return at;
 }
 
 function joinUrl(base: string, path: string): string {

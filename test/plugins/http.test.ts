@@ -2,10 +2,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import httpPlugin, { parseRetryAfter } from '../../plugins/http/index.ts';
+import httpPlugin, { parseRetryAfter, renderLookup } from '../../plugins/http/index.ts';
 import type { Change, Session, Strategy } from '../../plugins/plugin.ts';
 import { ContactsServer } from '../support/contacts-server.ts';
-import { pluginContext, sessionContext } from '../support/plugin-context.ts';
+import { FaultServer } from '../support/fault-server.ts';
+import { pluginContext, sessionContext, testRenderer } from '../support/plugin-context.ts';
 
 let server: ContactsServer;
 let projectDir: string;
@@ -312,5 +313,194 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Tue, 31 Dec 2024 23:00:00 GMT', now)).toBe(0);
     expect(parseRetryAfter(null, now)).toBeUndefined();
     expect(parseRetryAfter('soon', now)).toBeUndefined();
+  });
+});
+
+describe('http plugin: batch mode', () => {
+  let app: FaultServer;
+  beforeAll(async () => {
+    app = await FaultServer.start();
+  });
+  afterAll(() => app.stop());
+  beforeEach(() => {
+    app.reset();
+    app.configure({ faults: [], rejectWholeBatch: false, latencyMs: 0 });
+  });
+
+  const each = (item: string) => `[{% for c in changes %}${item}{{ "," if not loop.last }}{% endfor %}]`;
+  const batchRequests = {
+    create: { method: 'POST', path: '/contacts/batch/create', batch: true, body: '{"inputs": {{ records | tojson }}}', results: 'results', app_id: '{{ result.id }}', error: '{{ result.error }}' },
+    update: {
+      method: 'POST',
+      path: '/contacts/batch/update',
+      batch: true,
+      body: `{"inputs": ${each('{"id": {{ c.app_id | tojson }}, "properties": {{ c.record | tojson }}}')}}`,
+      results: 'results',
+      error: '{{ result.error }}',
+    },
+    delete: { method: 'POST', path: '/contacts/batch/delete', batch: true, body: `{"inputs": ${each('{"id": {{ c.app_id | tojson }}}')}}`, results: 'results', error: '{{ result.error }}' },
+  };
+  const openBatch = (options: OpenOptions = {}) => open({ requests: batchRequests, config: { base_url: app.url }, ...options });
+  const people = (n: number, bad: number[] = []) => Array.from({ length: n }, (_, i) => change('create', `k${i + 1}`, { email: `${bad.includes(i + 1) ? 'bad' : 'u'}${i + 1}@x.io` }));
+
+  it('validates batch templates: a body is required, results and error need batch', () => {
+    const issues = (requests: unknown) =>
+      httpPlugin.destinationSchema!.safeParse({ connection: 'crm', object: 'contacts', requests }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(issues(batchRequests)).toBeUndefined();
+    expect(issues({ create: { method: 'POST', path: '/b', batch: true } })).toEqual(['requests.create.body: a batch request needs a body that lists the changes']);
+    expect(issues({ create: { method: 'POST', path: '/c', body: '{}', results: 'results', error: '{{ result.error }}' } })).toEqual([
+      'requests.create.results: results only applies to a batch request (batch: true)',
+      'requests.create.error: error only applies to a batch request (batch: true)',
+    ]);
+    expect(issues({ create: { method: 'POST', path: '/b', batch: 'yes', body: '{}' } })?.[0]).toMatch(/^requests\.create\.batch: Invalid input: expected boolean/);
+  });
+
+  it('sends one request per batch, with changes in the body, and reads one item per record', async () => {
+    let scheduled = 0;
+    const session = await openBatch({ schedule: (request) => (scheduled++, request()) });
+    const outcomes = await session.apply(people(3, [2]));
+    expect(scheduled).toBe(1);
+    expect(app.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['POST /contacts/batch/create']);
+    expect(app.received()).toEqual([{ email: 'u1@x.io' }, { email: 'bad2@x.io' }, { email: 'u3@x.io' }]);
+    expect(outcomes).toEqual([
+      { key: 'k1', success: true, appId: 'c1', result: { status: 200, body: { id: 'c1' } } },
+      { key: 'k2', success: false, appId: undefined, result: { status: 200, body: { error: 'invalid email' } }, error: { kind: 'rejected', message: 'invalid email' } },
+      { key: 'k3', success: true, appId: 'c2', result: { status: 200, body: { id: 'c2' } } },
+    ]);
+
+    // The update body sees each change's app_id; an unknown id is refused alone.
+    const updated = await session.apply([change('update', 'k1', { email: 'u1@x.io', name: 'One' }, 'c1'), change('update', 'k9', { email: 'u9@x.io' }, 'c404')]);
+    expect(app.requests.at(-1)?.records).toEqual([
+      { id: 'c1', email: 'u1@x.io', name: 'One' },
+      { id: 'c404', email: 'u9@x.io' },
+    ]);
+    expect(updated.map((o) => [o.key, o.success, o.appId, o.error?.message])).toEqual([
+      ['k1', true, 'c1', undefined],
+      ['k9', false, 'c404', 'not found'],
+    ]);
+    expect(app.contacts.get('c1')).toEqual({ email: 'u1@x.io', name: 'One' });
+
+    // A batch clear borrows the update template; a batch delete without app_id keeps the known id.
+    const deleted = await session.apply([change('delete', 'k3', {}, 'c2')]);
+    expect(deleted).toEqual([{ key: 'k3', success: true, appId: 'c2', result: { status: 200, body: { id: 'c2' } } }]);
+    expect([...app.contacts.keys()]).toEqual(['c1']);
+  });
+
+  it('reads the answer itself when it is a list, and a plain acknowledgement as success for all', async () => {
+    const requests = { send: { method: 'POST', path: '/events', batch: true, body: '{{ changes | tojson }}', app_id: '{{ result.ref }}' } };
+    const session = await open({ requests, strategy: 'send' });
+    server.inject({ status: 200, body: [{ ref: 'e1' }, { ref: 'e2' }] });
+    const listed = await session.apply([change('send', 'k1', ann), change('send', 'k2', bob)]);
+    expect(listed.map((o) => [o.success, o.appId, o.result])).toEqual([
+      [true, 'e1', { status: 200, body: { ref: 'e1' } }],
+      [true, 'e2', { status: 200, body: { ref: 'e2' } }],
+    ]);
+    expect(JSON.parse(server.requests.at(-1)!.body)).toEqual([
+      { key: 'k1', record: ann, app_id: null, action: 'send' },
+      { key: 'k2', record: bob, app_id: null, action: 'send' },
+    ]);
+
+    // 202 "accepted": no per-record answers, so every record succeeded; app_id renders empty (no id).
+    const acknowledged = await session.apply([change('send', 'k1', ann), change('send', 'k2', bob)]);
+    expect(acknowledged).toEqual([
+      { key: 'k1', success: true, appId: undefined, result: { status: 202, body: 'accepted' } },
+      { key: 'k2', success: true, appId: undefined, result: { status: 202, body: 'accepted' } },
+    ]);
+  });
+
+  it('refuses every record when the per-record answers are missing or misaligned', async () => {
+    const requests = { create: { method: 'POST', path: '/contacts', batch: true, body: '{{ records | tojson }}', results: 'data.items' } };
+    const session = await open({ requests, strategy: 'create' });
+    server.inject({ status: 200, body: { data: { items: [{ id: 1 }] } } });
+    const short = await session.apply([change('create', 'k1', ann), change('create', 'k2', bob)]);
+    expect(short.map((o) => o.error)).toEqual(
+      Array(2).fill({
+        kind: 'rejected',
+        message: 'POST /contacts (a batch of 2) answered 200, but results (data.items) holds 1 items for 2 records; check requests.create.results',
+      }),
+    );
+    server.inject({ status: 201, body: { ok: true } });
+    expect((await session.apply([change('create', 'k1', ann)]))[0].error?.message).toMatch(/but results \(data\.items\) holds no list for 1 records/);
+    server.inject({ status: 200, body: { data: { items: [{ id: 1 }, { id: 2 }] } } });
+    expect((await session.apply([change('create', 'k1', ann), change('create', 'k2', bob)])).map((o) => [o.success, o.appId])).toEqual([
+      [true, 'k1'],
+      [true, 'k2'],
+    ]);
+  });
+
+  it('classifies a whole answer for every record: 429, 5xx, resets, timeouts, 404, and 4xx as a whole-batch rejection', async () => {
+    const session = await openBatch({ config: { base_url: app.url, timeout_ms: 300 } });
+    const kinds = async () => (await session.apply(people(2))).map((o) => o.error);
+
+    app.configure({ faults: [{ kind: 'rate_limit', retryAfterSeconds: 2, firstRequests: 1 }] });
+    expect(await kinds()).toEqual(
+      Array(2).fill({ kind: 'rate_limited', message: 'POST /contacts/batch/create (a batch of 2) answered 429: {"error":"too many requests"}', retryAfterMs: 2000 }),
+    );
+    app.configure({ faults: [{ kind: 'error', status: 502, firstRequests: 1 }] });
+    expect((await kinds()).map((e) => e?.kind)).toEqual(['transient', 'transient']);
+    app.configure({ faults: [{ kind: 'reset', firstRequests: 1 }] });
+    expect((await kinds()).map((e) => e?.message)).toEqual(Array(2).fill(expect.stringMatching(/^POST \/contacts\/batch\/create \(a batch of 2\) failed: /) as unknown));
+    app.configure({ faults: [{ kind: 'hang', firstRequests: 1 }] });
+    expect(await kinds()).toEqual(Array(2).fill({ kind: 'transient', message: 'POST /contacts/batch/create (a batch of 2) failed: no answer within 300 ms' }));
+    app.configure({ faults: [{ kind: 'error', status: 408, firstRequests: 1 }] });
+    expect((await kinds()).map((e) => e?.kind)).toEqual(['transient', 'transient']);
+    app.configure({ faults: [] });
+
+    app.configure({ rejectWholeBatch: true });
+    const whole = await session.apply(people(3, [3]));
+    expect(whole.map((o) => [o.success, o.error?.kind, o.error?.wholeBatch])).toEqual(Array(3).fill([false, 'rejected', true]));
+    expect(whole[0].error?.message).toBe('POST /contacts/batch/create (a batch of 3) answered 422: {"error":"invalid email","index":2}');
+    expect(whole[0].result).toEqual({ status: 422, body: { error: 'invalid email', index: 2 } });
+    // A batch of one is about that record alone: a final rejection.
+    const [alone] = await session.apply(people(1, [1]));
+    expect(alone.error).toEqual({ kind: 'rejected', message: 'POST /contacts/batch/create answered 422: {"error":"invalid email","index":0}' });
+
+    app.configure({ faults: [{ kind: 'error', status: 404, match: /update/ }] });
+    const missing = await session.apply([change('update', 'k1', ann, 'c1'), change('update', 'k2', bob, 'c2')]);
+    expect(missing.map((o) => o.error?.kind)).toEqual(['not_found', 'not_found']);
+  });
+
+  it('splits a 409 like a rejection, and reads the existing id once the batch is down to one record', async () => {
+    const requests = { create: { method: 'POST', path: '/contacts', batch: true, body: '{{ records | tojson }}' } };
+    const session = await open({ requests, strategy: 'create' });
+    server.inject({ status: 409, body: { error: 'duplicate email', id: 'c7' } });
+    expect((await session.apply([change('create', 'k1', ann), change('create', 'k2', bob)])).map((o) => o.error?.kind && [o.error.kind, o.error.wholeBatch])).toEqual([
+      ['rejected', true],
+      ['rejected', true],
+    ]);
+    server.inject({ status: 409, body: { error: 'duplicate email', id: 'c7' } });
+    const [one] = await session.apply([change('create', 'k1', ann)]);
+    expect(one.error).toEqual({ kind: 'conflict', existingAppId: 'c7', message: 'POST /contacts answered 409: {"error":"duplicate email","id":"c7"}' });
+  });
+
+  it('refuses records whose templates fail: the body as a whole batch (no request), app_id and error per record', async () => {
+    const session = await openBatch({
+      requests: { ...batchRequests, create: { ...batchRequests.create, body: '{{ records | nosuchfilter }}' }, update: { ...batchRequests.update, app_id: '{{ result.id | nosuchfilter }}' } },
+    });
+    const created = await session.apply(people(2));
+    expect(created.map((o) => [o.error?.kind, o.error?.wholeBatch])).toEqual(Array(2).fill(['rejected', true]));
+    expect(created[0].error?.message).toMatch(/^cannot render requests\.create\.body: .*nosuchfilter/);
+    expect((await session.apply(people(1)))[0].error).not.toHaveProperty('wholeBatch');
+    expect(app.requests).toEqual([]);
+
+    await openBatch().then((s) => s.apply(people(1)));
+    const [updated] = await session.apply([change('update', 'k1', { email: 'u1@x.io' }, 'c1')]);
+    expect(updated).toMatchObject({ success: false, result: { status: 200, body: { id: 'c1' } }, error: { kind: 'rejected' } });
+    expect(updated.error?.message).toMatch(/^POST \/contacts\/batch\/update answered 200, but cannot render requests\.update\.app_id: /);
+  });
+});
+
+describe('renderLookup', () => {
+  it('renders a plain lookup exactly as nunjucks does, and leaves every other template to nunjucks', () => {
+    const nunjucks = testRenderer(tmpdir());
+    const context = { result: { id: 42, error: null, name: 'Ann', ok: true, tags: ['a', 'b'], nested: { deep: 'x' }, zero: 0, empty: '' }, key: 'k1', response: 'text' };
+    const lookups = ['{{ result.id }}', '{{result.error}}', '{{ result.name }}', '{{ result.ok }}', '{{ result.tags }}', '{{ result.nested }}', '{{ result.nested.deep }}'];
+    const more = ['/contacts/batch/create', 'plain } text', '', '{{ result.missing }}', '{{ result.missing.deeper }}', '{{ result.zero }}', '{{ result.empty }}', '{{ key }}', '{{ response.length }}', '{{- result.id -}}'];
+    for (const template of [...lookups, ...more]) {
+      expect(renderLookup(template, context), template).toBe(nunjucks.renderString(template, context));
+    }
+    for (const template of ['{{ result.id | string }}', ' {{ result.id }}', '{{ result["id"] }}', '{{ range }}', '{{ result.name.toUpperCase }}', 'id-{{ key }}', '{% if x %}{% endif %}']) {
+      expect(renderLookup(template, context), template).toBeUndefined();
+    }
   });
 });

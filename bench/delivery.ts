@@ -1,0 +1,371 @@
+/**
+ * Delivery: how fast ebb sends records to an HTTP app, and how well it keeps a rate limit.
+ *
+ * 1. Throughput. 100,000 new records of a generated DuckDB project go to the fault server's batch
+ *    endpoint (no faults; batches of 100, 8 requests in flight) through ebb's real path: loadProject,
+ *    openEngine, registerSyncs, runSync, the http plugin in batch mode. Against it, a bare client
+ *    sends the same records in the same batches (the same bodies) with the same concurrency:
+ *    p-map + fetch, JSON.stringify the body, parse the answer. The apply stage of ebb (from the end
+ *    of the plan to the last batch's outcome, read from runSync's progress events) is compared
+ *    with the bare client's time; plan and record are reported apart. The two take turns, twice
+ *    (ebb's second run is a full resync), and the best pass of each is compared: on a shared
+ *    machine the best pass is the one least disturbed by other work.
+ * 2. Rate limit. With `rate_limit: {requests: N, per_seconds: 1}` on the connection, ebb sends
+ *    N × 6 records one request each; the app logs when each request arrives. Reported: the
+ *    achieved rate, and the most requests that arrived within any one second (never above N).
+ *
+ * The app runs in a child process, so that its work does not share an event loop with either
+ * sender. Run alone with `node bin/run-ts.js bench/delivery.ts [records]`.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import pMap from 'p-map';
+import { stringify } from 'yaml';
+import { loadProject } from '../engine/config/load.ts';
+import { openEngine, registerSyncs, type Engine } from '../engine/engine.ts';
+import { runSync, type RunResult } from '../engine/run.ts';
+import { createSourceSql, FIELDS, SOURCE_TABLE } from './data.ts';
+import { FaultServer } from '../test/support/fault-server.ts';
+
+const repoRoot = fileURLToPath(new URL('../', import.meta.url));
+const thisFile = fileURLToPath(import.meta.url);
+
+/** The figures of the delivery bench. */
+export interface DeliveryBench {
+  records: number;
+  batchSize: number;
+  concurrency: number;
+  /** ebb's runs: total, and their plan, apply and record stages (ms). */
+  ebb: Array<{ totalMs: number; planMs: number; applyMs: number; recordMs: number; requests: number }>;
+  /** The bare client's time for each of its passes (ms); the best one is compared. */
+  bareMs: number[];
+  bareRequests: number;
+  /** ebb's best apply rate over the bare client's best rate (goal: >= 0.8). */
+  ratio: number;
+  rateLimit: {
+    /** The limit: requests per second. */
+    limit: number;
+    records: number;
+    /** Requests per second between the first and the last arrival. */
+    achieved: number;
+    /** The most requests that arrived within any one second. */
+    maxInOneSecond: number;
+    runMs: number;
+  };
+}
+
+/** Options of {@link benchDelivery}. */
+export interface DeliveryOptions {
+  records?: number;
+  batchSize?: number;
+  concurrency?: number;
+  /** The rate limit of the second part, requests per second. */
+  rateLimit?: number;
+  /** How long the rate-limited run should last, in seconds. */
+  rateSeconds?: number;
+}
+
+// ---- the app, in a child process -----------------------------------------------------------
+
+type AppRequest = { cmd: 'reset' } | { cmd: 'stats'; windowMs: number };
+type Command = AppRequest & { id: number };
+
+/** What the app reports about the requests since its last reset. */
+interface AppStats {
+  requests: number;
+  records: number;
+  contacts: number;
+  created: number;
+  duplicates: number;
+  answers: Record<string, number>;
+  maxInWindow: number;
+  firstAt: number;
+  lastAt: number;
+}
+
+/** The child's side: a fault server without faults, driven over IPC. */
+async function serve(): Promise<void> {
+  const app = await FaultServer.start();
+  process.on('message', (message: Command) => {
+    if (message.cmd === 'reset') app.reset();
+    const answers: Record<string, number> = {};
+    for (const r of app.requests) answers[String(r.answer)] = (answers[String(r.answer)] ?? 0) + 1;
+    const stats: AppStats = {
+      requests: app.requests.length,
+      records: app.requests.reduce((n, r) => n + r.records.length, 0),
+      contacts: app.contacts.size,
+      created: app.created.length,
+      duplicates: [...app.createdPerEmail().values()].filter((n) => n > 1).length,
+      answers,
+      maxInWindow: message.cmd === 'stats' ? app.maxInWindow(message.windowMs) : 0,
+      firstAt: app.requests[0]?.at ?? 0,
+      lastAt: app.requests.at(-1)?.at ?? 0,
+    };
+    process.send!({ id: message.id, stats });
+  });
+  process.on('disconnect', () => void app.stop().then(() => process.exit(0)));
+  process.send!({ url: app.url });
+}
+
+/** The parent's handle on the app in its child process. */
+class RemoteApp {
+  private nextId = 1;
+  private readonly waiting = new Map<number, (stats: AppStats) => void>();
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly url: string,
+  ) {
+    child.on('message', (m: { id?: number; stats?: AppStats }) => {
+      if (m.id !== undefined && m.stats) this.waiting.get(m.id)?.(m.stats);
+    });
+  }
+
+  static start(): Promise<RemoteApp> {
+    const child = fork(join(repoRoot, 'bin', 'run-ts.js'), [thisFile, '--serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    return new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code) => reject(new Error(`the bench app exited with code ${code}`)));
+      child.once('message', (m: { url: string }) => resolve(new RemoteApp(child, m.url)));
+    });
+  }
+
+  private ask(command: AppRequest): Promise<AppStats> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.child.send({ ...command, id });
+    });
+  }
+
+  reset = () => this.ask({ cmd: 'reset' });
+  stats = (windowMs = 1000) => this.ask({ cmd: 'stats', windowMs });
+
+  stop(): void {
+    this.child.removeAllListeners('exit');
+    this.child.disconnect();
+  }
+}
+
+// ---- the project -----------------------------------------------------------------------------
+
+const batchCreate = {
+  method: 'POST',
+  path: '/contacts/batch/create',
+  batch: true,
+  body: '{"inputs": {{ records | tojson }}}',
+  results: 'results',
+  app_id: '{{ result.id }}',
+  error: '{{ result.error }}',
+};
+const singleCreate = { method: 'POST', path: '/contacts', body: '{{ record | tojson }}', app_id: '{{ response.id }}' };
+const mapping = Object.fromEntries(FIELDS.map((f) => [f, f]));
+
+async function makeProject(appUrl: string, o: Required<DeliveryOptions>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'ebb-bench-delivery-'));
+  const config = {
+    name: 'bench_delivery',
+    warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+    connections: {
+      app: { plugin: 'http', config: { base_url: appUrl }, concurrency: o.concurrency },
+      limited: { plugin: 'http', config: { base_url: appUrl }, concurrency: o.concurrency, rate_limit: { requests: o.rateLimit, per_seconds: 1 } },
+    },
+    syncs: [
+      {
+        name: 'deliver',
+        source: { table: SOURCE_TABLE, key: 'id' },
+        // send: a full resync sends every record again, so that ebb can be timed more than once.
+        destination: { connection: 'app', object: 'contacts', requests: { send: batchCreate } },
+        strategy: 'send',
+        batch_size: o.batchSize,
+        mapping,
+      },
+      {
+        name: 'limited',
+        source: { table: 'limited_contacts', key: 'id' },
+        destination: { connection: 'limited', object: 'contacts', requests: { create: singleCreate } },
+        strategy: 'create',
+        batch_size: 10,
+        mapping,
+      },
+    ],
+  };
+  await writeFile(join(dir, 'ebb.yml'), stringify(config));
+  return dir;
+}
+
+/** The records as the transform makes them, in key order: what the bare client sends. */
+async function sourceRecords(engine: Engine): Promise<Array<Record<string, unknown>>> {
+  const rows = await engine.sql.warehouse.runAndRead(`SELECT transformed_record::VARCHAR AS r FROM ebb.sync_record_state WHERE sync_name = 'deliver' ORDER BY record_key`);
+  return rows.map((row) => JSON.parse(String(row.r)) as Record<string, unknown>);
+}
+
+/** The bare client: the same batches, bodies and concurrency as ebb, with p-map and fetch. */
+async function bare(url: string, records: Array<Record<string, unknown>>, batchSize: number, concurrency: number): Promise<number> {
+  const batches: Array<Array<Record<string, unknown>>> = [];
+  for (let i = 0; i < records.length; i += batchSize) batches.push(records.slice(i, i + batchSize));
+  const start = performance.now();
+  await pMap(
+    batches,
+    async (batch) => {
+      const res = await fetch(`${url}/contacts/batch/create`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ inputs: batch }),
+      });
+      const answer = (await res.json()) as { results: Array<{ id?: string; error?: string }> };
+      if (!res.ok || answer.results.length !== batch.length || answer.results.some((r) => r.error)) throw new Error(`the bare client got ${res.status}`);
+    },
+    { concurrency },
+  );
+  return performance.now() - start;
+}
+
+/** A run of ebb, timed by stage from its progress events. */
+async function timedRun(engine: Engine, name: string, fullResync = false): Promise<{ result: RunResult; totalMs: number; planMs: number; applyMs: number; recordMs: number }> {
+  const sync = engine.project.config.syncs.find((s) => s.name === name)!;
+  globalThis.gc?.();
+  const start = performance.now();
+  let planned = 0;
+  let lastApplied = 0;
+  const result = await runSync(engine, sync, {
+    fullResync,
+    onProgress: ({ applied }) => {
+      if (applied === 0 && planned === 0) planned = performance.now();
+      else lastApplied = performance.now();
+    },
+  });
+  const end = performance.now();
+  if (result.error) throw new Error(`the ${name} run failed: ${result.error}`);
+  return { result, totalMs: end - start, planMs: planned - start, applyMs: lastApplied - planned, recordMs: end - lastApplied };
+}
+
+/** Runs both parts; `log` gets a line per step. */
+export async function benchDelivery(options: DeliveryOptions = {}, log: (line: string) => void = () => {}): Promise<DeliveryBench> {
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as DeliveryOptions;
+  const o: Required<DeliveryOptions> = { records: 100_000, batchSize: 100, concurrency: 8, rateLimit: 50, rateSeconds: 6, ...given };
+  const app = await RemoteApp.start();
+  const dir = await makeProject(app.url, o);
+  const engine = await openEngine(await loadProject(dir));
+  try {
+    log(`delivery: generating ${o.records} source rows`);
+    await engine.sql.warehouse.run(createSourceSql(o.records));
+    await engine.sql.warehouse.run(`CREATE TABLE limited_contacts AS SELECT * FROM ${SOURCE_TABLE} WHERE id <= ${o.rateLimit * o.rateSeconds}`);
+    await engine.sql.warehouse.run('CHECKPOINT');
+    await registerSyncs(engine);
+
+    // Warm up the app and fetch on a tenth of the records, so that the first timed pass is not
+    // also the app's warm-up.
+    log('delivery: warm-up');
+    const warm = Array.from({ length: Math.min(10_000, o.records) }, (_, i) => ({ email: `warm${i}@x.io` }));
+    await bare(app.url, warm, o.batchSize, o.concurrency);
+    await app.reset();
+
+    const ebbRuns: DeliveryBench['ebb'] = [];
+    const bareMs: number[] = [];
+    let bareRequests = 0;
+    let records: Array<Record<string, unknown>> = [];
+    for (let pass = 1; pass <= 2; pass++) {
+      await app.reset();
+      log(`delivery: ebb run ${pass} of ${o.records} records (batch mode, batches of ${o.batchSize}, concurrency ${o.concurrency})`);
+      const run = await timedRun(engine, 'deliver', pass > 1);
+      const afterEbb = await app.stats();
+      if (run.result.counts.succeeded !== o.records || afterEbb.created !== o.records || afterEbb.duplicates > 0) {
+        throw new Error(`ebb delivered ${run.result.counts.succeeded} of ${o.records} records; the app created ${afterEbb.created}`);
+      }
+      ebbRuns.push({ totalMs: run.totalMs, planMs: run.planMs, applyMs: run.applyMs, recordMs: run.recordMs, requests: afterEbb.requests });
+      if (pass === 1) records = await sourceRecords(engine);
+
+      await app.reset();
+      log(`delivery: bare client, pass ${pass}`);
+      globalThis.gc?.();
+      bareMs.push(await bare(app.url, records, o.batchSize, o.concurrency));
+      const stats = await app.stats();
+      if (stats.created !== o.records) throw new Error(`the bare client delivered ${stats.created} of ${o.records} records`);
+      bareRequests = stats.requests;
+    }
+
+    await app.reset();
+    const limitedRecords = o.rateLimit * o.rateSeconds;
+    log(`delivery: ${limitedRecords} records, one request each, under a limit of ${o.rateLimit} requests per second`);
+    const limited = await timedRun(engine, 'limited');
+    const ls = await app.stats(1000);
+    if (limited.result.counts.succeeded !== limitedRecords) throw new Error(`the rate-limited run delivered ${limited.result.counts.succeeded} of ${limitedRecords}`);
+
+    return {
+      records: o.records,
+      batchSize: o.batchSize,
+      concurrency: o.concurrency,
+      ebb: ebbRuns,
+      bareMs,
+      bareRequests,
+      ratio: Math.min(...bareMs) / Math.min(...ebbRuns.map((r) => r.applyMs)),
+      rateLimit: {
+        limit: o.rateLimit,
+        records: limitedRecords,
+        achieved: ((ls.requests - 1) * 1000) / (ls.lastAt - ls.firstAt),
+        maxInOneSecond: ls.maxInWindow,
+        runMs: limited.totalMs,
+      },
+    };
+  } finally {
+    await engine.close();
+    app.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The bench's result as lines of text. */
+export function formatDelivery(b: DeliveryBench): string[] {
+  const rate = (n: number, ms: number) => `${Math.round((n * 1000) / ms).toLocaleString('en-US')} records/s`;
+  const bare = Math.min(...b.bareMs);
+  const best = b.ebb.reduce((a, c) => (c.applyMs < a.applyMs ? c : a));
+  const r = b.rateLimit;
+  return [
+    `delivery of ${b.records.toLocaleString('en-US')} records over HTTP (batch mode, batches of ${b.batchSize}, concurrency ${b.concurrency}; app in a child process)`,
+    ...b.ebb.map((run, i) => `  ebb run ${i + 1}:    ${ms(run.totalMs)} total = plan ${ms(run.planMs)} + apply ${ms(run.applyMs)} + record ${ms(run.recordMs)}; ${run.requests} requests`),
+    `  ebb apply:    ${rate(b.records, best.applyMs)}  (best run; its whole run: ${rate(b.records, best.totalMs)})`,
+    `  bare client:  ${rate(b.records, bare)}  (best of ${b.bareMs.map(ms).join(', ')}; ${b.bareRequests} requests)`,
+    `  ratio ebb apply / bare: ${b.ratio.toFixed(2)}  (goal >= 0.80: ${b.ratio >= 0.8 ? 'met' : 'NOT met'})`,
+    `rate limit of ${r.limit} requests/s, ${r.records} records one request each (${ms(r.runMs)} run)`,
+    `  achieved:     ${r.achieved.toFixed(1)} requests/s = ${((r.achieved / r.limit) * 100).toFixed(1)}% of the limit  (goal >= 95%: ${r.achieved >= 0.95 * r.limit ? 'met' : 'NOT met'})`,
+    `  busiest 1 s:  ${r.maxInOneSecond} requests  (goal <= ${r.limit}: ${r.maxInOneSecond <= r.limit ? 'met' : 'NOT met'})`,
+  ];
+}
+
+/**
+ * The bench's figures as rows of bench/index.ts's table: `[#, figure, value, goal, met]`, numbered
+ * `section` (throughput) and `section + 1` (rate limit).
+ */
+export function deliveryTable(b: DeliveryBench, section = 4): string[][] {
+  const int = (n: number) => Math.round(n).toLocaleString('en-US');
+  const met = (ok: boolean) => (ok ? 'yes' : 'NO');
+  const best = b.ebb.reduce((a, c) => (c.applyMs < a.applyMs ? c : a));
+  const bare = Math.min(...b.bareMs);
+  const r = b.rateLimit;
+  const [t, l] = [String(section), String(section + 1)];
+  return [
+    [t, `ebb apply, ${int(b.records)} records -> HTTP batch endpoint (batches of ${b.batchSize}, concurrency ${b.concurrency}; best of ${b.ebb.length})`, `${int((b.records * 1000) / best.applyMs)} records/s`, '', ''],
+    [t, '  its run: plan / apply / record', [best.planMs, best.applyMs, best.recordMs].map(ms).join(' / '), '', ''],
+    [t, `bare client: p-map + fetch, same bodies and concurrency (best of ${b.bareMs.length})`, `${int((b.records * 1000) / bare)} records/s`, '', ''],
+    [t, 'ebb apply rate / bare client rate', `${b.ratio.toFixed(2)}×`, '>= 0.80×', met(b.ratio >= 0.8)],
+    [l, `rate limit ${r.limit} requests/s, ${r.records} single-record requests: achieved`, `${r.achieved.toFixed(1)} requests/s`, `>= ${(0.95 * r.limit).toFixed(1)} (95%)`, met(r.achieved >= 0.95 * r.limit)],
+    [l, '  most requests within any 1 s (at the app)', String(r.maxInOneSecond), `<= ${r.limit}`, met(r.maxInOneSecond <= r.limit)],
+  ];
+}
+
+function ms(n: number): string {
+  return `${Math.round(n)} ms`;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  if (process.argv[2] === '--serve') await serve();
+  else {
+    const records = process.argv[2] ? Number(process.argv[2]) : undefined;
+    const result = await benchDelivery({ records }, (line) => process.stderr.write(`${line}\n`));
+    process.stdout.write(formatDelivery(result).join('\n') + '\n');
+  }
+}

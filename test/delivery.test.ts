@@ -1,0 +1,368 @@
+/**
+ * Delivery to a flaky app, end to end through `ebb run` against the fault server (SPEC §3, §4):
+ * 5xx, reset connections and timeouts; 429 with Retry-After; records refused inside a batch and
+ * batches refused whole; the business retries; the time limit; the run lock and a killed run.
+ * Retries wait 50-200 ms here, not 3-10 s, so that the tests stay fast.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
+import { FaultServer, type FaultConfig } from './support/fault-server.ts';
+
+const servers: FaultServer[] = [];
+const children: ChildProcess[] = [];
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await Promise.all(servers.splice(0).map((s) => s.stop()));
+});
+
+const retry = { delays_seconds: [0.05, 0.1, 0.2] };
+
+const singleRequests = {
+  create: { method: 'POST', path: '/contacts', body: '{{ record | tojson }}', app_id: '{{ response.id }}' },
+  update: { method: 'PATCH', path: '/contacts/{{ app_id | urlencode }}', body: '{{ record | tojson }}' },
+  delete: { method: 'DELETE', path: '/contacts/{{ app_id | urlencode }}' },
+};
+
+const each = (item: string) => `[{% for c in changes %}${item}{{ "," if not loop.last }}{% endfor %}]`;
+const batchRequests = {
+  create: { method: 'POST', path: '/contacts/batch/create', batch: true, body: '{"inputs": {{ records | tojson }}}', results: 'results', app_id: '{{ result.id }}', error: '{{ result.error }}' },
+  update: {
+    method: 'POST',
+    path: '/contacts/batch/update',
+    batch: true,
+    body: `{"inputs": ${each('{"id": {{ c.app_id | tojson }}, "properties": {{ c.record | tojson }}}')}}`,
+    results: 'results',
+    error: '{{ result.error }}',
+  },
+};
+
+/** A row of the source table `contacts`: the id is the key, the email is unique in the app. */
+interface Person {
+  id: number;
+  email: string;
+  name: string;
+}
+
+const people = (from: number, to: number, name = 'P', bad: number[] = []): Person[] =>
+  Array.from({ length: to - from + 1 }, (_, i) => from + i).map((id) => ({ id, email: `${bad.includes(id) ? 'bad' : 'p'}${id}@x.io`, name: `${name}${id}` }));
+
+interface RunJson {
+  run_id: string;
+  health: string;
+  counts: Record<string, number>;
+  error: string | null;
+}
+
+interface SetupOptions {
+  app?: Partial<FaultConfig>;
+  mode?: 'single' | 'batch';
+  strategy?: string;
+  batchSize?: number;
+  concurrency?: number;
+  timeoutMs?: number;
+  createIsIdempotent?: boolean;
+}
+
+/** A project with a sync `s` of the table `contacts` to a running fault server. */
+async function setup(options: SetupOptions = {}) {
+  const app = await FaultServer.start(options.app);
+  servers.push(app);
+  const config = (maxRunSeconds?: number) => ({
+    version: 1,
+    name: 'delivery',
+    warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+    connections: {
+      app: { plugin: 'http', config: { base_url: app.url, timeout_ms: options.timeoutMs ?? 5000 }, concurrency: options.concurrency ?? 4, retry },
+    },
+    syncs: [
+      {
+        name: 's',
+        source: { table: 'contacts', key: 'id' },
+        destination: {
+          connection: 'app',
+          object: 'contacts',
+          requests: options.mode === 'batch' ? batchRequests : singleRequests,
+          ...(options.createIsIdempotent && { create_is_idempotent: true }),
+        },
+        strategy: options.strategy ?? 'upsert',
+        mapping: { email: 'email', name: 'name' },
+        batch_size: options.batchSize ?? 10,
+        ...(maxRunSeconds && { max_run_seconds: maxRunSeconds }),
+      },
+    ],
+  });
+  const dir = await makeProject(config());
+  const db = join(dir, 'warehouse.duckdb');
+  return {
+    app,
+    dir,
+    db,
+    /** Sets or removes the sync's `max_run_seconds`. */
+    async timeLimit(seconds?: number) {
+      await writeFile(join(dir, 'ebb.yml'), stringify(config(seconds)));
+    },
+    async load(rows: Person[]) {
+      const values = rows.map((p) => `(${p.id}, '${p.email}', '${p.name}')`).join(', ');
+      await duck(db, `CREATE OR REPLACE TABLE contacts (id INTEGER, email VARCHAR, name VARCHAR);\nINSERT INTO contacts VALUES ${values}`);
+    },
+    /** `ebb run s --json`, expecting an exit code. */
+    async run(exit: number, env: Record<string, string> = {}): Promise<RunJson> {
+      const result = await ebb(dir, ['run', 's', '--json'], env);
+      expect(result.code, result.stderr + result.stdout).toBe(exit);
+      return (JSON.parse(result.stdout) as { runs: RunJson[] }).runs[0];
+    },
+    /** The state rows, `key -> apply_state`. */
+    async states(): Promise<Record<string, string>> {
+      const rows = await duck(db, `SELECT record_key, apply_state FROM ebb.sync_record_state`);
+      return Object.fromEntries(rows.map((r) => [String(r.record_key), String(r.apply_state)]));
+    },
+  };
+}
+
+/** The app holds exactly these people, each created once (but those deleted in the app and created again). */
+function expectAppHolds(app: FaultServer, rows: Person[], recreated: string[] = []) {
+  const held = [...app.contacts.values()].map((c) => `${String(c.email)} ${String(c.name)}`).sort();
+  expect(held).toEqual(rows.map((p) => `${p.email} ${p.name}`).sort());
+  const twice = [...app.createdPerEmail()].filter(([email, n]) => n > (recreated.includes(String(email)) ? 2 : 1));
+  expect(twice, 'contacts created twice').toEqual([]);
+}
+
+const idOf = (record: Record<string, unknown>) => Number(String(record.email).slice(1, -5));
+
+describe('technical retries', () => {
+  it('5xx, reset connections and timeouts on some requests: the run still ends HEALTHY, each record once in the app', async () => {
+    const s = await setup({
+      timeoutMs: 300,
+      app: {
+        faults: [
+          // Each record meets each fault at most once, so three retries are always enough; which
+          // requests are hit varies (seeded), and some faults land after the app did the work.
+          { kind: 'error', status: 503, firstPerRecord: 1, probability: 0.4, only: (r) => idOf(r) > 10 && idOf(r) % 3 === 0 },
+          { kind: 'reset', firstPerRecord: 1, probability: 0.4, only: (r) => idOf(r) > 10 && idOf(r) % 3 === 1 },
+          { kind: 'hang', firstPerRecord: 1, probability: 0.3, only: (r) => idOf(r) > 10 && idOf(r) % 3 === 2 },
+          { kind: 'reset', afterApply: true, firstPerRecord: 1, only: (r) => r.email === 'p7@x.io' },
+          { kind: 'error', status: 500, afterApply: true, firstPerRecord: 1, only: (r) => r.email === 'p8@x.io' },
+        ],
+      },
+    });
+    const rows = people(1, 60);
+    await s.load(rows);
+    const run = await s.run(0);
+    expect(run.health).toBe('HEALTHY');
+    expect(run.counts).toMatchObject({ succeeded: 60, failed: 0 });
+    expectAppHolds(s.app, rows);
+    const answers = s.app.requests.map((r) => r.answer);
+    for (const fault of [503, 'reset', 'hang', 500]) expect(answers, `no ${fault} was injected`).toContain(fault);
+    // p7 and p8 landed on the first try although the app's answer was lost: the retry was answered
+    // 409 with the id, and became an update of that id.
+    for (const email of ['p7@x.io', 'p8@x.io']) {
+      expect(s.app.requests.filter((r) => r.records.some((c) => c.email === email)).map((r) => `${r.method} ${r.path} ${String(r.answer)}`)).toEqual([
+        `POST /contacts ${email === 'p7@x.io' ? 'reset' : 500}`,
+        'POST /contacts 409',
+        `PATCH /contacts/${s.app.idOf(email)} 200`,
+      ]);
+    }
+    expect(Object.values(await s.states()).every((state) => state === 'SUCCESS')).toBe(true);
+  });
+
+  it('429 with Retry-After: 1 is honoured; when the tries run out the records are FAILED with the app answer', async () => {
+    const s = await setup({ app: { faults: [{ kind: 'rate_limit', retryAfterSeconds: 1, firstPerRecord: 1 }] } });
+    await s.load(people(1, 3));
+    expect((await s.run(0)).health).toBe('HEALTHY');
+    for (const email of ['p1@x.io', 'p2@x.io', 'p3@x.io']) {
+      const tries = s.app.requests.filter((r) => r.records.some((c) => c.email === email));
+      expect(tries.map((r) => r.answer)).toEqual([429, 201]);
+      // The retry waited for Retry-After (1 s), not for the first retry delay (50 ms).
+      expect(tries[1].at - tries[0].at).toBeGreaterThanOrEqual(1000);
+    }
+
+    s.app.configure({ faults: [{ kind: 'rate_limit', retryAfterSeconds: 0 }] });
+    s.app.requests.length = 0;
+    await s.load(people(1, 3, 'Renamed'));
+    const failed = await s.run(1);
+    expect(failed).toMatchObject({ health: 'FAILED', counts: { succeeded: 0, failed: 3 } });
+    // The first try and the three retries.
+    expect(s.app.requests.map((r) => r.answer)).toEqual(Array(12).fill(429));
+    const history = await duck(s.db, `SELECT apply_state, result::VARCHAR AS result FROM ebb.sync_record_history WHERE run_id = '${failed.run_id}'`);
+    expect(history).toHaveLength(3);
+    for (const row of history) {
+      expect(row.apply_state).toBe('FAILED');
+      const result = JSON.parse(String(row.result)) as { error: { kind: string; message: string }; response: unknown };
+      expect(result.error).toMatchObject({ kind: 'rate_limited', message: expect.stringMatching(/^PATCH \/contacts\/c\d answered 429: \{"error":"too many requests"\}$/) as unknown });
+      expect(result.response).toEqual({ status: 429, body: { error: 'too many requests' } });
+    }
+    expect(Object.values(await s.states())).toEqual(['FAILED', 'FAILED', 'FAILED']);
+  });
+});
+
+describe('batch mode', () => {
+  const rows = people(1, 50, 'P', [17]);
+
+  it('one bad record inside a batch of 50 is refused alone', async () => {
+    const s = await setup({ mode: 'batch', batchSize: 50 });
+    await s.load(rows);
+    const run = await s.run(2);
+    expect(run).toMatchObject({ health: 'INCOMPLETE', counts: { succeeded: 49, failed: 1 } });
+    expect(s.app.requests.map((r) => `${r.path} ${r.records.length} ${String(r.answer)}`)).toEqual(['/contacts/batch/create 50 200']);
+    expect(s.app.contacts.size).toBe(49);
+    const [bad] = await duck(s.db, `SELECT apply_state, result::VARCHAR AS result FROM ebb.sync_record_history WHERE record_key = '17'`);
+    expect(bad.apply_state).toBe('FAILED');
+    expect(JSON.parse(String(bad.result))).toEqual({ error: { kind: 'rejected', message: 'invalid email' }, response: { status: 200, body: { error: 'invalid email' } } });
+    const [good] = await duck(s.db, `SELECT app_identifier FROM ebb.sync_record_state WHERE record_key = '1'`);
+    expect(good.app_identifier).toBe(s.app.idOf('p1@x.io'));
+  });
+
+  it('a batch refused whole is split in half until only the bad record fails', async () => {
+    const s = await setup({ mode: 'batch', batchSize: 50, app: { rejectWholeBatch: true } });
+    await s.load(rows);
+    const run = await s.run(2);
+    expect(run).toMatchObject({ health: 'INCOMPLETE', counts: { succeeded: 49, failed: 1 } });
+    const refused = s.app.requests.filter((r) => r.answer === 422);
+    const accepted = s.app.requests.filter((r) => r.answer === 200);
+    // Each refused batch holds the bad record; halving 50 reaches it in 5 or 6 splits (log2 50 ≈ 5.6).
+    expect(refused.every((r) => r.records.some((c) => c.email === 'bad17@x.io'))).toBe(true);
+    expect(refused.map((r) => r.records.length).at(-1)).toBe(1);
+    expect(refused.length).toBeGreaterThanOrEqual(Math.floor(Math.log2(50)) + 1);
+    expect(refused.length).toBeLessThanOrEqual(Math.ceil(Math.log2(50)) + 1);
+    // The good half of every split is accepted in one request.
+    expect(accepted).toHaveLength(refused.length - 1);
+    expect(accepted.reduce((n, r) => n + r.records.length, 0)).toBe(49);
+    expect(s.app.contacts.size).toBe(49);
+    expect(s.app.received().filter((c) => c.email === 'bad17@x.io')).toHaveLength(refused.length);
+    const [bad] = await duck(s.db, `SELECT apply_state, last_result::VARCHAR AS result FROM ebb.sync_record_state WHERE record_key = '17'`);
+    expect(bad.apply_state).toBe('FAILED');
+    expect(JSON.parse(String(bad.result))).toMatchObject({
+      error: { kind: 'rejected', message: 'POST /contacts/batch/create answered 422: {"error":"invalid email","index":0}' },
+    });
+  });
+});
+
+describe('business retries (SPEC §3)', () => {
+  it('an update answered 404 under upsert becomes a create; a create answered 409 with an id becomes an update of that id', async () => {
+    const s = await setup();
+    await s.load(people(1, 3));
+    await s.run(0);
+    const goneId = s.app.idOf('p2@x.io')!;
+    s.app.forget(goneId); // someone deleted p2 in the app
+    const existing = s.app.insert({ email: 'p4@x.io', name: 'made by hand' }); // p4 is in the app before ebb sends it
+    s.app.requests.length = 0;
+    await s.load([...people(1, 1), ...people(2, 2, 'Changed'), ...people(3, 4)]);
+
+    const run = await s.run(0);
+    expect(run.counts).toMatchObject({ succeeded: 2, failed: 0 });
+    expect(s.app.requests.map((r) => `${r.method} ${r.path} ${String(r.answer)}`).sort()).toEqual(
+      [`PATCH /contacts/${goneId} 404`, 'POST /contacts 201', 'POST /contacts 409', `PATCH /contacts/${existing} 200`].sort(),
+    );
+    const history = await duck(s.db, `SELECT record_key, action, apply_state, app_identifier FROM ebb.sync_record_history WHERE run_id = '${run.run_id}' ORDER BY record_key`);
+    expect(history).toEqual([
+      { record_key: '2', action: 'create', apply_state: 'SUCCESS', app_identifier: s.app.idOf('p2@x.io') },
+      { record_key: '4', action: 'update', apply_state: 'SUCCESS', app_identifier: existing },
+    ]);
+    expect(s.app.contacts.get(existing)).toEqual({ email: 'p4@x.io', name: 'P4' });
+    expectAppHolds(s.app, [...people(1, 1), ...people(2, 2, 'Changed'), ...people(3, 4)], ['p2@x.io']);
+  });
+});
+
+describe('time limit', () => {
+  it('max_run_seconds: the run ends DELAYED (exit 0), and the next run sends the delayed records first', async () => {
+    const s = await setup({ batchSize: 5, concurrency: 1 });
+    const rows = people(1, 40);
+    await s.load(rows);
+    expect((await s.run(0)).health).toBe('HEALTHY');
+
+    // Every record changes; at 1 s a batch, 40 updates need 8 s, and the limit is 3 s.
+    s.app.configure({ latencyMs: 1000 });
+    await s.timeLimit(3);
+    await s.load(people(1, 40, 'Second'));
+    const slow = await s.run(0);
+    expect(slow.health, JSON.stringify(slow)).toBe('DELAYED');
+    expect(slow.counts.failed).toBe(0);
+    expect(slow.counts.delayed).toBeGreaterThan(0);
+    expect(slow.counts.succeeded + slow.counts.delayed).toBe(40);
+    const states = await s.states();
+    const delayed = Object.keys(states).filter((k) => states[k] === 'DELAYED');
+    expect(delayed).toHaveLength(slow.counts.delayed);
+    const [run] = await duck(s.db, `SELECT status, delayed FROM ebb.sync_runs WHERE run_id = '${slow.run_id}'`);
+    expect(run).toEqual({ status: 'DELAYED', delayed: delayed.length });
+    // The delayed records never reached the app.
+    const sent = new Set(s.app.received().filter((c) => String(c.name).startsWith('Second')).map((c) => String(c.email)));
+    expect(delayed.filter((k) => sent.has(`p${k}@x.io`))).toEqual([]);
+
+    // Next run: the delayed updates and five new records. Creates sort before updates, so only
+    // "delayed first" puts the updates ahead.
+    s.app.configure({ latencyMs: 0 });
+    await s.timeLimit(undefined);
+    s.app.requests.length = 0;
+    await s.load([...people(1, 40, 'Second'), ...people(41, 45)]);
+    const next = await s.run(0);
+    expect(next, `delayed before: ${delayed.join(' ')}`).toMatchObject({ health: 'HEALTHY', counts: { succeeded: delayed.length + 5 } });
+    const history = await duck(
+      s.db,
+      `SELECT list(record_key ORDER BY record_key) FILTER (WHERE action = 'update') AS updated, count(*) FILTER (WHERE action = 'create') AS created,
+              max(recorded_at) FILTER (WHERE action = 'update') <= min(recorded_at) FILTER (WHERE action = 'create') AS updates_first
+       FROM ebb.sync_record_history WHERE run_id = '${next.run_id}'`,
+    );
+    expect(history).toEqual([{ updated: [...delayed].sort(), created: 5, updates_first: true }]);
+    // The app saw them in that order too (one batch at a time).
+    const order = s.app.requests.map((r) => `${r.method} ${r.path} ${String(r.answer)}`);
+    expect(s.app.requests.map((r) => r.method), order.join('\n')).toEqual([...Array<string>(delayed.length).fill('PATCH'), ...Array<string>(5).fill('POST')]);
+    expect(new Set(s.app.received((r) => r.method === 'PATCH').map((c) => String(c.email)))).toEqual(new Set(delayed.map((k) => `p${k}@x.io`)));
+    expectAppHolds(s.app, [...people(1, 40, 'Second'), ...people(41, 45)]);
+  });
+});
+
+describe('the run lock and a killed run', () => {
+  const bin = join(repoRoot, 'bin', 'ebb.js');
+  const env = { EBB_LOCK_TTL_SECONDS: '1' };
+
+  it('a second run is refused while the first holds the sync; after a kill -9 the next run recovers, with no duplicates', async () => {
+    const s = await setup({ batchSize: 2, concurrency: 2, createIsIdempotent: true, app: { latencyMs: 50 } });
+    const rows = people(1, 40);
+    await s.load(rows);
+
+    const first = spawn(process.execPath, [bin, 'run', 's', '--json', '--project-dir', s.dir], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(first);
+    let firstErr = '';
+    first.stderr.on('data', (chunk: Buffer) => (firstErr += chunk.toString()));
+    const exited = new Promise<void>((resolve) => first.on('exit', () => resolve()));
+    for (let waited = 0; s.app.requests.length < 6; waited += 20) {
+      expect(first.exitCode, firstErr).toBeNull();
+      expect(waited, 'the first run sent nothing within 30 s').toBeLessThan(30_000);
+      await sleep(20);
+    }
+    // The app stalls: the first run now holds requests in flight (that the app has carried out).
+    s.app.configure({ latencyMs: 60_000 });
+
+    // EBB_BUSY_WAIT_SECONDS: how long a command waits for a busy warehouse before it gives up.
+    const second = await ebb(s.dir, ['run', 's'], { ...env, EBB_BUSY_WAIT_SECONDS: '1' });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/^error: the warehouse warehouse\.duckdb is busy: another process \(PID \d+[^)]*\) holds it\b[^\n]*\n$/);
+    expect(second.stderr + second.stdout).not.toMatch(/IO Error|internal error|\n\s+at /);
+    expect(first.exitCode, 'the first run ended too early').toBeNull();
+
+    first.kill('SIGKILL');
+    await exited;
+    s.app.configure({ latencyMs: 0 });
+    const createdBefore = s.app.created.length;
+    expect(createdBefore).toBeGreaterThan(0);
+    await sleep(1100); // the killed run's lock expires (EBB_LOCK_TTL_SECONDS=1)
+
+    const next = await s.run(0, env);
+    expect(next.health).toBe('HEALTHY');
+    const runs = await duck(s.db, `SELECT run_id, status, error FROM ebb.sync_runs ORDER BY started_at`);
+    expect(runs).toHaveLength(2);
+    expect(runs[0]).toMatchObject({ status: 'FAILED', error: expect.stringMatching(/^interrupted/) as unknown });
+    expect(runs[1]).toMatchObject({ run_id: next.run_id, status: 'HEALTHY' });
+    // Complete, and nothing created twice: the creates in flight at the kill were sent again,
+    // answered 409 with the id, and became updates.
+    expectAppHolds(s.app, rows);
+    expect(s.app.requests.some((r) => r.answer === 409)).toBe(true);
+    const states = await duck(s.db, `SELECT count(*) AS n, count(DISTINCT app_identifier) AS ids FROM ebb.sync_record_state WHERE apply_state = 'SUCCESS'`);
+    expect(states).toEqual([{ n: 40, ids: 40 }]);
+  });
+});
