@@ -12,8 +12,17 @@ export function templateRenderer(projectDir: string): TemplateRenderer {
   const env = new nunjucks.Environment(loader, { autoescape: false, throwOnUndefined: false });
   // `tojson` as in Jinja: a value as JSON text (nunjucks calls it `dump`).
   env.addFilter('tojson', (value: unknown) => JSON.stringify(value ?? null));
+  // Plugins render the same few templates for every record: compile each once.
+  const compiled = new Map<string, nunjucks.Template>();
   return {
-    renderString: (template, context) => env.renderString(template, context),
+    renderString: (template, context) => {
+      let t = compiled.get(template);
+      if (!t) {
+        t = new nunjucks.Template(template, env);
+        compiled.set(template, t);
+      }
+      return t.render(context);
+    },
     render: (name, context) => env.render(name, context),
   };
 }

@@ -71,6 +71,35 @@ async function* batches(rows: AsyncIterable<Row[]>, size: number, deadline?: num
   if (batch.length > 0 && (deadline === undefined || Date.now() < deadline)) yield batch;
 }
 
+/**
+ * Group commit: rows added while a write is under way go together in the next write, so batches
+ * sent at once share one statement. Each add() resolves when its row is written.
+ */
+class GroupAppend {
+  private pending: Array<{ row: Param[]; done: (error?: unknown) => void }> = [];
+  private writing = false;
+
+  constructor(private readonly write: (rows: Param[][]) => Promise<void>) {}
+
+  add(row: Param[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ row, done: (error) => (error === undefined ? resolve() : reject(error as Error)) });
+      if (!this.writing) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    while (this.pending.length > 0) {
+      const group = this.pending;
+      this.pending = [];
+      const error = await this.write(group.map((g) => g.row)).then(() => undefined, (e: unknown) => e ?? new Error('write failed'));
+      for (const g of group) g.done(error);
+    }
+    this.writing = false;
+  }
+}
+
 /** Sends changes of possibly different actions: one plugin call per action. */
 async function send(session: Session, changes: PlannedChange[]): Promise<Array<[PlannedChange, Outcome]>> {
   const byAction = new Map<Action, PlannedChange[]>();
@@ -135,7 +164,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const deliver = async (batch: PlannedChange[]) => {
     // Marked in flight before it is sent: if the process dies now, the next run knows these
     // records may have reached the app (see record_history.sql.njk).
-    await sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, [[runId, batch[0].then ?? batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]]);
+    await marks.add([runId, batch[0].then ?? batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]);
     let pending = batch;
     let attempt = 0;
     const reshaped = new Set<number>();
@@ -171,6 +200,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     options.onProgress?.(applied);
   };
 
+  const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
   const rows = sql.stream('stream_changes', { run_id: runId });
   try {
     await pMap(batches(rows, options.batchSize, options.deadline), deliver, { concurrency: options.concurrency });

@@ -71,6 +71,9 @@ function toRow(row: Record<string, unknown>): Row {
   return out;
 }
 
+/** Up to this many values, append() uses one INSERT statement instead of the appender. */
+const SMALL_APPEND = 512;
+
 /** A timestamp as the UTC text that a TIMESTAMP column takes. */
 export function utcText(d: Date): string {
   return d.toISOString().replace('T', ' ').replace('Z', '');
@@ -165,6 +168,13 @@ export class DuckdbWarehouse implements Warehouse {
 
   append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
+    // A few rows go in one INSERT, which runs off the event loop; many go through the appender,
+    // which is faster per row but flushes synchronously.
+    if (rows.length * columns.length <= SMALL_APPEND) {
+      const tuple = `(${columns.map(() => '?').join(', ')})`;
+      const sql = `INSERT INTO ${duckdbDialect.quote(schema)}.${duckdbDialect.quote(table)} (${columns.map(duckdbDialect.quote).join(', ')}) VALUES ${rows.map(() => tuple).join(', ')}`;
+      return this.queue.push(async () => void (await this.conn.run(sql, bind(rows.flat()))));
+    }
     return this.queue.push(async () => {
       const index = (await this.columnOrder(schema, table)).map((c) => columns.indexOf(c));
       const appender = await this.conn.createAppender(table, schema);
