@@ -4,7 +4,7 @@ import type { SyncConfig } from './config/schema.ts';
 import type { Sql } from './warehouse/sql.ts';
 import { openWarehouse } from './warehouse/open.ts';
 import { templateRenderer } from './templates.ts';
-import { limiterFor } from './apply/limiter.ts';
+import { closeLimiters, limiterFor } from './apply/limiter.ts';
 import type { PluginContext, TemplateRenderer } from '../plugins/plugin.ts';
 import { UsageError } from './errors.ts';
 
@@ -18,7 +18,15 @@ export interface Engine {
 /** Opens the warehouse of a loaded project. */
 export async function openEngine(project: Project): Promise<Engine> {
   const sql = await openWarehouse(project);
-  return { project, sql, templates: templateRenderer(project.dir), close: () => sql.warehouse.close() };
+  const close = async () => {
+    // The limiters hold the connection to Redis (EBB_REDIS_URL), which would keep the process alive.
+    try {
+      await closeLimiters();
+    } finally {
+      await sql.warehouse.close();
+    }
+  };
+  return { project, sql, templates: templateRenderer(project.dir), close };
 }
 
 /** The plugin context of a connection, with the connection's rate limiter. */
@@ -26,7 +34,7 @@ export function pluginContext(engine: Engine, connection: string): PluginContext
   const conn = engine.project.config.connections[connection];
   const plugin = engine.project.plugins.get(connection);
   if (!conn || !plugin) throw new UsageError(`unknown connection "${connection}"`);
-  const limiter = limiterFor(connection, conn);
+  const limiter = limiterFor(connection, conn, engine.project.config.name);
   return {
     config: plugin.configSchema.parse(conn.config),
     connection,
