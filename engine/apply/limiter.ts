@@ -18,6 +18,7 @@
  */
 import Bottleneck from 'bottleneck';
 import { Redis } from 'ioredis';
+import pLimit from 'p-limit';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConnectionConfig } from '../config/schema.ts';
@@ -96,7 +97,11 @@ class LocalWindow implements RateWindow {
   private readonly answered: number[] = [];
   private after = 0;
 
-  constructor(private readonly rate: RateLimit) {}
+  constructor(
+    private readonly rate: RateLimit,
+    /** The least time between two starts. */
+    private readonly gapMs = minGapMs(rate),
+  ) {}
 
   async take(token: string): Promise<number> {
     const windowMs = this.rate.per_seconds * 1000;
@@ -105,7 +110,7 @@ class LocalWindow implements RateWindow {
     const excess = this.inFlight.size + this.answered.length - this.rate.requests;
     if (excess < 0 && now >= this.after) {
       this.inFlight.add(token);
-      this.after = now + minGapMs(this.rate);
+      this.after = now + this.gapMs;
       return 0;
     }
     if (excess < 0) return Math.max(1, this.after - now);
@@ -222,8 +227,10 @@ interface SharedRedis {
 }
 
 interface Entry {
-  limiter: Bottleneck;
-  job: Bottleneck.JobOptions;
+  /** Without Redis: the whole limiter. */
+  local?: ConnectionLimiter['schedule'];
+  limiter?: Bottleneck;
+  job?: Bottleneck.JobOptions;
   window?: RateWindow;
   redis?: SharedRedis;
   /** Resolves when the limiter can take requests (at once, without Redis). */
@@ -244,14 +251,14 @@ export function limiterFor(connection: string, config: LimitConfig, project: str
     created.ready.catch(() => limiters.get(key) === created && limiters.delete(key));
     entry = created;
   }
-  const { limiter, job, window, redis, ready } = entry;
+  const { local, limiter, job, window, redis, ready } = entry;
+  if (local || !limiter || !redis) return { schedule: local ?? ((request) => request()) };
   const task = <T>(request: () => Promise<T>) => (window ? () => inWindow(window, request) : request);
-  if (!redis) return { schedule: (request) => limiter.schedule(job, task(request)) };
   return {
     schedule: async (request) => {
       await ready;
       let started = false;
-      const scheduled = limiter.schedule(job, () => {
+      const scheduled = limiter.schedule(job ?? {}, () => {
         started = true;
         return task(request)();
       });
@@ -270,7 +277,14 @@ function createLimiter(id: string, config: LimitConfig): Entry {
   const rate = config.rate_limit;
   const settings = { maxConcurrent: config.concurrency, minTime: spacingMs(rate) };
   const url = process.env.EBB_REDIS_URL;
-  if (!url) return { limiter: new Bottleneck(settings), job: {}, window: rate && new LocalWindow(rate), ready: Promise.resolve() };
+  if (!url) {
+    // In one process a semaphore and the window are enough: bottleneck's scheduling costs a few
+    // milliseconds per job, which caps a fast app at a few hundred requests per second.
+    const slots = pLimit(config.concurrency);
+    const window = rate && new LocalWindow(rate, spacingMs(rate));
+    const local = <T>(request: () => Promise<T>): Promise<T> => slots(window ? () => inWindow(window, request) : request);
+    return { local, ready: Promise.resolve() };
+  }
 
   const redis = sharedRedis(url);
   // A job that its process never frees (the process died) gives its slot back after

@@ -97,6 +97,7 @@ export class DuckdbWarehouse implements Warehouse {
   readonly dialect = duckdbDialect;
   private readonly queue = new Queue();
   private readonly columnOrders = new Map<string, string[]>();
+  private readonly writers = new Map<string, Promise<{ conn: DuckDBConnection; queue: Queue }>>();
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -168,30 +169,44 @@ export class DuckdbWarehouse implements Warehouse {
 
   append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
+    // Each table appends on a connection of its own: the small in-flight marks that hold up a
+    // batch never wait behind a large flush of outcomes (appends do not conflict in DuckDB).
+    const writer = this.writerFor(`${schema}.${table}`);
     // A few rows go in one INSERT, which runs off the event loop; many go through the appender,
     // which is faster per row but flushes synchronously.
     if (rows.length * columns.length <= SMALL_APPEND) {
       const tuple = `(${columns.map(() => '?').join(', ')})`;
       const sql = `INSERT INTO ${duckdbDialect.quote(schema)}.${duckdbDialect.quote(table)} (${columns.map(duckdbDialect.quote).join(', ')}) VALUES ${rows.map(() => tuple).join(', ')}`;
-      return this.queue.push(async () => void (await this.conn.run(sql, bind(rows.flat()))));
+      return writer.then(({ conn, queue }) => queue.push(async () => void (await conn.run(sql, bind(rows.flat())))));
     }
-    return this.queue.push(async () => {
-      const index = (await this.columnOrder(schema, table)).map((c) => columns.indexOf(c));
-      const appender = await this.conn.createAppender(table, schema);
-      try {
-        for (const row of rows) {
-          for (const i of index) {
-            const v = i < 0 ? null : row[i];
-            if (v === null || v === undefined) appender.appendNull();
-            else appender.appendValue((v instanceof Date ? utcText(v) : v) as DuckDBValue);
+    return writer.then(({ conn, queue }) =>
+      queue.push(async () => {
+        const index = (await this.columnOrder(schema, table)).map((c) => columns.indexOf(c));
+        const appender = await conn.createAppender(table, schema);
+        try {
+          for (const row of rows) {
+            for (const i of index) {
+              const v = i < 0 ? null : row[i];
+              if (v === null || v === undefined) appender.appendNull();
+              else appender.appendValue((v instanceof Date ? utcText(v) : v) as DuckDBValue);
+            }
+            appender.endRow();
           }
-          appender.endRow();
+          appender.flushSync();
+        } finally {
+          appender.closeSync();
         }
-        appender.flushSync();
-      } finally {
-        appender.closeSync();
-      }
-    });
+      }),
+    );
+  }
+
+  private writerFor(key: string): Promise<{ conn: DuckDBConnection; queue: Queue }> {
+    let writer = this.writers.get(key);
+    if (!writer) {
+      writer = this.instance.connect().then((conn) => ({ conn, queue: new Queue() }));
+      this.writers.set(key, writer);
+    }
+    return writer;
   }
 
   /** The columns of a table in their order, which the appender needs (cached: ebb's tables). */
@@ -217,6 +232,10 @@ export class DuckdbWarehouse implements Warehouse {
   }
 
   async close(): Promise<void> {
+    for (const writer of this.writers.values()) {
+      const { conn, queue } = await writer;
+      await queue.push(async () => conn.closeSync());
+    }
     await this.queue.push(async () => {
       this.conn.closeSync();
       this.instance.closeSync();
