@@ -1,0 +1,283 @@
+/**
+ * The Snowflake warehouse, on snowflake-sdk. One connection (one Snowflake session) serves every
+ * statement of a Warehouse; values come back normalised to the JS types that the DuckDB warehouse
+ * returns, so that engine code never branches on the warehouse.
+ *
+ * The endpoint is Snowflake's by default, or any other one (`access_url`, or `host`, `port` and
+ * `protocol` in ebb.yml): a proxy, a private link, or the wire emulator under test/snowflake/.
+ */
+import { resolve } from 'node:path';
+import type * as SnowflakeSdk from 'snowflake-sdk';
+import type { Bind, Column as SfColumn, Connection, ConnectionOptions, RowStatement, SnowflakeError, StatementOption } from 'snowflake-sdk';
+import { EbbError } from '../errors.ts';
+import type { SnowflakeConfig } from '../config/schema.ts';
+import { normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
+
+/**
+ * Snowflake upper-cases unquoted identifiers, and ebb.yml names columns in lower case (`email`).
+ * A plain lower-case word is therefore quoted upper-cased (`"EMAIL"`, the column that
+ * `CREATE TABLE t (email ...)` made); any other name is quoted exactly as written, so
+ * `"Mixed Case"` stays case-sensitive. Inner quotes are doubled: no name can break out.
+ */
+export function quoteSnowflake(identifier: string): string {
+  const name = /^[a-z_][a-z0-9_$]*$/.test(identifier) ? identifier.toUpperCase() : identifier;
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** The name by which ebb.yml refers to a column that Snowflake reports: the inverse of quoteSnowflake. */
+export function unquotedName(name: string): string {
+  return /^[A-Z_][A-Z0-9_$]*$/.test(name) ? name.toLowerCase() : name;
+}
+
+export const snowflakeDialect: Dialect = { name: 'snowflake', quote: quoteSnowflake };
+
+/** A timestamp as the UTC text that a TIMESTAMP_NTZ column takes. */
+function utcText(d: Date): string {
+  return d.toISOString().replace('T', ' ').replace('Z', '');
+}
+
+function toBind(p: Param | undefined): Bind {
+  if (p === undefined) return null;
+  return p instanceof Date ? utcText(p) : p;
+}
+
+type Sdk = typeof SnowflakeSdk;
+let loading: Promise<Sdk> | undefined;
+
+/**
+ * Loads the driver once, quietly: without the environment set first, importing it probes cloud
+ * metadata endpoints (platform detection) and every connection reports its shape by telemetry.
+ * Its own logger writes `snowflake.log` into the working directory; ebb drops the driver's log
+ * (its errors reach ebb as exceptions) unless EBB_SNOWFLAKE_LOG_LEVEL asks for it on stderr.
+ */
+export function loadDriver(): Promise<Sdk> {
+  loading ??= (async () => {
+    process.env.SNOWFLAKE_DISABLE_PLATFORM_DETECTION ??= 'true';
+    process.env.SF_TELEMETRY_DISABLE_CONNECTION_SHAPE ??= '1';
+    const mod = (await import('snowflake-sdk')) as Sdk & { default?: Sdk };
+    const sdk = mod.default ?? mod;
+    const level = process.env.EBB_SNOWFLAKE_LOG_LEVEL?.toUpperCase();
+    const write = (m: string) => process.stderr.write(`snowflake-sdk: ${m}\n`);
+    const drop = () => undefined;
+    sdk.configure({
+      logLevel: (['ERROR', 'WARN', 'INFO', 'DEBUG', 'TRACE'].includes(level ?? '') ? level : 'ERROR') as 'ERROR',
+      customLogger: level ? { error: write, warn: write, info: write, debug: write, trace: write } : { error: drop, warn: drop, info: drop, debug: drop, trace: drop },
+    });
+    return sdk;
+  })();
+  return loading;
+}
+
+/** The driver's connection options for the `warehouse:` section of ebb.yml. */
+export function connectionOptions(config: SnowflakeConfig, projectDir: string): ConnectionOptions {
+  if (!config.password && !config.private_key_path) {
+    throw new EbbError('warehouse: a snowflake warehouse needs `password` or `private_key_path` (key-pair authentication); use env_var() for either');
+  }
+  const options: ConnectionOptions = {
+    account: config.account,
+    username: config.username,
+    database: config.database,
+    application: 'ebb',
+    // A long run outlives the session's idle timeout without this heartbeat.
+    clientSessionKeepAlive: true,
+    // Values fetched as text (fetchAsString) would otherwise come back as the string 'NULL'.
+    representNullAsStringNull: false,
+  };
+  if (config.schema) options.schema = config.schema;
+  if (config.warehouse) options.warehouse = config.warehouse;
+  if (config.role) options.role = config.role;
+  if (config.private_key_path) {
+    options.authenticator = 'SNOWFLAKE_JWT';
+    options.privateKeyPath = resolve(projectDir, config.private_key_path);
+    if (config.private_key_passphrase) options.privateKeyPass = config.private_key_passphrase;
+  } else {
+    options.password = config.password;
+  }
+  if (config.access_url) options.accessUrl = config.access_url;
+  else if (config.host) {
+    options.host = config.host;
+    if (config.port) (options as { port?: number }).port = config.port;
+    if (config.protocol) (options as { protocol?: string }).protocol = config.protocol;
+  }
+  return options;
+}
+
+/** Where a connection goes, for messages (never with credentials). */
+function endpointOf(options: ConnectionOptions): string {
+  const o = options as ConnectionOptions & { port?: number; protocol?: string };
+  if (o.accessUrl) return o.accessUrl;
+  if (o.host) return `${o.protocol ?? 'https'}://${o.host}${o.port ? `:${o.port}` : ''}`;
+  return `account ${o.account ?? '?'}`;
+}
+
+/** Rows per chunk that stream() yields. */
+const STREAM_CHUNK = 1000;
+/**
+ * Bound values per append statement. Above the driver's (server-set) array-binding threshold,
+ * 65,280 on Snowflake, the driver would upload the binds to a stage with PUT instead; staying
+ * below it keeps one plain request per statement.
+ */
+const APPEND_VALUES = 50_000;
+/** A FROM VALUES list takes at most 16,384 rows on Snowflake. */
+const VALUES_ROWS = 16_384;
+
+const semiStructured = new Set(['variant', 'object', 'array', 'map']);
+
+/** How each column of a result becomes the JS value that the DuckDB warehouse would return. */
+function converterOf(column: SfColumn): (v: unknown) => unknown {
+  if (column.isNumber()) {
+    // Fetched as text (fetchAsString), so that no integer loses precision on the way.
+    const integer = column.getType() === 'fixed' && column.getScale() === 0;
+    return (v) => (v === null || v === undefined ? null : integer ? normaliseValue(BigInt(String(v))) : Number(v));
+  }
+  if (column.isDate() || column.isTimestamp()) {
+    // The driver's Date carries extra methods and a toJSON of its own; hand out a plain Date.
+    return (v) => (v === null || v === undefined ? null : new Date((v as Date).getTime()));
+  }
+  // VARIANT, OBJECT and ARRAY arrive as their JSON text (fetchAsString), as DuckDB returns JSON.
+  return (v) => (v === undefined ? null : v);
+}
+
+function rowMaker(statement: RowStatement): (values: unknown[]) => Row {
+  const columns = statement.getColumns() ?? [];
+  const names = columns.map((c) => c.getName().toLowerCase());
+  const convert = columns.map(converterOf);
+  return (values) => {
+    const row: Row = {};
+    for (let i = 0; i < names.length; i++) row[names[i]] = convert[i](values[i]);
+    return row;
+  };
+}
+
+/** A Snowflake column type as text, e.g. NUMBER(38,0), VARCHAR, TIMESTAMP_NTZ, VARIANT. */
+function typeName(column: SfColumn): string {
+  const type = column.getType().toUpperCase();
+  if (type === 'FIXED') return `NUMBER(${column.getPrecision()},${column.getScale()})`;
+  if (type === 'REAL') return 'FLOAT';
+  if (type === 'TEXT') return 'VARCHAR';
+  return type;
+}
+
+function asError(err: SnowflakeError | Error | undefined): Error {
+  const e = err ?? new Error('unknown Snowflake error');
+  return new Error(e.message);
+}
+
+export class SnowflakeWarehouse implements Warehouse {
+  readonly dialect = snowflakeDialect;
+  /** Column types of the tables that append() writes to (ebb's own tables: they do not change under a run). */
+  private readonly tableColumns = new Map<string, Map<string, string>>();
+
+  private constructor(private readonly conn: Connection) {}
+
+  /** Connects once; the connection serves every statement until close(). */
+  static async open(config: SnowflakeConfig, projectDir: string): Promise<SnowflakeWarehouse> {
+    const options = connectionOptions(config, projectDir);
+    const sdk = await loadDriver();
+    const conn = sdk.createConnection(options);
+    try {
+      await new Promise<void>((ok, fail) => conn.connect((err) => (err ? fail(err) : ok())));
+    } catch (e) {
+      throw new EbbError(`cannot connect to Snowflake (${endpointOf(options)}) as ${config.username}: ${(e as Error).message}`);
+    }
+    return new SnowflakeWarehouse(conn);
+  }
+
+  /** Runs one statement; resolves with the statement (its columns, counts) and, unless streamed, its rows. */
+  private execute(sql: string, binds: Bind[] | Bind[][] | undefined, extra: Partial<StatementOption> = {}): Promise<{ statement: RowStatement; rows: unknown[][] }> {
+    return new Promise((ok, fail) => {
+      this.conn.execute({
+        sqlText: sql,
+        ...(binds && binds.length > 0 ? { binds } : {}),
+        rowMode: 'array',
+        fetchAsString: ['JSON', 'Number'],
+        ...extra,
+        complete: (err, statement, rows) => (err ? fail(asError(err)) : ok({ statement, rows: (rows ?? []) as unknown[][] })),
+      });
+    });
+  }
+
+  async run(sql: string, params: Param[] = []): Promise<number> {
+    const { statement } = await this.execute(sql, params.map(toBind));
+    const n = statement.getNumUpdatedRows();
+    return n === undefined || n < 0 ? 0 : n;
+  }
+
+  async runAndRead(sql: string, params: Param[] = []): Promise<Row[]> {
+    const { statement, rows } = await this.execute(sql, params.map(toBind));
+    const make = rowMaker(statement);
+    return rows.map(make);
+  }
+
+  async *stream(sql: string, params: Param[] = []): AsyncIterable<Row[]> {
+    const { statement } = await this.execute(sql, params.map(toBind), { streamResult: true });
+    const make = rowMaker(statement);
+    // The driver fetches the result's chunks as the stream is read (a few ahead), never all at once.
+    let batch: Row[] = [];
+    for await (const values of statement.streamRows()) {
+      batch.push(make(values as unknown[]));
+      if (batch.length >= STREAM_CHUNK) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  /**
+   * Appends rows in bulk, one statement per up to APPEND_VALUES values. A table without
+   * semi-structured columns (ebb's sync_outcomes and sync_inflight) gets an INSERT … VALUES with
+   * array binds, Snowflake's bulk-insert path, where each bound text is cast to its column's type.
+   * A VARIANT column needs PARSE_JSON, which Snowflake allows neither inside VALUES nor with array
+   * binds on an INSERT … SELECT ("Bind variable ? not set"); such a table gets one
+   * INSERT … SELECT … FROM (VALUES …) with plain binds instead.
+   */
+  async append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void> {
+    if (rows.length === 0) return;
+    const types = await this.columnTypesOf(schema, table);
+    const kinds = columns.map((c) => {
+      const kind = types.get(quoteSnowflake(c));
+      if (kind === undefined) throw new Error(`append: table ${schema}.${table} has no column ${c}`);
+      return kind;
+    });
+    const target = `${quoteSnowflake(schema)}.${quoteSnowflake(table)} (${columns.map(quoteSnowflake).join(', ')})`;
+    const semi = kinds.some((k) => semiStructured.has(k));
+    const perStatement = Math.max(1, Math.min(semi ? VALUES_ROWS : Infinity, Math.floor(APPEND_VALUES / columns.length)));
+    for (let start = 0; start < rows.length; start += perStatement) {
+      const chunk = rows.slice(start, start + perStatement).map((r) => columns.map((_c, i) => toBind(r[i])));
+      if (!semi) {
+        await this.execute(`INSERT INTO ${target} VALUES (${columns.map(() => '?').join(', ')})`, chunk);
+        continue;
+      }
+      const aliases = columns.map((_c, i) => `C${i + 1}`);
+      const exprs = kinds.map((k, i) => (semiStructured.has(k) ? `PARSE_JSON(V.${aliases[i]})` : k.startsWith('timestamp') ? `CAST(V.${aliases[i]} AS ${k.toUpperCase()})` : `V.${aliases[i]}`));
+      const tuple = `(${columns.map(() => '?').join(', ')})`;
+      await this.execute(`INSERT INTO ${target} SELECT ${exprs.join(', ')} FROM (VALUES ${chunk.map(() => tuple).join(', ')}) AS V (${aliases.join(', ')})`, chunk.flat());
+    }
+  }
+
+  /** A table's columns (quoted name → Snowflake type, e.g. "RESULT" → variant), read once. */
+  private async columnTypesOf(schema: string, table: string): Promise<Map<string, string>> {
+    const key = `${schema}.${table}`;
+    let types = this.tableColumns.get(key);
+    if (!types) {
+      const { statement } = await this.execute(`SELECT * FROM ${quoteSnowflake(schema)}.${quoteSnowflake(table)}`, undefined, { describeOnly: true });
+      types = new Map((statement.getColumns() ?? []).map((c) => [`"${c.getName().replaceAll('"', '""')}"`, c.getType()]));
+      this.tableColumns.set(key, types);
+    }
+    return types;
+  }
+
+  async describe(sql: string): Promise<Column[]> {
+    const { statement } = await this.execute(sql, undefined, { describeOnly: true });
+    return (statement.getColumns() ?? []).map((c) => ({ name: unquotedName(c.getName()), type: typeName(c) }));
+  }
+
+  close(): Promise<void> {
+    return new Promise((ok) => {
+      if (!this.conn.isUp()) return ok();
+      // Ends the session on the server (POST /session?delete=true); a failure there changes nothing for ebb.
+      this.conn.destroy(() => ok());
+    });
+  }
+}

@@ -1,0 +1,491 @@
+/**
+ * A Snowflake wire emulator: a local HTTP server that answers the endpoints that snowflake-sdk
+ * calls (see shared/notes/snowflake.md) and runs the SQL on DuckDB, after the small translation
+ * of ./translate.ts. It lets the real driver's code path run offline: login (password or key
+ * pair), binds and array binds, type decoding, row counts, errors, chunked results, async
+ * queries and session close. It tests the plumbing, not Snowflake's semantics: tests that use it
+ * are labelled "emulated".
+ *
+ * Strict where that is cheap: it refuses RETURNING, ON CONFLICT, NOT MATCHED BY SOURCE, DuckDB-only
+ * types and functions, semi-structured constructors in INSERT … VALUES, array binds on anything
+ * but INSERT … VALUES, several statements in one request, and a MERGE whose source matches a
+ * target row twice; and it upper-cases unquoted identifiers, so results name columns as
+ * Snowflake does.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash, createPublicKey, randomBytes, randomUUID, verify } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import { DuckDBInstance, DuckDBTypeId, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
+import { check, mergeDuplicateCheck, SnowflakeRejection, splitValues, statementType, text, tokenize, translate } from './translate.ts';
+
+export interface EmulatorOptions {
+  /** Rows per result chunk: a larger result has its first chunk inline and the rest as chunk URLs. */
+  chunkRows?: number;
+  /** Accepted users, by login name: a password, or an RSA public key (PEM) for key-pair login. Default: any user with a non-empty password. */
+  users?: Record<string, { password?: string; publicKey?: string }>;
+  /** A directory for the databases (one DuckDB file each); default: in memory. */
+  dataDir?: string;
+  /** The port to listen on (default: any free one), on 127.0.0.1. */
+  port?: number;
+}
+
+interface Session {
+  id: number;
+  database: string;
+  schema: string;
+  conn: DuckDBConnection;
+}
+
+/** What a query answered, kept for async fetches and chunk GETs. */
+interface Stored {
+  body: unknown;
+  chunks: string[];
+  session: string;
+}
+
+/** One statement that the emulator executed, as received: what tests and the bench inspect. */
+export interface LoggedStatement {
+  sql: string;
+  /** Rows of bound values: 1 for plain binds, n for array binds, 0 without binds. */
+  bindRows: number;
+  describeOnly: boolean;
+}
+
+type Rowtype = { name: string; type: string; precision: number | null; scale: number | null; nullable: boolean; byteLength: number | null; length: number | null };
+
+const PARAMETERS = [
+  { name: 'TIMEZONE', value: 'UTC' },
+  { name: 'TIMESTAMP_OUTPUT_FORMAT', value: 'YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM' },
+  { name: 'TIMESTAMP_NTZ_OUTPUT_FORMAT', value: 'YYYY-MM-DD HH24:MI:SS.FF3' },
+  { name: 'TIMESTAMP_LTZ_OUTPUT_FORMAT', value: '' },
+  { name: 'TIMESTAMP_TZ_OUTPUT_FORMAT', value: '' },
+  { name: 'DATE_OUTPUT_FORMAT', value: 'YYYY-MM-DD' },
+  { name: 'TIME_OUTPUT_FORMAT', value: 'HH24:MI:SS' },
+  { name: 'BINARY_OUTPUT_FORMAT', value: 'HEX' },
+  { name: 'CLIENT_STAGE_ARRAY_BINDING_THRESHOLD', value: 65280 },
+];
+
+/** Snowflake's name for an unquoted identifier in a login parameter: upper-cased, unless quoted. */
+function identifierName(name: string): string {
+  return name.startsWith('"') && name.endsWith('"') ? name.slice(1, -1).replaceAll('""', '"') : name.toUpperCase();
+}
+
+const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+/** DuckDB's error, as the code and SQL state that Snowflake would send for its kind. */
+function snowflakeError(e: unknown): { code: string; message: string; sqlState: string } {
+  if (e instanceof SnowflakeRejection) return { code: e.code, message: e.message, sqlState: e.sqlState };
+  const message = (e as Error).message;
+  const kinds: Array<[RegExp, string, string]> = [
+    [/^Parser Error/, '001003', '42000'],
+    [/^Catalog Error/, '002003', '42S02'],
+    [/^Binder Error/, '000904', '42000'],
+    [/^Conversion Error|^Invalid Input Error/, '100038', '22018'],
+    [/^Constraint Error/, '100072', '22000'],
+  ];
+  const [, code, sqlState] = kinds.find(([re]) => re.test(message)) ?? [null, '100000', 'P0000'];
+  return { code, message: `SQL compilation error:\n${message}`, sqlState };
+}
+
+/** A bound value as DuckDB takes it; every value arrives as text, typed by the driver. */
+function bindValue(type: string, value: unknown): DuckDBValue {
+  if (value === null || value === undefined) return null;
+  const s = String(value);
+  switch (type) {
+    case 'FIXED':
+      return /^-?\d+$/.test(s) ? BigInt(s) : Number(s);
+    case 'REAL':
+      return Number(s);
+    case 'BOOLEAN':
+      return s.toLowerCase() === 'true' || s === '1';
+    default:
+      return s;
+  }
+}
+
+/** "epochSeconds.fraction" with nine digits of fraction, as Snowflake sends timestamps. */
+function epochText(nanos: bigint): string {
+  const billion = 1_000_000_000n;
+  let seconds = nanos / billion;
+  let fraction = nanos % billion;
+  if (fraction < 0n) {
+    fraction += billion;
+    seconds -= 1n;
+  }
+  return `${seconds}.${fraction.toString().padStart(9, '0')}`;
+}
+
+/** A result column in Snowflake's terms, and how its values become the strings of a rowset. */
+function columnOf(name: string, type: DuckDBType): { rowtype: Rowtype; value: (v: DuckDBValue) => string | null } {
+  const base = { name, nullable: true, byteLength: null, length: null };
+  const id = type.typeId;
+  const str = (v: DuckDBValue) => (v === null ? null : String(v));
+  const integers = [DuckDBTypeId.TINYINT, DuckDBTypeId.SMALLINT, DuckDBTypeId.INTEGER, DuckDBTypeId.BIGINT, DuckDBTypeId.HUGEINT, DuckDBTypeId.UTINYINT, DuckDBTypeId.USMALLINT, DuckDBTypeId.UINTEGER, DuckDBTypeId.UBIGINT, DuckDBTypeId.UHUGEINT];
+  if (integers.includes(id)) return { rowtype: { ...base, type: 'fixed', precision: 38, scale: 0 }, value: str };
+  if (id === DuckDBTypeId.DECIMAL) {
+    const { width, scale } = type as unknown as { width: number; scale: number };
+    return { rowtype: { ...base, type: 'fixed', precision: width, scale }, value: str };
+  }
+  if (id === DuckDBTypeId.FLOAT || id === DuckDBTypeId.DOUBLE) return { rowtype: { ...base, type: 'real', precision: null, scale: null }, value: str };
+  if (id === DuckDBTypeId.BOOLEAN) return { rowtype: { ...base, type: 'boolean', precision: null, scale: null }, value: (v) => (v === null ? null : v ? '1' : '0') };
+  if (id === DuckDBTypeId.DATE) return { rowtype: { ...base, type: 'date', precision: null, scale: null }, value: (v) => (v === null ? null : String((v as unknown as { days: number }).days)) };
+  const timestamp = (nanosOf: (v: DuckDBValue) => bigint, type: string) => ({
+    rowtype: { ...base, type, precision: 0, scale: 9 },
+    value: (v: DuckDBValue) => (v === null ? null : epochText(nanosOf(v))),
+  });
+  const field = (v: DuckDBValue, key: string) => (v as unknown as Record<string, bigint>)[key];
+  if (id === DuckDBTypeId.TIMESTAMP) return timestamp((v) => field(v, 'micros') * 1000n, 'timestamp_ntz');
+  if (id === DuckDBTypeId.TIMESTAMP_S) return timestamp((v) => field(v, 'seconds') * 1_000_000_000n, 'timestamp_ntz');
+  if (id === DuckDBTypeId.TIMESTAMP_MS) return timestamp((v) => field(v, 'millis') * 1_000_000n, 'timestamp_ntz');
+  if (id === DuckDBTypeId.TIMESTAMP_NS) return timestamp((v) => field(v, 'nanos'), 'timestamp_ntz');
+  if (id === DuckDBTypeId.TIMESTAMP_TZ) return timestamp((v) => field(v, 'micros') * 1000n, 'timestamp_ltz');
+  if (id === DuckDBTypeId.TIME) return timestamp((v) => field(v, 'micros') * 1000n, 'time');
+  if (id === DuckDBTypeId.BLOB) {
+    return { rowtype: { ...base, type: 'binary', precision: null, scale: null }, value: (v) => (v === null ? null : Buffer.from((v as unknown as { bytes: Uint8Array }).bytes).toString('hex').toUpperCase()) };
+  }
+  if (id === DuckDBTypeId.VARCHAR && type.alias === 'JSON') return { rowtype: { ...base, type: 'variant', precision: null, scale: null }, value: str };
+  if ([DuckDBTypeId.LIST, DuckDBTypeId.STRUCT, DuckDBTypeId.MAP, DuckDBTypeId.ARRAY].includes(id)) {
+    // Filled from the JSON form of the rows (see execute()).
+    return { rowtype: { ...base, type: 'variant', precision: null, scale: null }, value: str };
+  }
+  return { rowtype: { ...base, type: 'text', precision: null, scale: null }, value: str };
+}
+
+/** base64url without padding, as JWTs use. */
+const b64url = (s: string) => Buffer.from(s.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+
+/** Checks a key-pair login's JWT: signed by the user's key, issued for this account and user, not expired. */
+function verifyJwt(token: string, account: string, user: string, publicKeyPem: string): boolean {
+  const [header, payload, signature] = token.split('.');
+  if (!header || !payload || !signature) return false;
+  const key = createPublicKey(publicKeyPem);
+  if (!verify('RSA-SHA256', Buffer.from(`${header}.${payload}`), key, b64url(signature))) return false;
+  const claims = JSON.parse(b64url(payload).toString('utf8')) as { iss?: string; sub?: string; exp?: number };
+  const fingerprint = `SHA256:${createHash('sha256').update(key.export({ format: 'der', type: 'spki' })).digest('base64')}`;
+  return (
+    claims.iss === `${account.toUpperCase()}.${user.toUpperCase()}.${fingerprint}` &&
+    claims.sub === `${account.toUpperCase()}.${user.toUpperCase()}` &&
+    (claims.exp ?? 0) * 1000 > Date.now()
+  );
+}
+
+export class SnowflakeEmulator {
+  /** Requests per endpoint (login, query, chunk, result, monitoring, heartbeat, token, abort, telemetry, session-delete). */
+  readonly requests: Record<string, number> = {};
+  /** Every statement executed, in order. */
+  readonly statements: LoggedStatement[] = [];
+  private readonly sessions = new Map<string, Session>();
+  private readonly results = new Map<string, Stored>();
+  private readonly databases = new Set<string>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private nextSession = 1;
+
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    private readonly server: Server,
+    /** e.g. http://127.0.0.1:43121 */
+    readonly url: string,
+    private readonly options: EmulatorOptions,
+  ) {}
+
+  /** Starts an emulator on 127.0.0.1. */
+  static async start(options: EmulatorOptions = {}): Promise<SnowflakeEmulator> {
+    const instance = await DuckDBInstance.create(':memory:');
+    // The server exists before the emulator that handles its requests.
+    const ready: { emulator?: SnowflakeEmulator } = {};
+    const server = createServer((req, res) => {
+      void ready.emulator!.handle(req, res);
+    });
+    await new Promise<void>((ok) => server.listen(options.port ?? 0, '127.0.0.1', ok));
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    ready.emulator = new SnowflakeEmulator(instance, server, `http://127.0.0.1:${port}`, options);
+    return ready.emulator;
+  }
+
+  get port(): number {
+    return Number(new URL(this.url).port);
+  }
+
+  /** Round trips in all, across endpoints. */
+  get roundTrips(): number {
+    return Object.values(this.requests).reduce((a, b) => a + b, 0);
+  }
+
+  /** Forgets the counters and the statement log (e.g. between the phases of a test). */
+  resetCounts(): void {
+    for (const k of Object.keys(this.requests)) delete this.requests[k];
+    this.statements.length = 0;
+  }
+
+  /** Runs Snowflake SQL as a client of database `database` would (translated and checked the same way); returns rows keyed by column name. */
+  async sql(sql: string, database = 'DB'): Promise<Record<string, unknown>[]> {
+    const session = await this.openSession(database, 'PUBLIC');
+    try {
+      const body = (await this.serialise(() => this.execute(session, { sqlText: sql }))) as { success: boolean; message?: string; data: { rowtype: Rowtype[]; rowset: (string | null)[][] } };
+      if (!body.success) throw new Error(body.message);
+      return body.data.rowset.map((r) => Object.fromEntries(body.data.rowtype.map((c, i) => [c.name, r[i]])));
+    } finally {
+      session.conn.closeSync();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((ok) => this.server.close(() => ok()));
+    await this.serialise(async () => {
+      for (const s of this.sessions.values()) s.conn.closeSync();
+      this.sessions.clear();
+      this.instance.closeSync();
+    });
+  }
+
+  /** One statement at a time across sessions: DuckDB's write conflicts are not Snowflake's locking. */
+  private serialise<T>(job: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(job, job);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private count(endpoint: string) {
+    this.requests[endpoint] = (this.requests[endpoint] ?? 0) + 1;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.url);
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      const raw = await readBody(req);
+      const body = raw.length === 0 ? {} : (JSON.parse(raw.toString('utf8')) as Record<string, unknown>);
+      const path = url.pathname;
+      if (req.method === 'GET' && path.startsWith('/chunks/')) return this.sendChunk(path, res);
+      if (path === '/session/v1/login-request') {
+        this.count('login');
+        return send(200, await this.login(url, body));
+      }
+      if (path === '/telemetry/send') {
+        this.count('telemetry');
+        return send(200, { success: true, data: null });
+      }
+      const token = /Snowflake Token="([^"]+)"/.exec(req.headers.authorization ?? '')?.[1];
+      const session = token ? this.sessions.get(token) : undefined;
+      if (!session || !token) return send(401, { success: false, code: '390104', message: 'The session token is missing or invalid; log in first.', data: null });
+      if (path === '/queries/v1/query-request') {
+        this.count('query');
+        return send(200, await this.query(token, session, body, req.headers.host ?? url.host));
+      }
+      if (path === '/session' && url.searchParams.get('delete') === 'true') {
+        this.count('session-delete');
+        this.sessions.delete(token);
+        for (const [id, stored] of this.results) if (stored.session === token) this.results.delete(id);
+        await this.serialise(async () => session.conn.closeSync());
+        return send(200, { success: true, data: null });
+      }
+      if (path === '/session/heartbeat') {
+        this.count('heartbeat');
+        return send(200, { success: true, data: {} });
+      }
+      if (path === '/session/token-request') {
+        this.count('token');
+        return send(200, { success: true, data: { sessionToken: token, validityInSecondsST: 3600, masterToken: token, validityInSecondsMT: 14400 } });
+      }
+      if (path === '/queries/v1/abort-request' || /^\/queries\/[^/]+\/abort-request$/.test(path)) {
+        this.count('abort');
+        return send(200, { success: true, data: null });
+      }
+      const result = /^\/queries\/([^/]+)\/result$/.exec(path);
+      if (result) {
+        this.count('result');
+        const stored = this.results.get(result[1]);
+        return send(200, stored?.body ?? { success: false, code: '000709', message: `Statement ${result[1]} not found`, data: { sqlState: '02000' } });
+      }
+      const monitoring = /^\/monitoring\/queries\/([^/]+)$/.exec(path);
+      if (monitoring) {
+        this.count('monitoring');
+        const stored = this.results.get(monitoring[1]);
+        const ok = (stored?.body as { success?: boolean } | undefined)?.success;
+        return send(200, { success: true, data: { queries: stored ? [{ id: monitoring[1], status: ok ? 'SUCCESS' : 'FAILED_WITH_ERROR', errorCode: ok ? undefined : '100000' }] : [] } });
+      }
+      this.count('unknown');
+      send(404, { success: false, code: '000404', message: `the emulator does not serve ${req.method} ${path}`, data: null });
+    } catch (e) {
+      send(500, { success: false, code: '000500', message: (e as Error).message, data: null });
+    }
+  }
+
+  private async login(url: URL, body: Record<string, unknown>): Promise<unknown> {
+    const data = (body.data ?? {}) as Record<string, string | undefined>;
+    const user = data.LOGIN_NAME ?? '';
+    const account = data.ACCOUNT_NAME ?? '';
+    const refuse = { success: false, code: '390100', message: 'Incorrect username or password was specified.', data: null };
+    const known = this.options.users?.[user];
+    if (this.options.users && !known) return refuse;
+    if (data.AUTHENTICATOR === 'SNOWFLAKE_JWT') {
+      if (!data.TOKEN || (known && (!known.publicKey || !verifyJwt(data.TOKEN, account, user, known.publicKey)))) {
+        return { success: false, code: '390144', message: 'JWT token is invalid.', data: null };
+      }
+    } else if (!data.PASSWORD || (known && known.password !== data.PASSWORD)) return refuse;
+    const database = identifierName(url.searchParams.get('databaseName') ?? 'DB');
+    const schema = identifierName(url.searchParams.get('schemaName') ?? 'PUBLIC');
+    const session = await this.openSession(database, schema);
+    const token = randomBytes(24).toString('hex');
+    this.sessions.set(token, session);
+    return {
+      success: true,
+      data: {
+        token,
+        masterToken: token,
+        validityInSeconds: 3600,
+        masterValidityInSeconds: 14400,
+        sessionId: session.id,
+        // The session parameters that the client asked for come back, as Snowflake sends them (CLIENT_SESSION_KEEP_ALIVE…).
+        parameters: [...PARAMETERS, ...Object.entries((body.data as { SESSION_PARAMETERS?: Record<string, unknown> } | undefined)?.SESSION_PARAMETERS ?? {}).map(([name, value]) => ({ name, value }))],
+        sessionInfo: { databaseName: database, schemaName: schema, warehouseName: url.searchParams.get('warehouse'), roleName: url.searchParams.get('roleName') },
+      },
+    };
+  }
+
+  /** A DuckDB connection whose current database and schema are the session's (created when new, as an empty account would have them). */
+  private openSession(database: string, schema: string): Promise<Session> {
+    return this.serialise(async () => {
+      const conn = await this.instance.connect();
+      if (!this.databases.has(database)) {
+        const file = this.options.dataDir ? join(this.options.dataDir, `${database}.duckdb`).replaceAll("'", "''") : ':memory:';
+        await conn.run(`ATTACH IF NOT EXISTS '${file}' AS ${quote(database)}`);
+        await conn.run(`CREATE SCHEMA IF NOT EXISTS ${quote(database)}."PUBLIC"`);
+        this.databases.add(database);
+      }
+      await conn.run(`CREATE SCHEMA IF NOT EXISTS ${quote(database)}.${quote(schema)}`);
+      await conn.run(`USE ${quote(database)}.${quote(schema)}`);
+      await conn.run(`SET TimeZone = 'UTC'`);
+      return { id: this.nextSession++, database, schema, conn };
+    });
+  }
+
+  private async query(token: string, session: Session, body: Record<string, unknown>, host: string): Promise<unknown> {
+    const answer = (await this.serialise(() => this.execute(session, body, host))) as { success: boolean; data: { queryId: string } };
+    const queryId = answer.data?.queryId ?? randomUUID();
+    const chunks = (answer as { chunkTexts?: string[] }).chunkTexts ?? [];
+    delete (answer as { chunkTexts?: string[] }).chunkTexts;
+    this.results.set(queryId, { body: answer, chunks, session: token });
+    if (body.asyncExec === true) {
+      return { success: true, code: '333334', message: 'Asynchronous execution in progress. Use provided query id to perform query monitoring and management.', data: { queryId, getResultUrl: `/queries/${queryId}/result` } };
+    }
+    return answer;
+  }
+
+  private sendChunk(path: string, res: ServerResponse): void {
+    this.count('chunk');
+    const [, , queryId, index] = path.split('/');
+    const chunk = this.results.get(queryId)?.chunks[Number(index)];
+    if (chunk === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('no such chunk');
+      return;
+    }
+    // Not application/json: the driver would parse it, and a chunk is rows without the outer brackets.
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' });
+    res.end(gzipSync(chunk));
+  }
+
+  /** Runs one request's statement; the answer in Snowflake's shape (errors included, as HTTP 200). */
+  private async execute(session: Session, body: Record<string, unknown>, host = new URL(this.url).host): Promise<unknown> {
+    const queryId = randomUUID();
+    const sqlText = String(body.sqlText ?? '');
+    const bindings = (body.bindings ?? {}) as Record<string, { type: string; value: unknown }>;
+    const binds = Object.keys(bindings)
+      .sort((a, b) => Number(a) - Number(b))
+      .map((k) => bindings[k]);
+    const arrayBinds = binds.some((b) => Array.isArray(b.value));
+    const bindRows = arrayBinds ? (binds[0].value as unknown[]).length : binds.length > 0 ? 1 : 0;
+    const describeOnly = body.describeOnly === true;
+    this.statements.push({ sql: sqlText, bindRows, describeOnly });
+    try {
+      const tokens = tokenize(sqlText);
+      const parameters = (body.parameters ?? {}) as Record<string, unknown>;
+      check(tokens, { arrayBinds, multiStatementCount: parameters.MULTI_STATEMENT_COUNT === undefined ? undefined : Number(parameters.MULTI_STATEMENT_COUNT) });
+      const type = statementType(tokens);
+      const translated = translate(tokens);
+      const sql = text(translated);
+      const prepared = await session.conn.prepare(sql);
+      const base = { queryId, statementTypeId: type.id, version: 1, parameters: PARAMETERS, queryResultFormat: 'json', finalDatabaseName: session.database, finalSchemaName: session.schema };
+      if (describeOnly) {
+        const rowtype = Array.from({ length: prepared.columnCount }, (_v, i) => columnOf(prepared.columnName(i), prepared.columnType(i)).rowtype);
+        return { success: true, data: { ...base, rowtype, rowset: [], total: 0, returned: 0 } };
+      }
+      const rowsOfBinds: DuckDBValue[][] = arrayBinds
+        ? Array.from({ length: bindRows }, (_v, r) => binds.map((b) => bindValue(b.type, (b.value as unknown[])[r])))
+        : [binds.map((b) => bindValue(b.type, b.value))];
+      if (type.name === 'MERGE') await this.refuseDuplicateMergeRows(session, translated, rowsOfBinds[0]);
+      if (type.id >= 0x3000 && type.id < 0x4000) {
+        let changed = 0;
+        if (arrayBinds) {
+          // Snowflake runs the INSERT … VALUES once per row of binds; here, as multi-row inserts.
+          const { head, tuple } = splitValues(translated);
+          for (let start = 0; start < rowsOfBinds.length; start += 500) {
+            const part = rowsOfBinds.slice(start, start + 500);
+            changed += (await session.conn.run(`${head} ${part.map(() => tuple).join(', ')}`, part.flat())).rowsChanged;
+          }
+        } else {
+          if (rowsOfBinds[0].length > 0) prepared.bind(rowsOfBinds[0]);
+          changed = (await prepared.run()).rowsChanged;
+        }
+        const label = { INSERT: 'inserted', UPDATE: 'updated', DELETE: 'deleted', MERGE: 'merged' }[type.name] ?? 'changed';
+        const rowtype = [{ name: `number of rows ${label}`, type: 'fixed', precision: 19, scale: 0, nullable: false, byteLength: null, length: null }];
+        return { success: true, data: { ...base, rowtype, rowset: [[String(changed)]], total: 1, returned: 1 } };
+      }
+      if (rowsOfBinds[0].length > 0) prepared.bind(rowsOfBinds[0]);
+      const reader = await prepared.runAndReadAll();
+      if (type.id >= 0x6000) {
+        const rowtype = [{ name: 'status', type: 'text', precision: null, scale: null, nullable: true, byteLength: null, length: null }];
+        return { success: true, data: { ...base, rowtype, rowset: [['Statement executed successfully.']], total: 1, returned: 1 } };
+      }
+      const names = reader.columnNames();
+      const columns = reader.columnTypes().map((t, i) => columnOf(names[i], t));
+      const rows = reader.getRows();
+      const nested = columns.map((c, i) => c.rowtype.type === 'variant' && !(reader.columnTypes()[i].typeId === DuckDBTypeId.VARCHAR));
+      const json = nested.some(Boolean) ? reader.getRowsJson() : [];
+      const rowset = rows.map((row, r) => row.map((v, i) => (nested[i] ? (v === null ? null : JSON.stringify(json[r][i])) : columns[i].value(v))));
+      const size = Math.max(1, this.options.chunkRows ?? 1000);
+      const chunkTexts: string[] = [];
+      const chunks: Array<{ url: string; rowCount: number; uncompressedSize: number }> = [];
+      for (let start = size; start < rowset.length; start += size) {
+        const part = rowset.slice(start, start + size);
+        // A chunk is the rows' JSON without the outer brackets, as the driver expects.
+        const body = part.map((r) => JSON.stringify(r)).join(',');
+        chunkTexts.push(body);
+        chunks.push({ url: `http://${host}/chunks/${queryId}/${chunkTexts.length - 1}`, rowCount: part.length, uncompressedSize: body.length });
+      }
+      return {
+        success: true,
+        chunkTexts,
+        data: { ...base, rowtype: columns.map((c) => c.rowtype), rowset: rowset.slice(0, size), total: rowset.length, returned: rowset.length, ...(chunks.length > 0 ? { chunks } : {}) },
+      };
+    } catch (e) {
+      const { code, message, sqlState } = snowflakeError(e);
+      return { success: false, code, message, data: { queryId, sqlState, errorCode: code, age: 0, internalError: false } };
+    }
+  }
+
+  /** Snowflake refuses a MERGE in which one target row matches several source rows; DuckDB would apply them all. */
+  private async refuseDuplicateMergeRows(session: Session, translated: ReturnType<typeof translate>, values: DuckDBValue[]): Promise<void> {
+    const probe = mergeDuplicateCheck(translated);
+    if (!probe) return;
+    const reader = await session.conn.runAndReadAll(probe.sql, probe.binds.map((i) => values[i]));
+    if (reader.currentRowCount > 0) {
+      throw new SnowflakeRejection('Duplicate row detected during DML action\nRow Values: (a target row matched more than one source row)', '100090', '42P18');
+    }
+  }
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of req) parts.push(part as Buffer);
+  const raw = Buffer.concat(parts);
+  // The driver may or may not have gzipped the body, whatever its header says.
+  return raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw;
+}

@@ -1,0 +1,155 @@
+/**
+ * Golden tests of the Snowflake dialect: every statement under sql/default/ (or its override under
+ * sql/snowflake/) rendered for Snowflake with a fixed context must match the committed text in
+ * test/snowflake/golden/, binds included; then each one runs on the wire emulator, whose strictness
+ * catches what Snowflake would refuse. After an intended change to the SQL, rewrite the files with
+ *   EBB_UPDATE_GOLDEN=1 npx vitest run test/snowflake/golden.test.ts
+ * and review the diff.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Sql, type Statement } from '../../engine/warehouse/sql.ts';
+import { snowflakeDialect, type SnowflakeWarehouse } from '../../engine/warehouse/snowflake.ts';
+import type { Warehouse } from '../../engine/warehouse/warehouse.ts';
+import { sourceContext } from '../../engine/plan/plan.ts';
+import { syncSchema } from '../../engine/config/schema.ts';
+import { SnowflakeEmulator } from './emulator.ts';
+import { openEmulated } from './support.ts';
+
+const sqlDir = fileURLToPath(new URL('../../sql/', import.meta.url));
+const goldenDir = fileURLToPath(new URL('./golden/', import.meta.url));
+const update = process.env.EBB_UPDATE_GOLDEN === '1';
+
+/** Macro libraries and fragments: rendered through the statements that use them, never run alone. */
+const notStatements = new Set(['dialect', 'source']);
+
+const sync = syncSchema.parse({
+  name: 'customers_to_crm',
+  source: { table: 'analytics.customers', key: 'customer_id', filter: "lifecycle_stage = 'customer'" },
+  destination: { connection: 'crm', object: 'contacts' },
+  strategy: 'upsert',
+  on_remove: 'delete',
+  mapping: { email: 'email', score: { sql: 'round(score, 2)' }, source_system: { value: 'warehouse' } },
+});
+const composite = syncSchema.parse({ ...sync, name: 'regional', source: { table: 'analytics.customers', key: ['region', 'customer_id'] }, on_remove: 'clear' });
+
+/** One context that holds every variable of every statement: a new variable must be added here. */
+const context = {
+  ...sourceContext(sync),
+  sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove },
+  run_id: '20260101T000000Z-abc123',
+  sync_name: sync.name,
+  match_name: sync.name,
+  former_name: 'old_customers',
+  table: 'sync_changes',
+  definition: JSON.stringify({ name: sync.name }),
+  definition_hash: 'd41d8cd98f00b204e9800998ecf8427e',
+  project_version: 3,
+  schedule: 'manual',
+  former_names: JSON.stringify(['old_customers']),
+  deploy_id: 'deploy-1',
+  project_name: 'acme',
+  deployed_by: 'ci',
+  summary: JSON.stringify({ created: 1 }),
+  names: [sync.name, 'old_customers'],
+  keys: ['1', '2'],
+  failed: 0,
+  limit: 50,
+  holder: 'host:123',
+  expires_at: new Date('2026-01-01T00:01:00.000Z'),
+  full_resync: false,
+  idempotent_create: false,
+  status: 'HEALTHY',
+  health: 'HEALTHY',
+  planned: JSON.stringify({ create: 1 }),
+  succeeded: 1,
+  delayed: 0,
+  skipped: 0,
+  source_failures: 0,
+  error: null,
+  trigger: 'manual',
+  version: 1,
+  apply_state: 'SKIPPED_ALWAYS',
+  action: 'skip',
+  by: 'ebb skip',
+  overrides: JSON.stringify({ status: 'PAUSED' }),
+  expr: null,
+};
+
+/** Extra renderings of the statements whose SQL depends most on the context. */
+const variants: Record<string, Record<string, unknown>> = {
+  'plan.composite-clear': { ...context, ...sourceContext(composite), sync: { name: composite.name, strategy: 'upsert', on_remove: 'clear' } },
+  'plan.replace': { ...context, sync: { ...context.sync, strategy: 'replace' } },
+  'select_source.expr': { ...context, expr: 'round(score, 2)', filter: null },
+  'history_list.failed': { ...context, failed: true, keys: null, run_id: null },
+};
+
+const templates = readdirSync(`${sqlDir}default`)
+  .filter((f) => f.endsWith('.sql.njk'))
+  .map((f) => f.replace(/\.sql\.njk$/, ''))
+  .sort();
+const cases: Array<[string, string, Record<string, unknown>]> = [
+  ...templates.filter((n) => !notStatements.has(n)).map((n): [string, string, Record<string, unknown>] => [n, n, context]),
+  ...Object.entries(variants).map(([name, ctx]): [string, string, Record<string, unknown>] => [name, name.split('.')[0], ctx]),
+];
+
+function goldenText(statement: Statement): string {
+  return `${statement.sql.trim()}\n-- binds: ${JSON.stringify(statement.params)}\n`;
+}
+
+describe('Snowflake SQL (golden)', () => {
+  const renderer = new Sql({ dialect: snowflakeDialect } as Warehouse, 'ebb');
+
+  it('every override under sql/snowflake/ overrides a statement of sql/default/', () => {
+    for (const f of readdirSync(`${sqlDir}snowflake`)) expect(templates, `sql/snowflake/${f}`).toContain(f.replace(/\.sql\.njk$/, ''));
+  });
+
+  it('the macro library renders to nothing on its own', () => {
+    expect(renderer.render('dialect', context).sql.trim()).toBe('');
+  });
+
+  it('has a golden file for every statement, and none for a statement that is gone', () => {
+    if (update) mkdirSync(goldenDir, { recursive: true });
+    const files = existsSync(goldenDir) ? readdirSync(goldenDir).map((f) => f.replace(/\.sql$/, '')) : [];
+    if (!update) expect(files.sort()).toEqual(cases.map(([name]) => name).sort());
+  });
+
+  it.each(cases)('%s', (name, template, ctx) => {
+    const statement = renderer.render(template, ctx);
+    const file = `${goldenDir}${name}.sql`;
+    if (update) writeFileSync(file, goldenText(statement));
+    expect(existsSync(file), `no golden file for ${name}: run with EBB_UPDATE_GOLDEN=1 and review it`).toBe(true);
+    expect(goldenText(statement)).toBe(readFileSync(file, 'utf8'));
+  });
+});
+
+describe('Snowflake SQL runs on the emulator (emulated)', () => {
+  let emulator: SnowflakeEmulator;
+  let w: SnowflakeWarehouse;
+  let sql: Sql;
+
+  beforeAll(async () => {
+    emulator = await SnowflakeEmulator.start();
+    w = await openEmulated(emulator);
+    sql = new Sql(w, 'ebb');
+    await w.run('CREATE SCHEMA analytics');
+    await w.run('CREATE TABLE analytics.customers (customer_id INTEGER, region VARCHAR, email VARCHAR, score DECIMAL(10,2), lifecycle_stage VARCHAR)');
+    await w.run(`INSERT INTO analytics.customers VALUES (1, 'eu', 'a@x.io', 1.5, 'customer'), (2, 'us', 'b@x.io', 2.25, 'customer')`);
+  });
+  afterAll(async () => {
+    await w?.close();
+    await emulator?.stop();
+  });
+
+  it.each(['setup', ...cases.map(([name]) => name).filter((n) => n !== 'setup')])('%s', async (name) => {
+    const [, template, ctx] = cases.find(([n]) => n === name)!;
+    if (template === 'setup') {
+      await sql.runScript('setup');
+      await sql.runScript('setup');
+      return;
+    }
+    const { sql: text, params } = sql.render(template, ctx);
+    await expect(w.runAndRead(text, params)).resolves.toBeInstanceOf(Array);
+  });
+});

@@ -1,0 +1,2 @@
+DELETE FROM "EBB"."SYNC_CHANGES" WHERE run_id = ?
+-- binds: ["20260101T000000Z-abc123"]

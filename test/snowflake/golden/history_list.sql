@@ -1,0 +1,8 @@
+SELECT run_id, record_key, action, apply_reason, apply_state, success, app_identifier, result, transformed_record, recorded_at
+FROM "EBB"."SYNC_RECORD_HISTORY"
+WHERE sync_name IN (?, ?)
+AND record_key IN (?, ?)
+AND run_id = ?
+ORDER BY recorded_at DESC, record_key
+LIMIT ?
+-- binds: ["customers_to_crm","old_customers","1","2","20260101T000000Z-abc123",50]

@@ -1,0 +1,74 @@
+INSERT INTO "EBB"."SYNC_CHANGES"
+  (run_id, sync_name, seq, record_key, action, apply_reason, record_hash, transformed_record, app_identifier, source_error, in_doubt)
+WITH transformed AS (
+SELECT
+  CASE WHEN "REGION" IS NULL OR "CUSTOMER_ID" IS NULL THEN NULL ELSE TO_JSON(ARRAY_CONSTRUCT("REGION", "CUSTOMER_ID")) END AS __ebb_key,
+  OBJECT_CONSTRUCT_KEEP_NULL(?, "EMAIL", ?, (round(score, 2)), ?, PARSE_JSON(?)) AS __ebb_record
+FROM "ANALYTICS"."CUSTOMERS"),
+counted AS (
+  SELECT __ebb_key, __ebb_record, MD5(TO_JSON(__ebb_record)) AS __ebb_hash,
+         count(*) OVER (PARTITION BY __ebb_key) AS __ebb_count
+  FROM transformed
+),
+state AS (
+  SELECT * FROM "EBB"."SYNC_RECORD_STATE" WHERE sync_name = ?
+),
+joined AS (
+  SELECT
+    coalesce(c.__ebb_key, s.record_key) AS record_key,
+    c.__ebb_record IS NOT NULL AS in_source,
+    c.__ebb_record, c.__ebb_hash, c.__ebb_count,
+    s.record_key AS state_key, s.app_identifier, s.record_hash, s.transformed_record AS state_record,
+    s.apply_state, s.apply_reason AS state_reason, s.last_action, s.first_synced_at,
+    coalesce(s.maybe_in_app, FALSE) AND s.first_synced_at IS NULL AS in_doubt
+  FROM counted c FULL OUTER JOIN state s ON c.__ebb_key = s.record_key
+),
+checked AS (
+  SELECT *,
+    CASE
+      -- the message is bound, not inlined: a column name may hold a quote
+      WHEN in_source AND record_key IS NULL THEN CAST(? AS VARCHAR)
+      WHEN in_source AND __ebb_count > 1 THEN 'duplicate key: ' || CAST(__ebb_count AS VARCHAR) || ' source rows have this key; keys must be unique'
+    END AS source_error
+  FROM joined
+),
+reasoned AS (
+  SELECT *,
+    CASE
+      WHEN apply_state IN ('SKIPPED_ALWAYS', 'NEEDS_REVIEW') THEN NULL
+      WHEN in_source AND source_error IS NOT NULL THEN CASE WHEN first_synced_at IS NULL THEN 'NEW' ELSE 'CHANGED' END
+      WHEN apply_state = 'RESYNC_REQUESTED' THEN 'RESYNC_REQUESTED'
+      WHEN apply_state IN ('FAILED', 'SOURCE_FAILURE') THEN 'PREVIOUSLY_FAILED'
+      WHEN apply_state = 'DELAYED' THEN state_reason
+      WHEN NOT in_source THEN CASE WHEN last_action = 'clear' AND apply_state = 'SUCCESS' THEN NULL ELSE 'REMOVED' END
+      WHEN state_key IS NULL OR (first_synced_at IS NULL AND record_hash IS DISTINCT FROM __ebb_hash) THEN 'NEW'
+      WHEN record_hash IS DISTINCT FROM __ebb_hash THEN 'CHANGED'
+    END AS apply_reason
+  FROM checked
+),
+planned AS (
+  SELECT *,
+    CASE
+      WHEN apply_reason IS NULL OR source_error IS NOT NULL THEN NULL
+      WHEN NOT in_source THEN
+        CASE
+          WHEN first_synced_at IS NULL AND NOT in_doubt THEN 'untrack'
+          ELSE 'clear'
+        END
+      WHEN first_synced_at IS NULL THEN 'create'
+      ELSE 'update'
+    END AS action
+  FROM reasoned
+)
+SELECT
+  ?, ?,
+  -- Apply reads in seq order: records delayed by the last run first, then one action at a time.
+  row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action),
+  record_key,
+  coalesce(action, 'none'), apply_reason,
+  CASE WHEN action = 'clear' THEN MD5(TO_JSON(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL))) ELSE coalesce(__ebb_hash, record_hash) END,
+  CASE WHEN action = 'clear' THEN OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL) ELSE coalesce(__ebb_record, state_record) END,
+  app_identifier, source_error, in_doubt
+FROM planned
+WHERE action IS NOT NULL OR source_error IS NOT NULL
+-- binds: ["email","score","source_system","\"warehouse\"","regional","null key: the key columns region, customer_id must not be null","20260101T000000Z-abc123","regional","email","score","source_system","email","score","source_system"]

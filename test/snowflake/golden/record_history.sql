@@ -1,0 +1,31 @@
+INSERT INTO "EBB"."SYNC_RECORD_HISTORY"
+  (run_id, sync_name, record_key, action, apply_reason, apply_state, success, app_identifier, result, transformed_record, record_hash, recorded_at, in_flight)
+SELECT
+  c.run_id, c.sync_name, c.record_key,
+  coalesce(o.action, c.action),
+  c.apply_reason,
+  CASE
+    WHEN c.source_error IS NOT NULL THEN 'SOURCE_FAILURE'
+    WHEN c.action = 'untrack' THEN 'SUCCESS'
+    WHEN o.seq IS NULL AND f.run_id IS NOT NULL AND c.action IN ('create', 'send') AND NOT ? THEN 'NEEDS_REVIEW'
+    WHEN o.seq IS NULL THEN 'DELAYED'
+    WHEN o.success THEN 'SUCCESS'
+    ELSE 'FAILED'
+  END,
+  coalesce(o.success, c.action = 'untrack'),
+  coalesce(o.app_identifier, c.app_identifier),
+  CASE
+    WHEN c.source_error IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, c.source_error)
+    WHEN o.seq IS NULL AND f.run_id IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, 'in flight when the run stopped; it may or may not have reached the app')
+    ELSE PARSE_JSON(o.result)
+  END,
+  c.transformed_record, c.record_hash,
+  coalesce(o.recorded_at, SYSDATE()),
+  o.seq IS NULL AND f.run_id IS NOT NULL
+FROM "EBB"."SYNC_CHANGES" c
+LEFT JOIN "EBB"."SYNC_OUTCOMES" o ON o.run_id = c.run_id AND o.seq = c.seq
+LEFT JOIN "EBB"."SYNC_INFLIGHT" f ON f.run_id = c.run_id AND f.action = c.action AND c.seq BETWEEN f.seq_lo AND f.seq_hi
+WHERE c.run_id = ?
+  -- Recorded once: a run killed while it was being recorded is recorded again by the next run.
+  AND NOT EXISTS (SELECT 1 FROM "EBB"."SYNC_RECORD_HISTORY" x WHERE x.run_id = ?)
+-- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123"]

@@ -1,0 +1,4 @@
+SELECT sync_name, count(*) AS runs, max(started_at) AS last_started_at
+FROM "EBB"."SYNC_RUNS"
+GROUP BY sync_name
+-- binds: []

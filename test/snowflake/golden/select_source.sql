@@ -1,0 +1,2 @@
+SELECT * FROM "ANALYTICS"."CUSTOMERS" WHERE (lifecycle_stage = 'customer')
+-- binds: []

@@ -1,0 +1,2 @@
+SELECT count(*) AS n FROM "ANALYTICS"."CUSTOMERS" WHERE (lifecycle_stage = 'customer')
+-- binds: []

@@ -1,0 +1,2 @@
+SELECT * FROM "EBB"."SYNC_HEALTH" ORDER BY sync_name
+-- binds: []

@@ -1,0 +1,3 @@
+UPDATE "EBB"."SYNCS" SET health = ?, last_run_id = ?, updated_at = SYSDATE()
+WHERE sync_name = ?
+-- binds: ["HEALTHY","20260101T000000Z-abc123","customers_to_crm"]

@@ -1,0 +1,214 @@
+/**
+ * The Snowflake-to-DuckDB translation of the wire emulator. It is deliberately small: it
+ * translates only the constructs that ebb's Snowflake dialect emits, and it rejects, as Snowflake
+ * would, what ebb must never send there. Anything else runs on DuckDB as written, so drift in the
+ * dialect shows up as a DuckDB error or as one of the rejections below.
+ *
+ * It works on tokens, so that string literals, quoted identifiers and comments are never touched.
+ * Unquoted words are upper-cased, which is what Snowflake does with unquoted identifiers: a
+ * `CREATE TABLE t (email …)` makes a column EMAIL, and results name it EMAIL.
+ */
+
+export interface Token {
+  kind: 'word' | 'quoted' | 'string' | 'number' | 'space' | 'comment' | 'param' | 'punct';
+  text: string;
+}
+
+/** A statement that Snowflake would refuse: the emulator answers with this code and SQL state. */
+export class SnowflakeRejection extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly sqlState: string,
+  ) {
+    super(message);
+  }
+}
+
+const TOKEN = /\s+|--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^']|'')*'|"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+|\?|::|[\s\S]/g;
+
+export function tokenize(sql: string): Token[] {
+  const tokens: Token[] = [];
+  for (const [text] of sql.matchAll(TOKEN)) {
+    const c = text[0];
+    const kind: Token['kind'] = /\s/.test(c)
+      ? 'space'
+      : text.startsWith('--') || text.startsWith('/*')
+        ? 'comment'
+        : c === "'"
+          ? 'string'
+          : c === '"'
+            ? 'quoted'
+            : /[A-Za-z_]/.test(c)
+              ? 'word'
+              : /[\d.]/.test(c) && text !== '.'
+                ? 'number'
+                : c === '?'
+                  ? 'param'
+                  : 'punct';
+    tokens.push({ kind, text });
+  }
+  return tokens;
+}
+
+const significant = (t: Token) => t.kind !== 'space' && t.kind !== 'comment';
+const upper = (t: Token | undefined) => (t && t.kind === 'word' ? t.text.toUpperCase() : t?.text ?? '');
+
+/** Functions renamed word for word (same arguments): Snowflake name → DuckDB name. */
+const FUNCTIONS: Record<string, string> = {
+  OBJECT_CONSTRUCT_KEEP_NULL: 'json_object',
+  ARRAY_CONSTRUCT: 'json_array',
+  PARSE_JSON: 'json',
+};
+/** Types: Snowflake name → DuckDB name. */
+const TYPES: Record<string, string> = { VARIANT: 'JSON', TIMESTAMP_NTZ: 'TIMESTAMP' };
+/** Calls replaced whole (with their parentheses): Snowflake text → DuckDB text. */
+const CALLS: Array<{ match: string[]; to: string }> = [
+  { match: ['SYSDATE', '(', ')'], to: 'CAST(now() AS TIMESTAMP)' },
+  // Order-independent, 0 for no rows, like HASH_AGG; the values differ, which nothing compares.
+  { match: ['HASH_AGG', '(', '*', ')'], to: 'coalesce(sum(hash(*COLUMNS(*))), 0)' },
+];
+/** DuckDB spellings that do not exist on Snowflake: sending one is a dialect bug. */
+const DUCKDB_ONLY_FUNCTIONS = new Set(['JSON_OBJECT', 'JSON_ARRAY', 'NOW', 'SHA256', 'LIST_VALUE', 'STRUCT_PACK', 'JSON_EXTRACT_STRING']);
+/** Semi-structured constructors that Snowflake refuses inside INSERT … VALUES. */
+const NOT_IN_VALUES = new Set(['PARSE_JSON', 'OBJECT_CONSTRUCT', 'OBJECT_CONSTRUCT_KEEP_NULL', 'ARRAY_CONSTRUCT', 'TO_VARIANT', 'TO_OBJECT', 'TO_ARRAY']);
+
+function compilationError(message: string, code = '001003', sqlState = '42000'): SnowflakeRejection {
+  return new SnowflakeRejection(`SQL compilation error:\n${message}`, code, sqlState);
+}
+
+/** The kind of statement, as Snowflake's statementTypeId (the driver counts changed rows only for DML). */
+export function statementType(tokens: Token[]): { name: string; id: number } {
+  const first = tokens.filter(significant).find((t) => t.text !== '(');
+  const word = upper(first);
+  const ids: Record<string, number> = { SELECT: 0x1000, WITH: 0x1000, VALUES: 0x1000, SHOW: 0x4000, DESCRIBE: 0x4000, INSERT: 0x3100, UPDATE: 0x3200, DELETE: 0x3300, MERGE: 0x3400 };
+  return { name: word, id: ids[word] ?? 0x6000 };
+}
+
+/**
+ * Refuses what Snowflake refuses and ebb could plausibly emit by mistake. `arrayBinds` says that
+ * the request bound arrays (a bulk insert), which Snowflake accepts only on INSERT … VALUES.
+ */
+export function check(tokens: Token[], options: { arrayBinds?: boolean; multiStatementCount?: number } = {}): void {
+  const sig = tokens.filter(significant);
+  const words = sig.map(upper);
+  // Several statements in one request need MULTI_STATEMENT_COUNT.
+  const statements = 1 + sig.filter((t, i) => t.text === ';' && i < sig.length - 1).length;
+  if (statements > 1 && options.multiStatementCount !== 0 && statements !== (options.multiStatementCount ?? 1)) {
+    throw new SnowflakeRejection(`Actual statement count ${statements} did not match the desired statement count ${options.multiStatementCount ?? 1}.`, '000008', '0A000');
+  }
+  for (let i = 0; i < sig.length; i++) {
+    const w = words[i];
+    if (sig[i].kind !== 'word') continue;
+    if (w === 'RETURNING') throw compilationError("syntax error: unexpected 'RETURNING' (Snowflake has no RETURNING; use identifiers made by the app)");
+    if (w === 'ON' && words[i + 1] === 'CONFLICT') throw compilationError("syntax error: unexpected 'CONFLICT' (Snowflake has no ON CONFLICT; use MERGE)");
+    if (w === 'MATCHED' && words[i + 1] === 'BY') throw compilationError(`syntax error: unexpected 'BY' (Snowflake has no WHEN NOT MATCHED BY ${words[i + 2]})`);
+    if (w === 'INSERT' && words[i + 1] === 'OR') throw compilationError("syntax error: unexpected 'OR' (INSERT OR REPLACE/IGNORE is DuckDB's)");
+    if (w === 'JSON' && words[i + 1] !== '(') throw compilationError("Unsupported data type 'JSON'. (Snowflake's is VARIANT)", '002040', '42601');
+    if (DUCKDB_ONLY_FUNCTIONS.has(w) && words[i + 1] === '(') throw compilationError(`Unknown function ${w}`, '002140', '42601');
+  }
+  const type = statementType(tokens).name;
+  // INSERT … VALUES: no semi-structured constructors inside the VALUES list.
+  const valuesAt = type === 'INSERT' ? topLevelIndex(sig, 'VALUES') : -1;
+  if (valuesAt >= 0) {
+    for (let i = valuesAt + 1; i < sig.length; i++) {
+      if (NOT_IN_VALUES.has(words[i]) && words[i + 1] === '(') throw compilationError(`Invalid expression [${sig[i].text}(…)] in VALUES clause`, '002014', '22000');
+    }
+  }
+  if (options.arrayBinds && valuesAt < 0) {
+    // What Snowflake answers to array binds on anything but INSERT … VALUES (e.g. INSERT … SELECT ?).
+    const position = sig.findIndex((t) => t.kind === 'param');
+    throw compilationError(`error line 1 at position ${Math.max(position, 0)}\nBind variable ? not set.`, '002049', '42601');
+  }
+}
+
+/** The index of a keyword at parenthesis depth 0, or -1. */
+function topLevelIndex(sig: Token[], keyword: string, from = 0): number {
+  let depth = 0;
+  for (let i = from; i < sig.length; i++) {
+    if (sig[i].text === '(') depth++;
+    else if (sig[i].text === ')') depth--;
+    else if (depth === 0 && upper(sig[i]) === keyword) return i;
+  }
+  return -1;
+}
+
+/** Rewrites checked Snowflake SQL into DuckDB SQL (see the tables above). */
+export function translate(tokens: Token[]): Token[] {
+  const out: Token[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (t.kind !== 'word') {
+      out.push(t);
+      continue;
+    }
+    const w = t.text.toUpperCase();
+    const next = tokens.slice(i + 1).find(significant);
+    const call = CALLS.find((c) => c.match[0] === w && matchesAt(tokens, i, c.match));
+    if (call) {
+      out.push({ kind: 'punct', text: call.to });
+      i = endOfMatch(tokens, i, call.match);
+    } else if (FUNCTIONS[w] && next?.text === '(') out.push({ kind: 'word', text: FUNCTIONS[w] });
+    else if (TYPES[w] && next?.text !== '(') out.push({ kind: 'word', text: TYPES[w] });
+    else out.push({ kind: 'word', text: w });
+  }
+  return out;
+}
+
+function matchesAt(tokens: Token[], at: number, match: string[]): boolean {
+  return endOfMatch(tokens, at, match) >= 0;
+}
+
+/** The index of the last token of `match` starting at `at` (spaces skipped), or -1. */
+function endOfMatch(tokens: Token[], at: number, match: string[]): number {
+  let i = at;
+  for (let m = 0; m < match.length; m++) {
+    while (i < tokens.length && !significant(tokens[i])) i++;
+    if (i >= tokens.length || upper(tokens[i]) !== match[m]) return -1;
+    if (m < match.length - 1) i++;
+  }
+  return i;
+}
+
+export const text = (tokens: Token[]) => tokens.map((t) => t.text).join('');
+
+/** An INSERT … VALUES (…) split at its VALUES list: the head up to VALUES, and the one tuple after it. */
+export function splitValues(tokens: Token[]): { head: string; tuple: string } {
+  const at = tokens.map((t, i) => [t, i] as const).filter(([t]) => significant(t));
+  const values = topLevelIndex(
+    at.map(([t]) => t),
+    'VALUES',
+  );
+  const index = at[values][1];
+  return { head: text(tokens.slice(0, index + 1)), tuple: text(tokens.slice(index + 1)).trim().replace(/;$/, '') };
+}
+
+/**
+ * For a MERGE: a query that finds a target row matched by more than one source row, which
+ * Snowflake refuses ("Duplicate row detected during DML action") and DuckDB applies silently.
+ * Returns the query over the translated tokens and the indexes of the binds it uses, or null.
+ */
+export function mergeDuplicateCheck(tokens: Token[]): { sql: string; binds: number[] } | null {
+  const at = tokens.map((t, i) => [t, i] as const).filter(([t]) => significant(t));
+  const sig = at.map(([t]) => t);
+  if (upper(sig[0]) !== 'MERGE' || upper(sig[1]) !== 'INTO') return null;
+  const using = topLevelIndex(sig, 'USING');
+  const on = topLevelIndex(sig, 'ON', using);
+  const when = topLevelIndex(sig, 'WHEN', on);
+  if (using < 0 || on < 0 || when < 0) return null;
+  // The target's alias is its last word when one follows the name (`t s`, `t AS s`).
+  const target = sig.slice(2, using).filter((t) => upper(t) !== 'AS');
+  const hasAlias = target.length >= 2 && target[target.length - 2].text !== '.';
+  const alias = target[target.length - 1].text;
+  const relation = (hasAlias ? target.slice(0, -1) : target).map((t) => t.text).join('');
+  // The source and the condition as written, spaces and all.
+  const span = (from: number, to: number) => text(tokens.slice(at[from][1], at[to][1]));
+  const params = (from: number, to: number) => {
+    const before = sig.slice(0, from).filter((t) => t.kind === 'param').length;
+    return sig.slice(from, to).filter((t) => t.kind === 'param').map((_t, k) => before + k);
+  };
+  return {
+    sql: `SELECT 1 FROM ${relation} AS ${alias} JOIN ${span(using + 1, on)} ON ${span(on + 1, when)} GROUP BY ${alias}.rowid HAVING count(*) > 1 LIMIT 1`,
+    binds: [...params(using + 1, on), ...params(on + 1, when)],
+  };
+}

@@ -1,0 +1,292 @@
+/**
+ * The conformance suite that every Warehouse implementation runs (in the way of dbt-adapters'
+ * shared adapter tests): types and binds, row counts, streaming, bulk append, describe, hostile
+ * identifiers, and then a small sync through the real engine (plan, apply, record) whose
+ * resulting state must be the same on every warehouse. Runners: test/warehouse-duckdb.test.ts,
+ * test/snowflake/emulated.test.ts and test/snowflake/live.test.ts.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Param, Row, Warehouse } from '../engine/warehouse/warehouse.ts';
+import { Sql } from '../engine/warehouse/sql.ts';
+import { plan } from '../engine/plan/plan.ts';
+import { applyChanges } from '../engine/apply/apply.ts';
+import { recordRun } from '../engine/record/record.ts';
+import { syncSchema } from '../engine/config/schema.ts';
+import type { Change, Outcome, Session } from '../plugins/plugin.ts';
+
+/** A warehouse to test, and how to clean up after it. */
+export interface WarehouseUnderTest {
+  warehouse: Warehouse;
+  /** Called after the suite, once the warehouse is closed. */
+  cleanup?: () => Promise<void>;
+}
+
+/** The few SQL spellings that the tests' own DDL needs, per dialect. */
+function spell(w: Warehouse) {
+  return w.dialect.name === 'snowflake'
+    ? { json: 'VARIANT', ts: 'TIMESTAMP_NTZ', parseJson: (e: string) => `PARSE_JSON(${e})` }
+    : { json: 'JSON', ts: 'TIMESTAMP', parseJson: (e: string) => `CAST(${e} AS JSON)` };
+}
+
+const parse = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
+
+/** A fake app for the engine scenario: records by app id, and keys that it refuses. */
+class FakeApp {
+  readonly records = new Map<string, Record<string, unknown>>();
+  refuse = new Set<string>();
+  session(): Session {
+    return {
+      apply: async (changes: Change[]): Promise<Outcome[]> =>
+        changes.map((c) => {
+          if (this.refuse.has(c.key)) return { key: c.key, success: false, error: { kind: 'rejected', message: 'invalid email' } };
+          const appId = c.appId ?? `app-${c.key}`;
+          if (c.action === 'delete') this.records.delete(appId);
+          else this.records.set(appId, c.record);
+          return { key: c.key, success: true, appId, result: { id: appId } };
+        }),
+      close: async () => undefined,
+    };
+  }
+}
+
+/** The parts of a sync's state that every warehouse must agree on. */
+async function stateOf(sql: Sql, syncName: string) {
+  const rows = await sql.warehouse.runAndRead(
+    `SELECT record_key, app_identifier, apply_state, apply_reason, last_action, failure_count, transformed_record FROM ${sql.ident(sql.stateSchema)}.${sql.ident('sync_record_state')} WHERE sync_name = ? ORDER BY record_key`,
+    [syncName],
+  );
+  return rows.map((r) => ({ ...r, transformed_record: parse(r.transformed_record) }));
+}
+
+/** Runs the whole conformance suite against the warehouse that `open` returns. */
+export function describeWarehouse(name: string, open: () => Promise<WarehouseUnderTest>): void {
+  describe(`warehouse conformance: ${name}`, () => {
+    let under: WarehouseUnderTest;
+    let w: Warehouse;
+    // A schema of its own, so that a run against a shared (live) account collides with nothing.
+    const schema = `ebb_conf_${randomBytes(4).toString('hex')}`;
+    const q = (id: string) => w.dialect.quote(id);
+    const t = (table: string) => `${q(schema)}.${q(table)}`;
+
+    beforeAll(async () => {
+      under = await open();
+      w = under.warehouse;
+      await w.run(`CREATE SCHEMA IF NOT EXISTS ${q(schema)}`);
+    });
+
+    afterAll(async () => {
+      if (w) {
+        await w.run(`DROP SCHEMA IF EXISTS ${q(schema)} CASCADE`).catch(() => undefined);
+        await w.close();
+      }
+      await under?.cleanup?.();
+    });
+
+    it('run() creates and changes rows and returns how many rows changed', async () => {
+      await w.run(`CREATE TABLE ${t('counts')} (id INTEGER, label VARCHAR)`);
+      expect(await w.run(`INSERT INTO ${t('counts')} (id, label) SELECT 1, 'a' UNION ALL SELECT 2, 'b' UNION ALL SELECT 3, 'c'`)).toBe(3);
+      expect(await w.run(`UPDATE ${t('counts')} SET label = ? WHERE id >= ?`, ['z', 2])).toBe(2);
+      expect(await w.run(`DELETE FROM ${t('counts')} WHERE id = ?`, [1])).toBe(1);
+      expect(
+        await w.run(
+          `MERGE INTO ${t('counts')} c USING (SELECT 2 AS id, 'm' AS label UNION ALL SELECT 9, 'n') s ON c.id = s.id ` +
+            `WHEN MATCHED THEN UPDATE SET label = s.label WHEN NOT MATCHED THEN INSERT (id, label) VALUES (s.id, s.label)`,
+        ),
+      ).toBe(2);
+      expect(await w.runAndRead(`SELECT id, label FROM ${t('counts')} ORDER BY id`)).toEqual([
+        { id: 2, label: 'm' },
+        { id: 3, label: 'z' },
+        { id: 9, label: 'n' },
+      ]);
+    });
+
+    it('runAndRead() returns each type as DuckDB does: numbers, text, booleans, Dates, JSON text and null', async () => {
+      const s = spell(w);
+      await w.run(`CREATE TABLE ${t('types')} (i INTEGER, big BIGINT, d DECIMAL(10,2), f DOUBLE, s VARCHAR, b BOOLEAN, ts ${s.ts}, j ${s.json}, n VARCHAR)`);
+      const at = new Date('2024-02-29T23:59:58.123Z');
+      await w.run(`INSERT INTO ${t('types')} SELECT ?, ?, ?, ?, ?, ?, CAST(? AS ${s.ts}), ${s.parseJson('?')}, ?`, [
+        42,
+        9007199254740993n.toString(),
+        12.5,
+        0.25,
+        "it's ünïcode",
+        true,
+        at,
+        JSON.stringify({ a: 1, b: [true, null, 'x'] }),
+        null,
+      ]);
+      const [row] = await w.runAndRead(`SELECT * FROM ${t('types')}`);
+      expect(Object.keys(row)).toEqual(['i', 'big', 'd', 'f', 's', 'b', 'ts', 'j', 'n']);
+      expect(row).toMatchObject({ i: 42, d: 12.5, f: 0.25, s: "it's ünïcode", b: true, n: null });
+      // An integer beyond 2^53 comes back as text rather than as a wrong number.
+      expect(row.big).toBe('9007199254740993');
+      expect(row.ts).toBeInstanceOf(Date);
+      expect((row.ts as Date).toISOString()).toBe(at.toISOString());
+      expect(typeof row.j).toBe('string');
+      expect(JSON.parse(row.j as string)).toEqual({ a: 1, b: [true, null, 'x'] });
+      const [small] = await w.runAndRead(`SELECT count(*) AS n, sum(i) AS total, max(ts) AS latest FROM ${t('types')}`);
+      expect(small).toEqual({ n: 1, total: 42, latest: at });
+    });
+
+    it('binds every kind of value without quoting it into the SQL', async () => {
+      const s = spell(w);
+      const values: Param[] = ["'; DROP TABLE x; --", 'ünï "q"', 7, -1.5, false, null, new Date('2001-02-03T04:05:06.789Z')];
+      const [row] = await w.runAndRead(`SELECT ? AS a, ? AS b, ? AS c, ? AS d, ? AS e, ? AS f, CAST(? AS ${s.ts}) AS g`, values);
+      expect(row).toEqual({ a: values[0], b: values[1], c: 7, d: -1.5, e: false, f: null, g: values[6] });
+    });
+
+    it('stream() yields a large result in chunks, in order, never as one block', async () => {
+      await w.run(`CREATE TABLE ${t('many')} (id INTEGER, label VARCHAR)`);
+      await w.append(schema, 'many', ['id', 'label'], Array.from({ length: 5000 }, (_v, i) => [i, `row ${i}`]));
+      const chunks: Row[][] = [];
+      for await (const chunk of w.stream(`SELECT id, label FROM ${t('many')} WHERE id >= ? ORDER BY id`, [0])) chunks.push(chunk);
+      expect(chunks.length).toBeGreaterThan(1);
+      expect(Math.max(...chunks.map((c) => c.length))).toBeLessThan(5000);
+      const rows = chunks.flat();
+      expect(rows).toHaveLength(5000);
+      expect(rows.every((r, i) => r.id === i && r.label === `row ${i}`)).toBe(true);
+    });
+
+    it('append() inserts 2000 rows in bulk, JSON and timestamps included', async () => {
+      const s = spell(w);
+      await w.run(`CREATE TABLE ${t('outcomes')} (run_id VARCHAR, seq BIGINT, success BOOLEAN, result ${s.json}, note VARCHAR, recorded_at ${s.ts})`);
+      const base = Date.UTC(2025, 0, 1);
+      const rows: Param[][] = Array.from({ length: 2000 }, (_v, i) => [
+        'r1',
+        i,
+        i % 3 !== 0,
+        i % 10 === 0 ? null : JSON.stringify({ id: `app-${i}`, tags: ['a', i], quote: `"${i}'` }),
+        i % 7 === 0 ? null : `note ${i}`,
+        new Date(base + i * 1001),
+      ]);
+      // Columns in another order than the table's: append() maps them by name.
+      await w.append(schema, 'outcomes', ['seq', 'run_id', 'success', 'result', 'note', 'recorded_at'], rows.map((r) => [r[1], r[0], r[2], r[3], r[4], r[5]]));
+      const back = await w.runAndRead(`SELECT * FROM ${t('outcomes')} ORDER BY seq`);
+      expect(back).toHaveLength(2000);
+      for (const i of [0, 1, 3, 7, 10, 1999]) {
+        const r = back[i];
+        expect(r.run_id).toBe('r1');
+        expect(r.seq).toBe(i);
+        expect(r.success).toBe(i % 3 !== 0);
+        expect(parse(r.result)).toEqual(i % 10 === 0 ? null : { id: `app-${i}`, tags: ['a', i], quote: `"${i}'` });
+        expect(r.note).toBe(i % 7 === 0 ? null : `note ${i}`);
+        expect((r.recorded_at as Date).getTime()).toBe(base + i * 1001);
+      }
+      // A table without JSON columns (the shape of ebb's sync_inflight) takes the other bulk path.
+      await w.run(`CREATE TABLE ${t('inflight')} (run_id VARCHAR, action VARCHAR, seq_lo BIGINT, seq_hi BIGINT, sent_at ${s.ts})`);
+      await w.append(schema, 'inflight', ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'], Array.from({ length: 2000 }, (_v, i) => ['r1', i % 2 ? 'create' : null, i, i + 1, new Date(base)]));
+      expect(await w.runAndRead(`SELECT count(*) AS n, count(action) AS actions, sum(seq_hi) AS hi, min(sent_at) AS first FROM ${t('inflight')}`)).toEqual([
+        { n: 2000, actions: 1000, hi: 2001000, first: new Date(base) },
+      ]);
+    });
+
+    it('describe() names the columns of a query without running it', async () => {
+      const columns = await w.describe(`SELECT id, label, id + 1 AS next_id FROM ${t('counts')}`);
+      expect(columns.map((c) => c.name.toLowerCase())).toEqual(['id', 'label', 'next_id']);
+      expect(columns.every((c) => c.type.length > 0)).toBe(true);
+      await expect(w.describe(`SELECT nope FROM ${t('counts')}`)).rejects.toThrow();
+    });
+
+    it('quotes hostile identifiers so that none breaks out, and reads them back by name', async () => {
+      const names = ['we"ird', 'Mixed Case', 'select', 'a;b--c', "it's", 'ünï', 'UPPER', 'x"); DROP TABLE y; --'];
+      const table = 'hostile "table"; --';
+      await w.run(`CREATE TABLE ${t(table)} (${names.map((n) => `${q(n)} VARCHAR`).join(', ')})`);
+      await w.run(`INSERT INTO ${t(table)} (${names.map(q).join(', ')}) VALUES (${names.map(() => '?').join(', ')})`, names);
+      const [row] = await w.runAndRead(`SELECT ${names.map(q).join(', ')} FROM ${t(table)}`);
+      expect(row).toEqual(Object.fromEntries(names.map((n) => [n.toLowerCase(), n])));
+      const described = await w.describe(`SELECT * FROM ${t(table)}`);
+      expect(described.map((c) => c.name.toLowerCase())).toEqual(names.map((n) => n.toLowerCase()));
+      await w.append(schema, table, names, [names.map((n) => `${n}!`)]);
+      expect(await w.runAndRead(`SELECT count(*) AS n FROM ${t(table)}`)).toEqual([{ n: 2 }]);
+    });
+
+    it('runs a sync through the real engine (setup, plan, apply, record) to the same state as every warehouse', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      await sql.runScript('setup'); // idempotent
+      await w.run(`CREATE TABLE ${t('customers')} (customer_id INTEGER, email VARCHAR, score DECIMAL(10,2))`);
+      const put = (rows: Array<[number | null, string, number]>) => w.run(`INSERT INTO ${t('customers')} VALUES ${rows.map(() => '(?, ?, ?)').join(', ')}`, rows.flat());
+      await put([
+        [1, 'a@x.io', 1.25],
+        [2, 'b@x.io', 2.5],
+        [3, 'bad-email', 3],
+        [4, 'd@x.io', 4],
+        [4, 'd2@x.io', 4],
+        [null, 'nokey@x.io', 0],
+      ]);
+      const sync = syncSchema.parse({
+        name: 'customers_to_app',
+        source: { table: `${schema}.customers`, key: 'customer_id' },
+        destination: { connection: 'app', object: 'contacts' },
+        strategy: 'upsert',
+        on_remove: 'delete',
+        mapping: { email: 'email', score: { sql: 'round(score, 1)' }, source_system: { value: 'warehouse' } },
+      });
+      const app = new FakeApp();
+      let runNo = 0;
+      const runOnce = async () => {
+        const runId = `run-${++runNo}`;
+        await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
+        const summary = await plan(sql, sync, { runId });
+        await applyChanges({ sql, runId, session: app.session(), strategy: sync.strategy, batchSize: 2, concurrency: 2, retryDelaysMs: [] });
+        const { counts, health } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
+        return { planned: summary.actions, counts, health };
+      };
+
+      app.refuse.add('3');
+      const first = await runOnce();
+      expect(first.planned).toEqual({ create: 3, source_failure: 3 });
+      expect(first.counts).toMatchObject({ succeeded: 2, failed: 1, source_failures: 3 });
+      expect(first.health).toBe('INCOMPLETE');
+      const record = (email: string, score: number) => ({ email, score, source_system: 'warehouse' });
+      expect(await stateOf(sql, sync.name)).toEqual([
+        { record_key: '1', app_identifier: 'app-1', apply_state: 'SUCCESS', apply_reason: 'NEW', last_action: 'create', failure_count: 0, transformed_record: record('a@x.io', 1.3) },
+        { record_key: '2', app_identifier: 'app-2', apply_state: 'SUCCESS', apply_reason: 'NEW', last_action: 'create', failure_count: 0, transformed_record: record('b@x.io', 2.5) },
+        { record_key: '3', app_identifier: null, apply_state: 'FAILED', apply_reason: 'NEW', last_action: 'create', failure_count: 1, transformed_record: record('bad-email', 3) },
+        expect.objectContaining({ record_key: '4', app_identifier: null, apply_state: 'SOURCE_FAILURE', failure_count: 1 }),
+      ]);
+
+      // The source changes: one update, one removal, the failed record fixed, the duplicate resolved.
+      app.refuse.clear();
+      await w.run(`UPDATE ${t('customers')} SET email = ? WHERE customer_id = ?`, ['a2@x.io', 1]);
+      await w.run(`DELETE FROM ${t('customers')} WHERE customer_id = ? OR email = ?`, [2, 'd2@x.io']);
+      const second = await runOnce();
+      expect(second.planned).toEqual({ create: 2, update: 1, delete: 1, source_failure: 1 });
+      expect(second.counts).toMatchObject({ succeeded: 4, failed: 0, source_failures: 1 });
+      expect(await stateOf(sql, sync.name)).toEqual([
+        { record_key: '1', app_identifier: 'app-1', apply_state: 'SUCCESS', apply_reason: 'CHANGED', last_action: 'update', failure_count: 0, transformed_record: record('a2@x.io', 1.3) },
+        { record_key: '3', app_identifier: 'app-3', apply_state: 'SUCCESS', apply_reason: 'PREVIOUSLY_FAILED', last_action: 'create', failure_count: 0, transformed_record: record('bad-email', 3) },
+        { record_key: '4', app_identifier: 'app-4', apply_state: 'SUCCESS', apply_reason: 'PREVIOUSLY_FAILED', last_action: 'create', failure_count: 0, transformed_record: record('d@x.io', 4) },
+      ]);
+      expect([...app.records.keys()].sort()).toEqual(['app-1', 'app-3', 'app-4']);
+
+      // Nothing changed: the row hashes are stable, so nothing is planned but the null key.
+      const third = await runOnce();
+      expect(third.planned).toEqual({ source_failure: 1 });
+
+      const history = await w.runAndRead(
+        `SELECT run_id, apply_state, count(*) AS n FROM ${t('sync_record_history')} WHERE sync_name = ? GROUP BY run_id, apply_state ORDER BY run_id, apply_state`,
+        [sync.name],
+      );
+      expect(history).toEqual([
+        { run_id: 'run-1', apply_state: 'FAILED', n: 1 },
+        { run_id: 'run-1', apply_state: 'SOURCE_FAILURE', n: 3 },
+        { run_id: 'run-1', apply_state: 'SUCCESS', n: 2 },
+        { run_id: 'run-2', apply_state: 'SOURCE_FAILURE', n: 1 },
+        { run_id: 'run-2', apply_state: 'SUCCESS', n: 4 },
+        { run_id: 'run-3', apply_state: 'SOURCE_FAILURE', n: 1 },
+      ]);
+      const runs = await sql.runAndRead('runs_list', { names: [sync.name], limit: 10 });
+      // Sorted here: the three runs may share a start time.
+      const byRun = runs.map((r) => [r.run_id, r.status, r.succeeded, r.failed, r.source_failures, parse(r.planned)]).sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+      expect(byRun).toEqual([
+        ['run-1', 'INCOMPLETE', 2, 1, 3, { create: 3, source_failure: 3 }],
+        ['run-2', 'INCOMPLETE', 4, 0, 1, { create: 2, update: 1, delete: 1, source_failure: 1 }],
+        ['run-3', 'FAILED', 0, 0, 1, { source_failure: 1 }],
+      ]);
+      // The working tables of the runs are cleared.
+      for (const table of ['sync_changes', 'sync_outcomes', 'sync_inflight']) expect(await w.runAndRead(`SELECT count(*) AS n FROM ${t(table)}`)).toEqual([{ n: 0 }]);
+    });
+  });
+}
