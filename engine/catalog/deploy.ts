@@ -10,7 +10,6 @@ import { readCatalog, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { RunRefusedError } from '../errors.ts';
 import { unresolve } from '../redact.ts';
-import { validateProject } from '../config/validate.ts';
 
 /** What a deploy does with one sync. */
 export interface DeployStep {
@@ -137,7 +136,6 @@ export async function deploySyncs(engine: Engine, options: { force?: boolean } =
 
 export async function autoDeploy(engine: Engine, warn: (message: string) => void): Promise<void> {
   if (!engine.project.config.catalog.auto_deploy) return;
-  await validateProject(engine.sql, engine.project.config.syncs);
   const plan = await analyseDeploy(engine);
   if (isOutdated(plan)) {
     warn(`project version ${plan.version} is older than the catalog's (${plan.catalogVersion}); not deploying, running the syncs as the catalog holds them`);

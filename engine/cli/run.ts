@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
+import { validateProject } from '../config/validate.ts';
 import { effectiveSync, readCatalog } from '../catalog/catalog.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
 import { ExitCode, RunRefusedError, UsageError } from '../errors.ts';
@@ -72,6 +73,8 @@ export function register(program: Command): void {
         // What runs is what the catalog holds: the deployed definitions with the admin's overrides.
         const deployed = (await readCatalog(engine.sql)).map(effectiveSync).filter((s): s is SyncConfig => s !== null);
         const syncs = chooseSyncs(deployed, names, options);
+        // The same checks as `ebb validate`, for the syncs about to run: nothing is sent when one fails.
+        await validateProject(engine.sql, engine.project.config.syncs, syncs.map((s) => s.name));
         if (options.dbtModels !== undefined && syncs.length === 0) process.stderr.write(`note: no deployed sync reads the dbt models ${options.dbtModels.join(', ') || '(none given)'}; nothing to run\n`);
         const results: RunResult[] = [];
         const skipped: Array<{ sync: string; reason: string }> = [];

@@ -48,8 +48,12 @@ export async function validateSource(sql: Sql, sync: SyncConfig, index: number):
   return issues;
 }
 
-/** Checks every sync of the project against the warehouse; throws a ConfigError (exit 3) listing the problems. */
-export async function validateProject(sql: Sql, syncs: SyncConfig[]): Promise<void> {
-  const issues = (await Promise.all(syncs.map((s, i) => validateSource(sql, s, i)))).flat();
+/**
+ * Checks the syncs of the project (all of them, or those named) against the warehouse; throws a
+ * ConfigError (exit 3) listing the problems, with their paths in ebb.yml.
+ */
+export async function validateProject(sql: Sql, syncs: SyncConfig[], only?: string[]): Promise<void> {
+  const chosen = syncs.map((s, i) => [s, i] as const).filter(([s]) => !only || only.includes(s.name));
+  const issues = (await Promise.all(chosen.map(([s, i]) => validateSource(sql, s, i)))).flat();
   if (issues.length > 0) throw new ConfigError(issues);
 }
