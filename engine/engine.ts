@@ -29,12 +29,17 @@ export async function openEngine(project: Project): Promise<Engine> {
   return { project, sql, templates: templateRenderer(project.dir), close };
 }
 
-/** The plugin context of a connection, with the connection's rate limiter. */
-export function pluginContext(engine: Engine, connection: string): PluginContext<unknown> {
+/**
+ * The plugin context of a connection, with the connection's rate limiter; a sync with a
+ * `rate_limit` of its own (in ebb.yml, or an admin's override) waits for both.
+ */
+export function pluginContext(engine: Engine, connection: string, sync?: SyncConfig): PluginContext<unknown> {
   const conn = engine.project.config.connections[connection];
   const plugin = engine.project.plugins.get(connection);
   if (!conn || !plugin) throw new UsageError(`unknown connection "${connection}"`);
-  const limiter = limiterFor(connection, conn, engine.project.config.name);
+  const shared = limiterFor(connection, conn, engine.project.config.name);
+  const own = sync?.rate_limit && limiterFor(`${connection}/${sync.name}`, { ...conn, rate_limit: sync.rate_limit }, engine.project.config.name);
+  const limiter = own ? { schedule: <T>(request: () => Promise<T>) => own.schedule(() => shared.schedule(request)) } : shared;
   return {
     config: plugin.configSchema.parse(conn.config),
     connection,

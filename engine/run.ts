@@ -85,7 +85,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     const toSend = summary.total - (summary.actions.untrack ?? 0) - (summary.actions.source_failure ?? 0);
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });
     if (toSend > 0) {
-      const base = pluginContext(engine, connection);
+      const base = pluginContext(engine, connection, sync);
       const { connection: _c, ...destination } = sync.destination;
       session = await plugin.open({
         ...base,

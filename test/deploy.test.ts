@@ -187,3 +187,38 @@ describe('lifecycle', () => {
     expect((await catalog(dir))[0].status).toBe('ACTIVE');
   });
 });
+
+describe('overrides', () => {
+  it("an admin's rate_limit override is what the sync's requests obey", async () => {
+    const { CrmApp, crmRequests } = await import('./support/crm-app.ts');
+    const app = await CrmApp.start();
+    const times: number[] = [];
+    app.rules.push(() => void times.push(performance.now()));
+    try {
+      const dir = await makeProject({
+        version: 1,
+        name: 'override_test',
+        warehouse: { type: 'duckdb', path: 'wh.duckdb' },
+        connections: { crm: { plugin: 'http', config: { base_url: app.url } } },
+        syncs: [
+          {
+            name: 'a',
+            source: { table: 'people', key: 'id' },
+            destination: { connection: 'crm', object: 'contacts', requests: crmRequests },
+            strategy: 'upsert',
+            mapping: { email: { sql: "'p' || id || '@example.com'" }, name: 'name' },
+          },
+        ],
+      });
+      await duck(join(dir, 'wh.duckdb'), `create table people as select i as id, 'p' || i as name from range(1, 7) t(i)`);
+      await ebb(dir, ['deploy']);
+      await duck(join(dir, 'wh.duckdb'), `update ebb.syncs set overrides = '{"rate_limit":{"requests":2,"per_seconds":1}}' where sync_name = 'a'`);
+      expect((await ebb(dir, ['run', 'a'])).code).toBe(0);
+      expect(times).toHaveLength(6);
+      // No window of one second holds more than 2 requests: the 3rd after any request is >= 1 s later.
+      for (let i = 2; i < times.length; i++) expect(times[i] - times[i - 2]).toBeGreaterThanOrEqual(990);
+    } finally {
+      await app.stop();
+    }
+  });
+});

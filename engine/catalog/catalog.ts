@@ -66,12 +66,13 @@ export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
 /** The definition that runs: the deployed one, with the admin's overrides on top. */
 export function effectiveSync(entry: CatalogEntry): SyncConfig | null {
   if (!entry.definition) return null;
-  const { schedule, batch_size, max_run_seconds } = entry.overrides;
+  const { schedule, batch_size, max_run_seconds, rate_limit } = entry.overrides;
   return {
     ...entry.definition,
     ...(schedule !== undefined && { schedule }),
     ...(batch_size !== undefined && { batch_size }),
     ...(max_run_seconds !== undefined && { max_run_seconds }),
+    ...(rate_limit !== undefined && { rate_limit }),
   };
 }
 

@@ -81,6 +81,8 @@ export const syncSchema = z.strictObject({
   mapping: z.record(z.string(), mappingValue).refine((m) => Object.keys(m).length > 0, 'map at least one field'),
   batch_size: positiveInt.default(100),
   max_run_seconds: z.number().positive().optional(),
+  /** A limit of this sync's own, within the connection's (which every sync on it shares). */
+  rate_limit: z.strictObject({ requests: positiveInt, per_seconds: z.number().positive() }).optional(),
   schedule: scheduleSchema.default('manual'),
   /** The sync's former name: a deploy hands the old sync's state and history to this one. */
   renamed_from: name.optional(),
