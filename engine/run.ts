@@ -18,6 +18,8 @@ export interface RunOptions {
   allowEmptySource?: boolean;
   /** Called after the plan with the number of records to send, then as records get outcomes. */
   onProgress?: (event: { sync: string; planned: number; applied: number }) => void;
+  /** Once aborted, no new batch is sent; the batches in flight finish, and the records not sent are recorded DELAYED. */
+  signal?: AbortSignal;
 }
 
 /** The result of a run: the stable shape of `ebb run --json` (see README). */
@@ -65,7 +67,9 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const connection = sync.destination.connection;
   const plugin = project.plugins.get(connection)!;
   const capabilities = { ...defaultCapabilities, ...plugin.capabilities };
-  const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(sync.destination) : capabilities.idempotentCreate;
+  const { connection: _c, ...plain } = sync.destination;
+  const destination = (plugin.destinationSchema ? plugin.destinationSchema.parse(sync.destination) : plain) as Record<string, unknown> & { object: string };
+  const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(destination) : capabilities.idempotentCreate;
   const record = (id: string, planned: Record<string, number>, error: string | null) => recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate });
   // Runs that never finished belong to a process that stopped: record what they did. Their
   // records without an outcome become DELAYED (or NEEDS_REVIEW), and this run sends them again.
@@ -86,12 +90,11 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });
     if (toSend > 0) {
       const base = pluginContext(engine, connection, sync);
-      const { connection: _c, ...destination } = sync.destination;
       session = await plugin.open({
         ...base,
         sync: sync.name,
         strategy: sync.strategy,
-        destination: (plugin.destinationSchema ? plugin.destinationSchema.parse(sync.destination) : destination) as Record<string, unknown> & { object: string },
+        destination,
         fields: Object.keys(sync.mapping),
       });
       await applyChanges({
@@ -103,6 +106,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
         concurrency: project.config.connections[connection].concurrency,
         retryDelaysMs: retry.delays_seconds.map((s) => s * 1000),
         deadline: sync.max_run_seconds ? started + sync.max_run_seconds * 1000 : undefined,
+        signal: options.signal,
         onProgress: (applied) => options.onProgress?.({ sync: sync.name, planned: toSend, applied }),
       });
       await session.close(true);

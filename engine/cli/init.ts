@@ -29,9 +29,11 @@ export function register(program: Command): void {
   program
     .command('init')
     .description('scaffold a working project: sample data in a DuckDB file, and syncs to local destinations')
-    .argument('[dir]', 'where to create it', '.')
+    .argument('[dir]', 'where to create it (default: --project-dir, or the current directory)')
+    .option('--project-dir <dir>', 'where to create it, as for the other commands')
     .action(
-      action(async (dir: string) => {
+      action(async (given: string | undefined, options: { projectDir?: string }) => {
+        const dir = given ?? options.projectDir ?? '.';
         await initProject(dir);
         process.stdout.write(
           `Created an ebb project in ${resolve(dir)}.\n` +
