@@ -5,8 +5,13 @@ import type { Plugin } from '../plugins/plugin.ts';
 
 // Each plugin has its own config types; the engine only sees the erased contract.
 const builtins: Record<string, () => Promise<{ default: unknown }>> = {
+  brevo: () => import('../plugins/brevo/index.ts'),
   file: () => import('../plugins/file/index.ts'),
   http: () => import('../plugins/http/index.ts'),
+  hubspot: () => import('../plugins/hubspot/index.ts'),
+  postgres: () => import('../plugins/postgres/index.ts'),
+  salesforce: () => import('../plugins/salesforce/index.ts'),
+  webhook: () => import('../plugins/webhook/index.ts'),
 };
 
 /** Loads a plugin; throws with a message that lists the built-ins when the name is unknown. */

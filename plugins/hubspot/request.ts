@@ -1,0 +1,112 @@
+/**
+ * One request to the HubSpot API, and how its answer reads: the parsed body, the error category
+ * and the wait that a 429 asks for (HubSpot's rate-limit headers and policy names).
+ */
+import type { ErrorKind } from '../plugin.ts';
+
+/** An HTTP answer, or a transport failure (timeout, reset, refused connection). */
+export type Answer = { status: number; headers: Headers; text: string; body: unknown } | { failure: string };
+
+/** Sends one request; never throws, so that only the engine's own errors leave `schedule`. */
+export async function send(url: string, init: RequestInit, timeoutMs: number): Promise<Answer> {
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    return { status: res.status, headers: res.headers, text, body: parseBody(text) };
+  } catch (e) {
+    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms` };
+    return { failure: errorText(e) };
+  }
+}
+
+function parseBody(text: string): unknown {
+  if (text === '') return null;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+/** HubSpot's error body: `{status: "error", message, correlationId, category, errors?, context?, policyName?}`. */
+export interface HubSpotError {
+  status?: string;
+  message?: string;
+  category?: string;
+  subCategory?: unknown;
+  context?: Record<string, unknown>;
+  errors?: Array<{ message?: string; code?: string; context?: unknown }>;
+  policyName?: string;
+  errorType?: string;
+  correlationId?: string;
+}
+
+export function asError(body: unknown): HubSpotError {
+  return typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as HubSpotError) : {};
+}
+
+/** `409 CONFLICT`: "Contact already exists. Existing ID: 12345", or `context.existingId` in a multi-status error. */
+export function existingIdOf(error: HubSpotError): string | undefined {
+  const fromContext = error.context?.existingId;
+  if (Array.isArray(fromContext) && fromContext.length > 0) return String(fromContext[0]);
+  if (typeof fromContext === 'string' || typeof fromContext === 'number') return String(fromContext);
+  return /Existing ID:\s*(\d+)/i.exec(error.message ?? '')?.[1];
+}
+
+/** A batch error's category, as what the engine does with it. */
+export function kindOfCategory(category: string | undefined): ErrorKind {
+  switch (category) {
+    case 'OBJECT_NOT_FOUND':
+      return 'not_found';
+    case 'CONFLICT':
+      return 'conflict';
+    case 'RATE_LIMITS':
+    case 'RATE_LIMIT':
+      return 'rate_limited';
+    default:
+      return 'rejected';
+  }
+}
+
+/**
+ * How long a 429 asks to wait. `Retry-After` when HubSpot sends it; otherwise by the limit that
+ * was hit (`policyName` in the body): SECONDLY is a one-second window, TEN_SECONDLY_ROLLING the
+ * window that `X-HubSpot-RateLimit-Interval-Milliseconds` names (10 s). A DAILY limit resets at
+ * midnight in the account's time zone: no wait within a run helps, so it gives none.
+ */
+export function rateLimitWaitMs(headers: Headers, body: unknown): number | undefined {
+  const retryAfter = parseRetryAfter(headers.get('retry-after'));
+  if (retryAfter !== undefined) return retryAfter;
+  const policy = asError(body).policyName?.toUpperCase();
+  if (policy === 'DAILY') return undefined;
+  if (policy === 'SECONDLY') return 1000;
+  const interval = Number(headers.get('x-hubspot-ratelimit-interval-milliseconds'));
+  if (Number.isFinite(interval) && interval > 0) return interval;
+  return policy === 'TEN_SECONDLY_ROLLING' ? 10_000 : 1000;
+}
+
+/** `Retry-After` is either seconds or an HTTP date. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (!value?.trim()) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** An answer's text on one line, cut short, for an error message. */
+export function snippet(text: string, limit = 300): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > limit ? `${flat.slice(0, limit)}…` : flat;
+}
+
+/** An error's message on one line; fetch hides the useful part (ECONNRESET…) in `cause`. */
+export function errorText(e: unknown): string {
+  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : undefined;
+  let text = e instanceof Error ? e.message : String(e);
+  if (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    text = (code && !cause.message.includes(code) ? `${code}${cause.message ? `: ${cause.message}` : ''}` : cause.message) || text;
+  }
+  return text.replace(/\s+/g, ' ').trim();
+}
