@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Session } from '../plugins/plugin.ts';
-import { pluginContext, type Engine } from './engine.ts';
+import { destinationOf, pluginContext, type Engine } from './engine.ts';
 import { plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health } from './record/record.ts';
@@ -67,8 +67,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const connection = sync.destination.connection;
   const plugin = project.plugins.get(connection)!;
   const capabilities = { ...defaultCapabilities, ...plugin.capabilities };
-  const { connection: _c, ...plain } = sync.destination;
-  const destination = (plugin.destinationSchema ? plugin.destinationSchema.parse(sync.destination) : plain) as Record<string, unknown> & { object: string };
+  const destination = destinationOf(engine, sync);
   const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(destination) : capabilities.idempotentCreate;
   const record = (id: string, planned: Record<string, number>, error: string | null) => recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate });
   // Runs that never finished belong to a process that stopped: record what they did. Their

@@ -111,6 +111,24 @@ export interface SessionContext<Config, Destination> extends PluginContext<Confi
   fields: string[];
 }
 
+/** What a destination check gets: a sync's context, without a run. */
+export interface DestinationContext<Config, Destination> extends PluginContext<Config> {
+  sync: string;
+  strategy: Strategy;
+  /** The sync's `destination` block, parsed by the plugin's `destinationSchema`. */
+  destination: Destination & { object: string };
+  /** The destination fields of the mapping, in order. */
+  fields: string[];
+  /** The warehouse type of each mapped field, as the warehouse names it (`INTEGER`, `VARCHAR`), when known. */
+  fieldTypes?: Record<string, string>;
+}
+
+/** A problem with a sync's destination, at a path inside the sync (`mapping.score`, `destination.object`). */
+export interface DestinationIssue {
+  path: string;
+  message: string;
+}
+
 /** One run's conversation with the app. */
 export interface Session {
   /** Applies a batch; all its changes have the same action. Returns one outcome per change. */
@@ -130,6 +148,12 @@ export interface Plugin<Config = unknown, Destination = Record<string, unknown>>
   capabilities?: Partial<Capabilities>;
   /** Tests connectivity and credentials; throws an Error whose message says what is wrong. */
   check(ctx: PluginContext<Config>): Promise<void>;
+  /**
+   * Checks a sync's destination in the app before any run (the object exists, the fields and their
+   * types fit) and returns its problems; `ebb validate`, `ebb check` and `ebb run` call it. Throws
+   * when the app cannot be asked (then only a warning is printed). Optional.
+   */
+  validate?(ctx: DestinationContext<Config, Destination>): Promise<DestinationIssue[]>;
   /** Starts a run of one sync. */
   open(ctx: SessionContext<Config, Destination>): Promise<Session>;
 }

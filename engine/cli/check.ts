@@ -4,6 +4,7 @@ import { action, common, withEngine, type CommonOptions } from './common.ts';
 import { pluginContext } from '../engine.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 import { redact } from '../redact.ts';
+import { inspectSource, validateDestination } from '../config/validate.ts';
 
 export function register(program: Command): void {
   common(program.command('check').description('test the warehouse and each connection (or one)').argument('[connection]')).action(
@@ -18,6 +19,15 @@ export function register(program: Command): void {
             rows.push({ name, ok: true, message: 'ok' });
           } catch (e) {
             rows.push({ name, ok: false, message: redact((e as Error).message) });
+            continue;
+          }
+          // The destinations of the syncs on this connection, where the plugin can check them.
+          if (!project.plugins.get(name)!.validate) continue;
+          for (const [index, sync] of project.config.syncs.entries()) {
+            if (sync.destination.connection !== name) continue;
+            const { fieldTypes } = await inspectSource(engine.sql, sync, index);
+            const issues = await validateDestination(engine, sync, index, fieldTypes);
+            rows.push({ name: `${name} → ${sync.name}`, ok: issues.length === 0, message: issues.length ? issues.map((i) => `${i.path}: ${i.message}`).join('; ') : 'destination ok' });
           }
         }
         if (options.json) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');

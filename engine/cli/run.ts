@@ -74,7 +74,7 @@ export function register(program: Command): void {
         const deployed = (await readCatalog(engine.sql)).map(effectiveSync).filter((s): s is SyncConfig => s !== null);
         const syncs = chooseSyncs(deployed, names, options);
         // The same checks as `ebb validate`, for the syncs about to run: nothing is sent when one fails.
-        await validateProject(engine.sql, engine.project.config.syncs, syncs.map((s) => s.name));
+        await validateProject(engine.sql, engine.project.config.syncs, syncs.map((s) => s.name), engine);
         if (options.dbtModels !== undefined && syncs.length === 0) process.stderr.write(`note: no deployed sync reads the dbt models ${options.dbtModels.join(', ') || '(none given)'}; nothing to run\n`);
         const results: RunResult[] = [];
         const skipped: Array<{ sync: string; reason: string }> = [];

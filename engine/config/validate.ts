@@ -7,6 +7,8 @@ import type { Sql } from '../warehouse/sql.ts';
 import type { SyncConfig } from './schema.ts';
 import { ConfigError, formatPath, type ConfigIssue } from '../errors.ts';
 import { sourceContext } from '../plan/plan.ts';
+import { destinationOf, pluginContext, type Engine } from '../engine.ts';
+import { redact } from '../redact.ts';
 
 function firstLine(e: unknown): string {
   return (e as Error).message.split('\n')[0].replace(/^[A-Za-z ]+Error: /, '');
@@ -14,15 +16,31 @@ function firstLine(e: unknown): string {
 
 /** Checks one sync's source against the warehouse; returns its problems with their paths. */
 export async function validateSource(sql: Sql, sync: SyncConfig, index: number): Promise<ConfigIssue[]> {
+  return (await inspectSource(sql, sync, index)).issues;
+}
+
+/** The warehouse type of a static mapping value. */
+function valueType(value: unknown): string {
+  if (value === null) return 'NULL';
+  if (typeof value === 'boolean') return 'BOOLEAN';
+  if (typeof value === 'number') return Number.isInteger(value) ? 'INTEGER' : 'DOUBLE';
+  return 'VARCHAR';
+}
+
+/** Checks one sync's source; also returns the warehouse type of each mapped field it could tell. */
+export async function inspectSource(sql: Sql, sync: SyncConfig, index: number): Promise<{ issues: ConfigIssue[]; fieldTypes: Record<string, string> }> {
+  const fieldTypes: Record<string, string> = {};
   const at = (...p: PropertyKey[]) => formatPath(['syncs', index, ...p]);
   const issues: ConfigIssue[] = [];
   const ctx = sourceContext(sync);
-  let columns: string[];
+  let described: Array<{ name: string; type: string }>;
   try {
-    columns = (await sql.describe('select_source', { ...ctx, filter: null, expr: null })).map((c) => c.name);
+    described = await sql.describe('select_source', { ...ctx, filter: null, expr: null });
   } catch (e) {
-    return [{ path: at('source', sync.source.dbt_model ? 'dbt_model' : sync.source.table ? 'table' : 'query'), message: firstLine(e) }];
+    return { issues: [{ path: at('source', sync.source.dbt_model ? 'dbt_model' : sync.source.table ? 'table' : 'query'), message: firstLine(e) }], fieldTypes };
   }
+  const columns = described.map((c) => c.name);
+  const types = new Map(described.map((c) => [c.name.toLowerCase(), c.type]));
   const lower = new Map(columns.map((c) => [c.toLowerCase(), c]));
   const unknown = (name: string) => `unknown column "${name}"; did you mean "${closest(name, columns)}"?`;
   ctx.key.forEach((k, i) => {
@@ -36,24 +54,60 @@ export async function validateSource(sql: Sql, sync: SyncConfig, index: number):
     }
   }
   for (const m of ctx.mapping) {
-    if (m.kind === 'column' && !lower.has(String(m.value).toLowerCase())) issues.push({ path: at('mapping', m.field), message: unknown(String(m.value)) });
+    if (m.kind === 'column') {
+      const type = types.get(String(m.value).toLowerCase());
+      if (type === undefined) issues.push({ path: at('mapping', m.field), message: unknown(String(m.value)) });
+      else fieldTypes[m.field] = type;
+    }
+    if (m.kind === 'value') fieldTypes[m.field] = valueType(m.value);
     if (m.kind === 'sql') {
       try {
-        await sql.describe('select_source', { ...ctx, filter: null, expr: m.value });
+        const [column] = await sql.describe('select_source', { ...ctx, filter: null, expr: m.value });
+        if (column) fieldTypes[m.field] = column.type;
       } catch (e) {
         issues.push({ path: at('mapping', m.field), message: firstLine(e) });
       }
     }
   }
-  return issues;
+  return { issues, fieldTypes };
 }
 
 /**
- * Checks the syncs of the project (all of them, or those named) against the warehouse; throws a
- * ConfigError (exit 3) listing the problems, with their paths in ebb.yml.
+ * Checks a sync's destination through its plugin's `validate` hook, if it has one. An app that
+ * cannot be asked is a warning, not a problem of ebb.yml: a run then fails on its own.
  */
-export async function validateProject(sql: Sql, syncs: SyncConfig[], only?: string[]): Promise<void> {
+export async function validateDestination(engine: Engine, sync: SyncConfig, index: number, fieldTypes: Record<string, string>): Promise<ConfigIssue[]> {
+  const connection = sync.destination.connection;
+  const plugin = engine.project.plugins.get(connection);
+  if (!plugin?.validate) return [];
+  try {
+    const issues = await plugin.validate({
+      ...pluginContext(engine, connection),
+      sync: sync.name,
+      strategy: sync.strategy,
+      destination: destinationOf(engine, sync),
+      fields: Object.keys(sync.mapping),
+      fieldTypes,
+    });
+    return issues.map((i) => ({ path: `${formatPath(['syncs', index])}.${i.path}`, message: i.message }));
+  } catch (e) {
+    process.stderr.write(`warning: cannot check the destination of sync ${sync.name} in connection ${connection}: ${redact(firstLine(e))}\n`);
+    return [];
+  }
+}
+
+/**
+ * Checks the syncs of the project (all of them, or those named) against the warehouse, and with
+ * `engine` their destinations; throws a ConfigError (exit 3) listing the problems, with their
+ * paths in ebb.yml.
+ */
+export async function validateProject(sql: Sql, syncs: SyncConfig[], only?: string[], engine?: Engine): Promise<void> {
   const chosen = syncs.map((s, i) => [s, i] as const).filter(([s]) => !only || only.includes(s.name));
-  const issues = (await Promise.all(chosen.map(([s, i]) => validateSource(sql, s, i)))).flat();
+  const check = async (sync: SyncConfig, index: number) => {
+    const { issues, fieldTypes } = await inspectSource(sql, sync, index);
+    // With `engine`, the destinations too (through the plugins' validate hook).
+    return engine ? [...issues, ...(await validateDestination(engine, sync, index, fieldTypes))] : issues;
+  };
+  const issues = (await Promise.all(chosen.map(([s, i]) => check(s, i)))).flat();
   if (issues.length > 0) throw new ConfigError(issues);
 }

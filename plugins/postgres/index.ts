@@ -25,7 +25,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { z } from 'zod';
-import type { Action, Change, Outcome, Plugin, PluginContext, Session, SessionContext, Strategy } from '../plugin.ts';
+import type { Action, Change, DestinationContext as PluginDestinationContext, Outcome, Plugin, PluginContext, Session, SessionContext } from '../plugin.ts';
 import {
   clearStatement,
   createStatement,
@@ -37,7 +37,7 @@ import {
   updateStatement,
   type Statement,
 } from './statements.ts';
-import { checkDestination, DestinationError, missingTable, readTable, splitObject, type DestinationIssue, type Target } from './table.ts';
+import { checkDestination, DestinationError, missingTable, readTable, splitObject, type Target } from './table.ts';
 
 const quote = pg.escapeIdentifier;
 
@@ -90,26 +90,10 @@ export type PostgresDestination = z.infer<typeof postgresDestinationSchema>;
 
 type Context = SessionContext<PostgresConfig, PostgresDestination>;
 
-/**
- * What a destination check gets: a run's context without the run, and when the warehouse can tell,
- * the type of each mapped field. The engine has no hook for it yet (see {@link PostgresPlugin}).
- */
-export interface DestinationContext extends PluginContext<PostgresConfig> {
-  sync: string;
-  strategy: Strategy;
-  destination: PostgresDestination & { object: string };
-  fields: string[];
-  fieldTypes?: Record<string, string>;
-}
+type DestinationContext = PluginDestinationContext<PostgresConfig, PostgresDestination>;
 
-/**
- * The plugin, with `validate`: a check of a sync's destination (table, columns, match columns,
- * types) that `ebb validate` and `ebb check` could call before any run, once plugins/plugin.ts has
- * such a hook. Until then open() runs the same checks, and a run fails before writing anything.
- */
-export type PostgresPlugin = Plugin<PostgresConfig, PostgresDestination> & {
-  validate(ctx: DestinationContext): Promise<DestinationIssue[]>;
-};
+/** The plugin; `validate` is always there (tests call it directly). */
+export type PostgresPlugin = Plugin<PostgresConfig, PostgresDestination> & Required<Pick<Plugin<PostgresConfig, PostgresDestination>, 'validate'>>;
 
 const plugin: PostgresPlugin = {
   name: 'postgres',

@@ -577,14 +577,30 @@ describe.skipIf(skip)('postgres plugin', () => {
       return { dir, load, run };
     }
 
-    it('a run against a missing column fails before anything is written, with a message that says what to fix', async () => {
+    it('`ebb validate`, `ebb check` and `ebb run` find a missing table, a missing column and a type mismatch before any run', async () => {
       const table = await peopleTable();
-      const p = await project(table, 'upsert', {}, { email: 'email', nmae: 'name' });
+      const p = await project(table, 'upsert', {}, { email: 'email', nmae: 'name', score: { sql: 'score * 1.5' } });
       await p.load(`(1, 'ann@x.io', 'Ann', 1)`);
-      const run = await p.run(1);
-      expect(run.health).toBe('FAILED');
-      expect(run.error).toContain(`mapping.nmae: table ${schema}.${table} has no column "nmae"; did you mean "name"?`);
+      const problems = [
+        `syncs[0].mapping.nmae: table ${schema}.${table} has no column "nmae"; did you mean "name"?`,
+        `syncs[0].mapping.score: type mismatch: the mapping gives DECIMAL(12,1), but column "score" is integer (values with a fraction would be refused)`,
+      ];
+      const validate = await ebb(p.dir, ['validate']);
+      expect(validate.code, validate.stderr).toBe(3);
+      for (const line of problems) expect(validate.stderr).toContain(line);
+      const check = await ebb(p.dir, ['check']);
+      expect(check.code).toBe(1);
+      expect(check.stdout).toContain(`FAIL pg → s: ${problems[0]}`);
+      const run = await ebb(p.dir, ['run', 's']);
+      expect(run.code).toBe(3);
+      expect(run.stderr).toContain(problems[0]);
       expect(await rows(`SELECT * FROM ${ref(table)}`)).toEqual([]);
+
+      const missing = await project(`${table}_nope`, 'upsert');
+      await missing.load(`(1, 'ann@x.io', 'Ann', 1)`);
+      const none = await ebb(missing.dir, ['validate']);
+      expect(none.code).toBe(3);
+      expect(none.stderr).toContain(`syncs[0].destination.object: table "${table}_nope" does not exist in schema "${schema}"; did you mean "${table}"?`);
     });
 
     it('a commit that PostgreSQL refuses leaves nothing, and the next run sends every record again', async () => {
