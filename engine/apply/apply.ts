@@ -31,6 +31,8 @@ export interface ApplyOptions {
   retryDelaysMs: number[];
   /** Epoch milliseconds after which no new batch starts (`max_run_seconds`). */
   deadline?: number;
+  /** Once aborted, no new batch starts, as at the deadline (ebb worker on SIGTERM). */
+  signal?: AbortSignal;
   /** Called with the number of records that got their final outcome. */
   onProgress?: (applied: number) => void;
 }
@@ -55,20 +57,21 @@ function toChange(row: Row): PlannedChange {
   return change;
 }
 
-async function* batches(rows: AsyncIterable<Row[]>, size: number, deadline?: number): AsyncIterable<PlannedChange[]> {
+async function* batches(rows: AsyncIterable<Row[]>, size: number, deadline?: number, signal?: AbortSignal): AsyncIterable<PlannedChange[]> {
+  const over = () => (deadline !== undefined && Date.now() >= deadline) || signal?.aborted === true;
   let batch: PlannedChange[] = [];
   for await (const chunk of rows) {
     for (const row of chunk) {
       const change = toChange(row);
       if (batch.length > 0 && (batch.length >= size || batch[0].action !== change.action)) {
-        if (deadline !== undefined && Date.now() >= deadline) return;
+        if (over()) return;
         yield batch;
         batch = [];
       }
       batch.push(change);
     }
   }
-  if (batch.length > 0 && (deadline === undefined || Date.now() < deadline)) yield batch;
+  if (batch.length > 0 && !over()) yield batch;
 }
 
 /**
@@ -203,7 +206,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
   const rows = sql.stream('stream_changes', { run_id: runId });
   try {
-    await pMap(batches(rows, options.batchSize, options.deadline), deliver, { concurrency: options.concurrency });
+    await pMap(batches(rows, options.batchSize, options.deadline, options.signal), deliver, { concurrency: options.concurrency });
   } finally {
     // Even when the run breaks, what the app already answered must reach the warehouse.
     flush();
