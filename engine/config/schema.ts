@@ -8,6 +8,8 @@ const duckdbWarehouse = z.strictObject({
   type: z.literal('duckdb'),
   path: z.string().default('warehouse.duckdb'),
   state_schema: name.default('ebb'),
+  /** DuckDB's memory_limit (e.g. 512MB); past it, DuckDB spills to disk. Default: DuckDB's (80% of RAM). */
+  memory_limit: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'must look like 512MB or 2GB').optional(),
 });
 
 const snowflakeWarehouse = z.strictObject({

@@ -134,7 +134,7 @@ export class DuckdbWarehouse implements Warehouse {
    * polls), this waits for it with a short backoff, up to `busyWaitMs` (EBB_BUSY_WAIT_SECONDS,
    * default 10 s), and then says which process holds it.
    */
-  static async open(config: Pick<DuckdbConfig, 'path'>, projectDir: string, options: { busyWaitMs?: number } = {}): Promise<DuckdbWarehouse> {
+  static async open(config: Pick<DuckdbConfig, 'path' | 'memory_limit'>, projectDir: string, options: { busyWaitMs?: number } = {}): Promise<DuckdbWarehouse> {
     const path = config.path === ':memory:' ? ':memory:' : resolve(projectDir, config.path);
     if (path !== ':memory:') await mkdir(dirname(path), { recursive: true });
     const waitMs = options.busyWaitMs ?? busyWaitMs();
@@ -169,6 +169,8 @@ export class DuckdbWarehouse implements Warehouse {
     const conn = await instance.connect();
     // ebb's timestamps are UTC (SPEC §4), whatever the machine's time zone.
     await conn.run("SET TimeZone = 'UTC'");
+    // Caps DuckDB's own memory, the bulk of a large run's footprint (validated by the config schema).
+    if (config.memory_limit) await conn.run(`SET memory_limit = '${config.memory_limit}'`);
     return new DuckdbWarehouse(instance, conn);
   }
 
