@@ -23,12 +23,15 @@ export interface BenchProject {
   remove(): Promise<void>;
 }
 
+/** DuckDB's memory cap in the end-to-end runs, as a user with a large source would set it. */
+export const E2E_MEMORY_LIMIT = process.env.EBB_BENCH_MEMORY_LIMIT ?? '256MB';
+
 /** Writes a project whose ebb.yml syncs the `contacts` table to `out/contacts.jsonl`. */
-export async function makeProject(label: string): Promise<BenchProject> {
+export async function makeProject(label: string, memoryLimit?: string): Promise<BenchProject> {
   const dir = await mkdtemp(join(tmpdir(), `ebb-bench-${label}-`));
   const config = {
     name: 'bench',
-    warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+    warehouse: { type: 'duckdb', path: 'warehouse.duckdb', ...(memoryLimit && { memory_limit: memoryLimit }) },
     connections: { out: { plugin: 'file', config: { directory: './out' } } },
     syncs: [
       {

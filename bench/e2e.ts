@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createSourceFile, makeProject } from './data.ts';
+import { createSourceFile, E2E_MEMORY_LIMIT, makeProject } from './data.ts';
 import type { ChildReport } from './e2e-child.ts';
 
 const repoRoot = fileURLToPath(new URL('../', import.meta.url));
@@ -40,7 +40,7 @@ function runChild(dir: string): Promise<ChildReport> {
 
 /** Generates a source of `rows` rows in a fresh project and runs its first sync in a child process. */
 export async function benchE2e(rows: number, log: (line: string) => void = () => {}): Promise<E2eBench> {
-  const project = await makeProject(`e2e-${rows}`);
+  const project = await makeProject(`e2e-${rows}`, E2E_MEMORY_LIMIT);
   try {
     log(`end-to-end: generating ${rows} source rows`);
     await createSourceFile(project.warehouse, rows);

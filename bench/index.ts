@@ -8,7 +8,8 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { benchPlan, type Timing } from './plan.ts';
 import { benchE2e, type E2eBench } from './e2e.ts';
-import { BATCH_SIZE, CHANGE } from './data.ts';
+import { BATCH_SIZE, CHANGE, E2E_MEMORY_LIMIT } from './data.ts';
+import { benchDelivery, deliveryTable, formatDelivery } from './delivery.ts';
 
 /** The goals this bench checks. */
 const GOALS = {
@@ -49,6 +50,7 @@ log(`ebb bench: ${int(rows)} rows (progress on stderr, results on stdout)`);
 const planBench = await benchPlan(rows, REPEATS, log);
 const e2e: E2eBench = await benchE2e(rows, log);
 const small: E2eBench = await benchE2e(smallRows, log);
+const delivery = await benchDelivery({}, log);
 
 const planMs = median(planBench.plan.map((t: Timing) => t.wall));
 const bareMs = median(planBench.bare.map((t: Timing) => t.wall));
@@ -70,6 +72,7 @@ const table: string[][] = [
   ['3', `peak RSS, first run of ${int(small.rows)} records`, mib(small.maxRss), '', ''],
   ['3', `peak RSS, first run of ${int(e2e.rows)} records`, mib(e2e.maxRss), '', ''],
   ['3', `peak RSS ratio, ${int(e2e.rows)} / ${int(small.rows)}`, ratio(rssRatio), `<= ${ratio(GOALS.rssRatio)} (flat)`, met(rssRatio <= GOALS.rssRatio)],
+  ...deliveryTable(delivery),
 ];
 const widths = table[0].map((_, c) => Math.max(...table.map((r) => r[c].length)));
 const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c])).join(' | ')} |`;
@@ -83,7 +86,7 @@ const out = [
   `ebb bench on ${os.type()} ${os.arch()}, ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, DuckDB ${planBench.duckdbVersion}`,
   `load average (1/5/15 min) at start ${loadAtStart}, at end ${load()}; total bench time ${seconds(performance.now() - started)}`,
   `source: ${int(rows)} rows; change: ${CHANGE.changed * 100}% changed, ${CHANGE.removed * 100}% removed, ${CHANGE.added * 100}% new; ` +
-    `sync: upsert, on_remove delete, batch_size ${BATCH_SIZE}, file destination (JSONL)`,
+    `sync: upsert, on_remove delete, batch_size ${BATCH_SIZE}, file destination (JSONL); end-to-end runs with DuckDB memory_limit ${E2E_MEMORY_LIMIT}`,
   '',
   line(table[0]),
   line(widths.map((w) => '-'.repeat(w))),
@@ -95,6 +98,8 @@ const out = [
   `peak RSS by phase, ${int(e2e.rows)}: ${phases(e2e)}`,
   `peak RSS by phase, ${int(small.rows)}: ${phases(small)}`,
   'peak RSS is the kernel\'s ru_maxrss of a child process that runs loadProject + openEngine + runSync.',
+  '',
+  ...formatDelivery(delivery),
   '',
 ];
 process.stdout.write(out.join('\n'));
