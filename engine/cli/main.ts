@@ -14,6 +14,7 @@ import * as lifecycle from './lifecycle.ts';
 import * as records from './records.ts';
 import * as deploy from './deploy.ts';
 import * as scheduler from './scheduler.ts';
+import * as worker from './worker.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -26,6 +27,6 @@ const program = new Command('ebb')
     process.exit(err.exitCode === 0 ? 0 : ExitCode.invalid);
   });
 
-for (const command of [init, validate, check, plan, run, status, runs, history, lifecycle, records, deploy, scheduler]) command.register(program);
+for (const command of [init, validate, check, plan, run, status, runs, history, lifecycle, records, deploy, scheduler, worker]) command.register(program);
 
 await program.parseAsync(process.argv);

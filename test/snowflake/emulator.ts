@@ -11,13 +11,36 @@
  * but INSERT … VALUES, several statements in one request, and a MERGE whose source matches a
  * target row twice; and it upper-cases unquoted identifiers, so results name columns as
  * Snowflake does.
+ *
+ * Tasks and streams, which DuckDB does not have, live in the emulator's memory: CREATE [OR REPLACE]
+ * TASK, ALTER TASK … RESUME|SUSPEND, DROP TASK, EXECUTE TASK, SHOW TASKS, CREATE [OR REPLACE]
+ * STREAM … ON TABLE, DROP STREAM and SHOW STREAMS. Nothing fires on a schedule: a test fires a task
+ * (executeTask, fireTasks), which runs its statement if its WHEN holds. A stream is a DuckDB view of
+ * its whole table; it "has data" when the table's fingerprint differs from the one taken when a DML
+ * statement last read the stream (which consumes it, as on Snowflake).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createHash, createPublicKey, randomBytes, randomUUID, verify } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { DuckDBInstance, DuckDBTypeId, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
-import { check, mergeDuplicateCheck, SnowflakeRejection, splitValues, statementType, text, tokenize, translate } from './translate.ts';
+import {
+  check,
+  identifierOf,
+  likePattern,
+  mergeDuplicateCheck,
+  nameParts,
+  parseObjectStatement,
+  SnowflakeRejection,
+  snowflakeString,
+  splitValues,
+  statementType,
+  text,
+  tokenize,
+  translate,
+  type ObjectStatement,
+  type Token,
+} from './translate.ts';
 
 export interface EmulatorOptions {
   /** Rows per result chunk: a larger result has its first chunk inline and the rest as chunk URLs. */
@@ -50,6 +73,38 @@ export interface LoggedStatement {
   /** Rows of bound values: 1 for plain binds, n for array binds, 0 without binds. */
   bindRows: number;
   describeOnly: boolean;
+}
+
+/** A task that CREATE TASK made, as SHOW TASKS reports it. Tests fire it with executeTask() or fireTasks(). */
+export interface EmulatedTask {
+  database: string;
+  schema: string;
+  name: string;
+  /** The virtual warehouse, or null for a serverless task. */
+  warehouse: string | null;
+  schedule: string | null;
+  comment: string | null;
+  /** The WHEN condition as written, e.g. `SYSTEM$STREAM_HAS_DATA('EBB.S')`. */
+  condition: string | null;
+  /** The statement after AS, as written. */
+  definition: string;
+  state: 'started' | 'suspended';
+  createdOn: Date;
+  /** How many times its statement ran. */
+  runs: number;
+}
+
+/** A stream that CREATE STREAM made. */
+export interface EmulatedStream {
+  database: string;
+  schema: string;
+  name: string;
+  /** The table it watches: DB.SCHEMA.TABLE. */
+  table: string;
+  comment: string | null;
+  createdOn: Date;
+  /** The table's fingerprint when the stream was created or last consumed. */
+  offset: string;
 }
 
 type Rowtype = { name: string; type: string; precision: number | null; scale: number | null; nullable: boolean; byteLength: number | null; length: number | null };
@@ -179,6 +234,9 @@ export class SnowflakeEmulator {
   private readonly results = new Map<string, Stored>();
   private readonly databases = new Set<string>();
   private queue: Promise<unknown> = Promise.resolve();
+  private readonly taskRegistry = new Map<string, EmulatedTask>();
+  private readonly streamRegistry = new Map<string, EmulatedStream>();
+  private readonly interposed: Array<{ pattern: RegExp; sqlText: string; done: (error?: Error) => void }> = [];
   private nextSession = 1;
 
   private constructor(
@@ -217,6 +275,44 @@ export class SnowflakeEmulator {
   resetCounts(): void {
     for (const k of Object.keys(this.requests)) delete this.requests[k];
     this.statements.length = 0;
+  }
+
+  /**
+   * Runs `sqlText` (Snowflake SQL) in the client's session just before the next statement that
+   * matches `pattern` runs: a race made deterministic, e.g. another process taking a lock between
+   * two statements of ebb's. Resolves once it ran.
+   */
+  interpose(pattern: RegExp, sqlText: string): Promise<void> {
+    return new Promise((resolve, reject) => this.interposed.push({ pattern, sqlText, done: (error) => (error ? reject(error) : resolve()) }));
+  }
+
+  /** The tasks that CREATE TASK made, in name order. */
+  tasks(): EmulatedTask[] {
+    return [...this.taskRegistry.values()].sort((a, b) => objectKey(a).localeCompare(objectKey(b)));
+  }
+
+  /** The streams that CREATE STREAM made, in name order. */
+  streams(): EmulatedStream[] {
+    return [...this.streamRegistry.values()].sort((a, b) => objectKey(a).localeCompare(objectKey(b)));
+  }
+
+  /**
+   * Fires one task, as its schedule would: if its WHEN holds (or it has none), its statement runs in
+   * the task's database and schema. `name` is the task's name, qualified as far as needed
+   * (`EBB_X`, `EBB.EBB_X`, `"EBB"."EBB_X"`). Resolves with whether the statement ran; rejects
+   * when it failed (Snowflake would record the failure in TASK_HISTORY).
+   */
+  executeTask(name: string): Promise<boolean> {
+    return this.serialise(() => this.fire(this.findTask(name)));
+  }
+
+  /** One round of the schedules: fires every started task whose WHEN holds; resolves with the names of those that ran. */
+  fireTasks(): Promise<string[]> {
+    return this.serialise(async () => {
+      const ran: string[] = [];
+      for (const task of this.tasks()) if (task.state === 'started' && (await this.fire(task))) ran.push(task.name);
+      return ran;
+    });
   }
 
   /** Runs Snowflake SQL as a client of database `database` would (translated and checked the same way); returns rows keyed by column name. */
@@ -351,19 +447,22 @@ export class SnowflakeEmulator {
 
   /** A DuckDB connection whose current database and schema are the session's (created when new, as an empty account would have them). */
   private openSession(database: string, schema: string): Promise<Session> {
-    return this.serialise(async () => {
-      const conn = await this.instance.connect();
-      if (!this.databases.has(database)) {
-        const file = this.options.dataDir ? join(this.options.dataDir, `${database}.duckdb`).replaceAll("'", "''") : ':memory:';
-        await conn.run(`ATTACH IF NOT EXISTS '${file}' AS ${quote(database)}`);
-        await conn.run(`CREATE SCHEMA IF NOT EXISTS ${quote(database)}."PUBLIC"`);
-        this.databases.add(database);
-      }
-      await conn.run(`CREATE SCHEMA IF NOT EXISTS ${quote(database)}.${quote(schema)}`);
-      await conn.run(`USE ${quote(database)}.${quote(schema)}`);
-      await conn.run(`SET TimeZone = 'UTC'`);
-      return { id: this.nextSession++, database, schema, conn };
-    });
+    return this.serialise(async () => ({ id: this.nextSession++, database, schema, conn: await this.connect(database, schema) }));
+  }
+
+  /** A DuckDB connection in a database and schema (both created when new); the caller holds the queue. */
+  private async connect(database: string, schema: string): Promise<DuckDBConnection> {
+    const conn = await this.instance.connect();
+    if (!this.databases.has(database)) {
+      const file = this.options.dataDir ? join(this.options.dataDir, `${database}.duckdb`).replaceAll("'", "''") : ':memory:';
+      await conn.run(`ATTACH IF NOT EXISTS '${file}' AS ${quote(database)}`);
+      await conn.run(`CREATE SCHEMA IF NOT EXISTS ${quote(database)}."PUBLIC"`);
+      this.databases.add(database);
+    }
+    await conn.run(`CREATE SCHEMA IF NOT EXISTS ${quote(database)}.${quote(schema)}`);
+    await conn.run(`USE ${quote(database)}.${quote(schema)}`);
+    await conn.run(`SET TimeZone = 'UTC'`);
+    return conn;
   }
 
   private async query(token: string, session: Session, body: Record<string, unknown>, host: string): Promise<unknown> {
@@ -403,11 +502,19 @@ export class SnowflakeEmulator {
     const arrayBinds = binds.some((b) => Array.isArray(b.value));
     const bindRows = arrayBinds ? (binds[0].value as unknown[]).length : binds.length > 0 ? 1 : 0;
     const describeOnly = body.describeOnly === true;
+    const hook = this.interposed.findIndex((h) => h.pattern.test(sqlText));
+    if (hook >= 0) {
+      const [{ sqlText: before, done }] = this.interposed.splice(hook, 1);
+      const answer = (await this.execute(session, { sqlText: before })) as { success: boolean; message?: string };
+      done(answer.success ? undefined : new Error(answer.message));
+    }
     this.statements.push({ sql: sqlText, bindRows, describeOnly });
     try {
       const tokens = tokenize(sqlText);
       const parameters = (body.parameters ?? {}) as Record<string, unknown>;
       check(tokens, { arrayBinds, multiStatementCount: parameters.MULTI_STATEMENT_COUNT === undefined ? undefined : Number(parameters.MULTI_STATEMENT_COUNT) });
+      const object = parseObjectStatement(tokens);
+      if (object) return await this.executeObject(session, object, queryId);
       const type = statementType(tokens);
       const translated = translate(tokens);
       const sql = text(translated);
@@ -434,6 +541,7 @@ export class SnowflakeEmulator {
           if (rowsOfBinds[0].length > 0) prepared.bind(rowsOfBinds[0]);
           changed = (await prepared.run()).rowsChanged;
         }
+        await this.consumeStreams(session, tokens);
         const label = { INSERT: 'inserted', UPDATE: 'updated', DELETE: 'deleted', MERGE: 'merged' }[type.name] ?? 'changed';
         const rowtype = [{ name: `number of rows ${label}`, type: 'fixed', precision: 19, scale: 0, nullable: false, byteLength: null, length: null }];
         return { success: true, data: { ...base, rowtype, rowset: [[String(changed)]], total: 1, returned: 1 } };
@@ -471,6 +579,199 @@ export class SnowflakeEmulator {
     }
   }
 
+  /** Runs a task or stream statement (see parseObjectStatement) against the registries; the answer in Snowflake's shape. */
+  private async executeObject(session: Session, statement: ObjectStatement, queryId: string): Promise<unknown> {
+    const base = { queryId, version: 1, parameters: PARAMETERS, queryResultFormat: 'json', finalDatabaseName: session.database, finalSchemaName: session.schema };
+    const status = (message: string) => ({
+      success: true,
+      data: { ...base, statementTypeId: 0x6000, rowtype: [textColumn('status')], rowset: [[message]], total: 1, returned: 1 },
+    });
+    const missing = (kind: string, parts: string[]) => new SnowflakeRejection(`SQL compilation error:\n${kind} '${parts.join('.')}' does not exist or not authorized.`, '002003', '02000');
+    switch (statement.kind) {
+      case 'create-task': {
+        const [database, schema, name] = this.resolve(session, statement.name);
+        await this.requireSchema(session, database, schema);
+        const key = objectKey({ database, schema, name });
+        if (this.taskRegistry.has(key) && statement.ifNotExists) return status(`${name} already exists, statement succeeded.`);
+        if (this.taskRegistry.has(key) && !statement.replace) throw new SnowflakeRejection(`SQL compilation error:\nObject '${name}' already exists.`, '002002', '42710');
+        const p = statement.params;
+        if (p.WAREHOUSE !== undefined && p.USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE !== undefined) {
+          throw compilation('a task takes WAREHOUSE or USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE (serverless), not both');
+        }
+        if (p.SCHEDULE !== undefined) checkSchedule(p.SCHEDULE);
+        if (statement.condition !== null) streamCondition(statement.condition);
+        await this.checkTaskBody(session, statement.body);
+        this.taskRegistry.set(key, {
+          database,
+          schema,
+          name,
+          warehouse: p.WAREHOUSE ?? null,
+          schedule: p.SCHEDULE ?? null,
+          comment: p.COMMENT ?? null,
+          condition: statement.condition,
+          definition: statement.body,
+          state: 'suspended',
+          createdOn: new Date(),
+          runs: 0,
+        });
+        return status(`Task ${name} successfully created.`);
+      }
+      case 'alter-task': {
+        const task = this.taskRegistry.get(objectKey(this.resolveObject(session, statement.name)));
+        if (!task) {
+          if (statement.ifExists) return status('Statement executed successfully.');
+          throw missing('Task', statement.name);
+        }
+        if (statement.action === 'RESUME' && task.schedule === null) throw compilation(`Task ${task.name} has no schedule: it cannot be resumed (a standalone task runs by EXECUTE TASK)`);
+        task.state = statement.action === 'RESUME' ? 'started' : 'suspended';
+        return status('Statement executed successfully.');
+      }
+      case 'drop-task':
+      case 'drop-stream': {
+        const registry: Map<string, unknown> = statement.kind === 'drop-task' ? this.taskRegistry : this.streamRegistry;
+        const target = this.resolveObject(session, statement.name);
+        const key = objectKey(target);
+        if (!registry.has(key)) {
+          if (statement.ifExists) return status(`Drop statement executed successfully (${target.name} already dropped).`);
+          throw missing(statement.kind === 'drop-task' ? 'Task' : 'Stream', statement.name);
+        }
+        registry.delete(key);
+        if (statement.kind === 'drop-stream') await session.conn.run(`DROP VIEW IF EXISTS ${quote(target.database)}.${quote(target.schema)}.${quote(target.name)}`);
+        return status(`${target.name} successfully dropped.`);
+      }
+      case 'execute-task': {
+        const task = this.taskRegistry.get(objectKey(this.resolveObject(session, statement.name)));
+        if (!task) throw missing('Task', statement.name);
+        await this.fire(task);
+        return status(`Task ${task.name} is scheduled to run immediately.`);
+      }
+      case 'create-stream': {
+        const [database, schema, name] = this.resolve(session, statement.name);
+        await this.requireSchema(session, database, schema);
+        const key = objectKey({ database, schema, name });
+        if (this.streamRegistry.has(key) && statement.ifNotExists) return status(`${name} already exists, statement succeeded.`);
+        if (this.streamRegistry.has(key) && !statement.replace) throw new SnowflakeRejection(`SQL compilation error:\nObject '${name}' already exists.`, '002002', '42710');
+        const table = this.resolve(session, statement.table);
+        const [{ n }] = (await session.conn.runAndReadAll('SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?', table)).getRowObjectsJS();
+        if (Number(n) === 0) throw missing('Table', statement.table);
+        const relation = table.map(quote).join('.');
+        await session.conn.run(`CREATE OR REPLACE VIEW ${quote(database)}.${quote(schema)}.${quote(name)} AS SELECT * FROM ${relation}`);
+        this.streamRegistry.set(key, { database, schema, name, table: table.join('.'), comment: statement.params.COMMENT ?? null, createdOn: new Date(), offset: await this.fingerprint(session.conn, table) });
+        return status(`Stream ${name} successfully created.`);
+      }
+      case 'show': {
+        const scope = statement.scope;
+        const [database, schema] =
+          scope?.kind === 'ACCOUNT'
+            ? [null, null]
+            : scope?.kind === 'SCHEMA'
+              ? (() => {
+                  const [d, s] = this.resolve(session, [...(scope.name.length ? scope.name : [session.schema]), '_']);
+                  return [d, s];
+                })()
+              : [scope?.name[0] ?? session.database, null];
+        const like = statement.like === null ? null : likePattern(statement.like);
+        const objects = (statement.what === 'TASKS' ? this.tasks() : this.streams()).filter(
+          (o) => (database === null || o.database === database) && (schema === null || o.schema === schema) && (!like || like.test(o.name)),
+        );
+        const columns =
+          statement.what === 'TASKS'
+            ? ['created_on', 'name', 'id', 'database_name', 'schema_name', 'owner', 'comment', 'warehouse', 'schedule', 'predecessors', 'state', 'definition', 'condition', 'allow_overlapping_execution']
+            : ['created_on', 'name', 'database_name', 'schema_name', 'owner', 'comment', 'table_name', 'source_type', 'base_tables', 'type', 'stale', 'mode'];
+        const rowset = objects.map((o) => {
+          const common = { created_on: o.createdOn.toISOString(), name: o.name, database_name: o.database, schema_name: o.schema, owner: 'EBB_ROLE', comment: o.comment };
+          const row: Record<string, string | null> =
+            'definition' in o
+              ? { ...common, id: createHash('md5').update(objectKey(o)).digest('hex').slice(0, 16), warehouse: o.warehouse, schedule: o.schedule, predecessors: '[]', state: o.state, definition: o.definition, condition: o.condition, allow_overlapping_execution: 'false' }
+              : { ...common, table_name: o.table, source_type: 'Table', base_tables: o.table, type: 'DELTA', stale: 'false', mode: 'DEFAULT' };
+          return columns.map((c) => row[c] ?? null);
+        });
+        return { success: true, data: { ...base, statementTypeId: 0x4000, rowtype: columns.map(textColumn), rowset, total: rowset.length, returned: rowset.length } };
+      }
+    }
+  }
+
+  /** [database, schema, name] of a name as written, completed from the session's database and schema. */
+  private resolve(session: { database: string; schema: string }, parts: string[]): [string, string, string] {
+    if (parts.length === 1) return [session.database, session.schema, parts[0]];
+    if (parts.length === 2) return [session.database, parts[0], parts[1]];
+    return [parts[parts.length - 3], parts[parts.length - 2], parts[parts.length - 1]];
+  }
+
+  private resolveObject(session: { database: string; schema: string }, parts: string[]): { database: string; schema: string; name: string } {
+    const [database, schema, name] = this.resolve(session, parts);
+    return { database, schema, name };
+  }
+
+  private async requireSchema(session: Session, database: string, schema: string): Promise<void> {
+    const [{ n }] = (await session.conn.runAndReadAll('SELECT count(*) AS n FROM duckdb_schemas() WHERE database_name = ? AND schema_name = ?', [database, schema])).getRowObjectsJS();
+    if (Number(n) === 0) throw new SnowflakeRejection(`SQL compilation error:\nSchema '${database}.${schema}' does not exist or not authorized.`, '002003', '02000');
+  }
+
+  /**
+   * A task's statement is checked as any statement is (the dialect's rejections, DuckDB's parser
+   * and binder); objects it names may not exist yet, as Snowflake resolves them when the task runs.
+   */
+  private async checkTaskBody(session: Session, body: string): Promise<void> {
+    const tokens = tokenize(body);
+    check(tokens);
+    const type = statementType(tokens);
+    if (!['INSERT', 'UPDATE', 'DELETE', 'MERGE'].includes(type.name)) throw compilation(`a task's statement here must be DML (INSERT, UPDATE, DELETE or MERGE), not ${type.name}`);
+    try {
+      await session.conn.prepare(text(translate(tokens)));
+    } catch (e) {
+      if (!/^Catalog Error/.test((e as Error).message)) throw e;
+    }
+  }
+
+  /** Fires a task: evaluates its WHEN, then runs its statement in its database and schema. The caller holds the queue. */
+  private async fire(task: EmulatedTask): Promise<boolean> {
+    const conn = await this.connect(task.database, task.schema);
+    const session: Session = { id: 0, database: task.database, schema: task.schema, conn };
+    try {
+      if (task.condition !== null) {
+        const { streams, op } = streamCondition(task.condition);
+        const has = await Promise.all(streams.map((s) => this.streamHasData(session, s)));
+        if (!(op === 'AND' ? has.every(Boolean) : has.some(Boolean))) return false;
+      }
+      const answer = (await this.execute(session, { sqlText: task.definition })) as { success: boolean; message?: string };
+      if (!answer.success) throw new Error(`task ${task.name} failed: ${answer.message}`);
+      task.runs += 1;
+      return true;
+    } finally {
+      conn.closeSync();
+    }
+  }
+
+  private async streamHasData(session: Session, name: string): Promise<boolean> {
+    const stream = this.streamRegistry.get(objectKey(this.resolveObject(session, nameParts(name))));
+    if (!stream) throw new SnowflakeRejection(`SQL compilation error:\nStream '${name}' does not exist or not authorized.`, '002003', '02000');
+    return (await this.fingerprint(session.conn, stream.table.split('.'))) !== stream.offset;
+  }
+
+  /** DML that reads a stream consumes it: its offset moves to the table as it is now. */
+  private async consumeStreams(session: Session, tokens: Token[]): Promise<void> {
+    if (this.streamRegistry.size === 0) return;
+    for (const parts of qualifiedNames(tokens)) {
+      const stream = this.streamRegistry.get(objectKey(this.resolveObject(session, parts)));
+      if (stream) stream.offset = await this.fingerprint(session.conn, stream.table.split('.'));
+    }
+  }
+
+  /** What a table holds, in one value: its row count and a sum of row hashes. */
+  private async fingerprint(conn: DuckDBConnection, table: string[]): Promise<string> {
+    const reader = await conn.runAndReadAll(`SELECT count(*) AS n, coalesce(sum(hash(*COLUMNS(*))), 0) AS h FROM ${table.map(quote).join('.')}`);
+    const [[n, h]] = reader.getRows();
+    return `${String(n)}:${String(h)}`;
+  }
+
+  private findTask(name: string): EmulatedTask {
+    const parts = nameParts(name);
+    const found = this.tasks().filter((t) => [t.database, t.schema, t.name].slice(3 - parts.length).join('.') === parts.join('.'));
+    if (found.length !== 1) throw new Error(`${found.length === 0 ? 'no task' : 'several tasks'} named ${name}; the tasks are: ${this.tasks().map(objectKey).join(', ') || '(none)'}`);
+    return found[0];
+  }
+
   /** Snowflake refuses a MERGE in which one target row matches several source rows; DuckDB would apply them all. */
   private async refuseDuplicateMergeRows(session: Session, translated: ReturnType<typeof translate>, values: DuckDBValue[]): Promise<void> {
     const probe = mergeDuplicateCheck(translated);
@@ -480,6 +781,53 @@ export class SnowflakeEmulator {
       throw new SnowflakeRejection('Duplicate row detected during DML action\nRow Values: (a target row matched more than one source row)', '100090', '42P18');
     }
   }
+}
+
+const objectKey = (o: { database: string; schema: string; name: string }) => `${o.database}.${o.schema}.${o.name}`;
+
+const textColumn = (name: string): Rowtype => ({ name, type: 'text', precision: null, scale: null, nullable: true, byteLength: null, length: null });
+
+const compilation = (message: string) => new SnowflakeRejection(`SQL compilation error:\n${message}`, '001003', '42000');
+
+/** Snowflake's schedules: `<n> MINUTE[S]` (1 to 11520) or `USING CRON <5 fields> <time zone>`. */
+function checkSchedule(schedule: string): void {
+  const minutes = /^(\d+)\s+MINUTES?$/i.exec(schedule.trim());
+  if (minutes && Number(minutes[1]) >= 1 && Number(minutes[1]) <= 11520) return;
+  if (/^USING\s+CRON\s+(\S+\s+){5}\S+$/i.test(schedule.trim())) return;
+  throw compilation(`invalid value '${schedule}' for property 'SCHEDULE': use '<1 to 11520> MINUTE' or 'USING CRON <min> <hour> <day> <month> <weekday> <time zone>'`);
+}
+
+/** The streams of a WHEN condition: SYSTEM$STREAM_HAS_DATA('<stream>') calls joined by OR, or by AND; nothing else is emulated. */
+function streamCondition(condition: string): { streams: string[]; op: 'OR' | 'AND' } {
+  const sig = tokenize(condition).filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+  const streams: string[] = [];
+  const ops = new Set<string>();
+  for (let i = 0; i < sig.length; i += 5) {
+    const [fn, open, arg, close, op] = sig.slice(i, i + 5);
+    if (fn?.text.toUpperCase() !== 'SYSTEM$STREAM_HAS_DATA' || open?.text !== '(' || arg?.kind !== 'string' || close?.text !== ')') {
+      throw compilation(`invalid WHEN condition '${condition}': only SYSTEM$STREAM_HAS_DATA('<stream>') calls, joined by OR or by AND, are emulated`);
+    }
+    streams.push(snowflakeString(arg.text));
+    if (op) ops.add(op.text.toUpperCase());
+  }
+  if (ops.size > 1 || [...ops].some((o) => o !== 'OR' && o !== 'AND')) throw compilation(`invalid WHEN condition '${condition}': join the calls by OR or by AND`);
+  return { streams, op: ops.has('AND') ? 'AND' : 'OR' };
+}
+
+/** Every (possibly qualified) name that a statement mentions: what may be a stream that it reads. */
+function qualifiedNames(tokens: Token[]): string[][] {
+  const sig = tokens.filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+  const names: string[][] = [];
+  for (let i = 0; i < sig.length; i++) {
+    if (sig[i].kind !== 'word' && sig[i].kind !== 'quoted') continue;
+    const parts = [identifierOf(sig[i])];
+    while (sig[i + 1]?.text === '.' && (sig[i + 2]?.kind === 'word' || sig[i + 2]?.kind === 'quoted')) {
+      parts.push(identifierOf(sig[i + 2]));
+      i += 2;
+    }
+    names.push(parts);
+  }
+  return names;
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer> {

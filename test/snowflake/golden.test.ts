@@ -75,6 +75,10 @@ const context = {
   by: 'ebb skip',
   overrides: JSON.stringify({ status: 'PAUSED' }),
   expr: null,
+  request_id: 'request-1',
+  claimed_at: new Date('2026-01-01T00:00:30.000Z'),
+  stale_before: new Date('2025-12-31T23:59:30.000Z'),
+  task: { name: 'EBB_CUSTOMERS_TO_CRM', sync_name: sync.name, comment: `ebb:acme:${sync.name}`, schedule: '1 MINUTE', warehouse: 'transforming', trigger: 'live', stream: 'EBB_CUSTOMERS_TO_CRM_STREAM', replace_stream: false },
 };
 
 /** Extra renderings of the statements whose SQL depends most on the context. */
@@ -83,6 +87,9 @@ const variants: Record<string, Record<string, unknown>> = {
   'plan.replace': { ...context, sync: { ...context.sync, strategy: 'replace' } },
   'select_source.expr': { ...context, expr: 'round(score, 2)', filter: null },
   'history_list.failed': { ...context, failed: true, keys: null, run_id: null },
+  'task_create.serverless': { ...context, task: { ...context.task, schedule: 'USING CRON 0 * * * * UTC', warehouse: null, trigger: 'task', stream: null } },
+  'task_create.quoted': { ...context, task: { ...context.task, sync_name: "it's a \\ name", comment: "ebb:acme:it's a \\ name", stream: null } },
+  'task_stream_create.replace': { ...context, task: { ...context.task, replace_stream: true } },
 };
 
 const templates = readdirSync(`${sqlDir}default`)

@@ -25,7 +25,7 @@ export class SnowflakeRejection extends Error {
   }
 }
 
-const TOKEN = /\s+|--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^']|'')*'|"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+|\?|::|[\s\S]/g;
+const TOKEN = /\s+|--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^'\\]|''|\\[\s\S])*'|"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+|\?|::|[\s\S]/g;
 
 export function tokenize(sql: string): Token[] {
   const tokens: Token[] = [];
@@ -65,6 +65,7 @@ const TYPES: Record<string, string> = { VARIANT: 'JSON', TIMESTAMP_NTZ: 'TIMESTA
 /** Calls replaced whole (with their parentheses): Snowflake text → DuckDB text. */
 const CALLS: Array<{ match: string[]; to: string }> = [
   { match: ['SYSDATE', '(', ')'], to: 'CAST(now() AS TIMESTAMP)' },
+  { match: ['UUID_STRING', '(', ')'], to: 'CAST(uuid() AS VARCHAR)' },
   // Order-independent, 0 for no rows, like HASH_AGG; the values differ, which nothing compares.
   { match: ['HASH_AGG', '(', '*', ')'], to: 'coalesce(sum(hash(*COLUMNS(*))), 0)' },
 ];
@@ -138,6 +139,11 @@ export function translate(tokens: Token[]): Token[] {
   const out: Token[] = [];
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
+    if (t.kind === 'string' && t.text.includes('\\')) {
+      // A backslash escapes in a Snowflake string, not in DuckDB's: the same value, re-quoted.
+      out.push({ kind: 'string', text: `'${snowflakeString(t.text).replaceAll("'", "''")}'` });
+      continue;
+    }
     if (t.kind !== 'word') {
       out.push(t);
       continue;
@@ -211,4 +217,175 @@ export function mergeDuplicateCheck(tokens: Token[]): { sql: string; binds: numb
     sql: `SELECT 1 FROM ${relation} AS ${alias} JOIN ${span(using + 1, on)} ON ${span(on + 1, when)} GROUP BY ${alias}.rowid HAVING count(*) > 1 LIMIT 1`,
     binds: [...params(using + 1, on), ...params(on + 1, when)],
   };
+}
+
+/**
+ * The value of a Snowflake string literal (with its quotes): `''` is a quote, and a backslash
+ * escapes: `\\`, `\'`, `\n`, `\t`, `\r`, `\b`, `\f`, `\0`, `\xHH`, `\uHHHH`; any other `\c` is `c`.
+ */
+export function snowflakeString(literal: string): string {
+  const named: Record<string, string> = { n: '\n', t: '\t', r: '\r', b: '\b', f: '\f', '0': '\0' };
+  return literal.slice(1, -1).replace(/''|\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|[\s\S])/g, (m: string, e?: string) => {
+    if (m === "''") return "'";
+    const escape = e ?? '';
+    if (/^[xu]/.test(escape) && escape.length > 1) return String.fromCharCode(parseInt(escape.slice(1), 16));
+    return named[escape] ?? escape;
+  });
+}
+
+/** The name an identifier token stands for: a quoted one as written, an unquoted one upper-cased. */
+export function identifierOf(t: Token): string {
+  return t.kind === 'quoted' ? t.text.slice(1, -1).replaceAll('""', '"') : t.text.toUpperCase();
+}
+
+/** The parts of a (possibly qualified) name written as text, e.g. `"EBB"."EBB_X_STREAM"` or `ebb.t`. */
+export function nameParts(name: string): string[] {
+  return tokenize(name)
+    .filter(significant)
+    .filter((t) => t.text !== '.')
+    .map(identifierOf);
+}
+
+/** Snowflake's task and stream statements, which DuckDB does not have: the emulator runs them itself. */
+export type ObjectStatement =
+  | { kind: 'create-task'; replace: boolean; ifNotExists: boolean; name: string[]; params: Record<string, string>; condition: string | null; body: string }
+  | { kind: 'alter-task'; ifExists: boolean; name: string[]; action: 'RESUME' | 'SUSPEND' }
+  | { kind: 'drop-task'; ifExists: boolean; name: string[] }
+  | { kind: 'execute-task'; name: string[] }
+  | { kind: 'show'; what: 'TASKS' | 'STREAMS'; like: string | null; scope: { kind: 'SCHEMA' | 'DATABASE' | 'ACCOUNT'; name: string[] } | null }
+  | { kind: 'create-stream'; replace: boolean; ifNotExists: boolean; name: string[]; table: string[]; params: Record<string, string> }
+  | { kind: 'drop-stream'; ifExists: boolean; name: string[] };
+
+/** The properties that CREATE TASK takes here (Snowflake has more; the emulator refuses the others). */
+const TASK_PROPERTIES = new Set(['WAREHOUSE', 'USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE', 'SCHEDULE', 'COMMENT', 'ALLOW_OVERLAPPING_EXECUTION', 'USER_TASK_TIMEOUT_MS', 'SUSPEND_TASK_AFTER_NUM_FAILURES', 'TASK_AUTO_RETRY_ATTEMPTS']);
+const STREAM_PROPERTIES = new Set(['APPEND_ONLY', 'SHOW_INITIAL_ROWS', 'COMMENT']);
+
+/**
+ * Parses CREATE [OR REPLACE] TASK / ALTER TASK … RESUME|SUSPEND / DROP TASK / EXECUTE TASK /
+ * SHOW TASKS / CREATE [OR REPLACE] STREAM … ON TABLE / DROP STREAM / SHOW STREAMS, or returns
+ * null for any other statement. Refuses, as a compilation error, what it does not emulate.
+ */
+export function parseObjectStatement(tokens: Token[]): ObjectStatement | null {
+  const at = tokens.map((t, i) => [t, i] as const).filter(([t]) => significant(t));
+  const sig = at.map(([t]) => t);
+  const words = sig.map(upper);
+  if (words[words.length - 1] === ';') {
+    sig.pop();
+    words.pop();
+    at.pop();
+  }
+  let i = 0;
+  const accept = (...expected: string[]) => {
+    if (!expected.every((w, k) => words[i + k] === w)) return false;
+    i += expected.length;
+    return true;
+  };
+  const name = (): string[] => {
+    const parts: string[] = [];
+    for (;;) {
+      const t = sig[i];
+      if (!t || (t.kind !== 'word' && t.kind !== 'quoted')) throw compilationError(`syntax error: unexpected '${t?.text ?? 'end of statement'}' (a name was expected)`);
+      parts.push(identifierOf(t));
+      i++;
+      if (sig[i]?.text !== '.') return parts;
+      i++;
+    }
+  };
+  const value = (): string => {
+    const t = sig[i++];
+    if (!t) throw compilationError('syntax error: unexpected end of statement (a value was expected)');
+    return t.kind === 'string' ? snowflakeString(t.text) : t.kind === 'word' || t.kind === 'quoted' ? identifierOf(t) : t.text;
+  };
+  const properties = (allowed: Set<string>, object: string, stopAt: string[] = []): Record<string, string> => {
+    const params: Record<string, string> = {};
+    while (i < sig.length && !stopAt.includes(words[i])) {
+      const key = words[i];
+      if (sig[i].kind !== 'word' || !allowed.has(key) || sig[i + 1]?.text !== '=') throw compilationError(`invalid property '${sig[i].text}' for '${object}' (or not emulated)`);
+      i += 2;
+      params[key] = value();
+    }
+    return params;
+  };
+  const rest = () => text(tokens.slice(at[i][1])).trim();
+  const end = () => {
+    if (i < sig.length) throw compilationError(`syntax error: unexpected '${sig[i].text}'`);
+  };
+
+  if (accept('CREATE')) {
+    const replace = accept('OR', 'REPLACE');
+    if (accept('TASK')) {
+      const ifNotExists = accept('IF', 'NOT', 'EXISTS');
+      const taskName = name();
+      const params = properties(TASK_PROPERTIES, 'TASK', ['WHEN', 'AS', 'AFTER']);
+      if (words[i] === 'AFTER') throw compilationError('task graphs (AFTER) are not emulated');
+      let condition: string | null = null;
+      if (accept('WHEN')) {
+        const from = i;
+        const as = topLevelIndex(sig, 'AS', from);
+        if (as < 0) throw compilationError('syntax error: a task needs AS <statement>');
+        condition = text(tokens.slice(at[from][1], at[as][1])).trim();
+        i = as;
+      }
+      if (!accept('AS') || i >= sig.length) throw compilationError('syntax error: a task needs AS <statement>');
+      if (replace && ifNotExists) throw compilationError('OR REPLACE and IF NOT EXISTS are incompatible');
+      return { kind: 'create-task', replace, ifNotExists, name: taskName, params, condition, body: rest() };
+    }
+    if (accept('STREAM')) {
+      const ifNotExists = accept('IF', 'NOT', 'EXISTS');
+      const streamName = name();
+      if (!accept('ON', 'TABLE') && !accept('ON', 'VIEW')) throw compilationError('syntax error: a stream needs ON TABLE <table> (other sources are not emulated)');
+      const table = name();
+      const params = properties(STREAM_PROPERTIES, 'STREAM');
+      if (replace && ifNotExists) throw compilationError('OR REPLACE and IF NOT EXISTS are incompatible');
+      return { kind: 'create-stream', replace, ifNotExists, name: streamName, table, params };
+    }
+    return null;
+  }
+  if (accept('ALTER', 'TASK')) {
+    const ifExists = accept('IF', 'EXISTS');
+    const taskName = name();
+    const action = words[i++];
+    if (action !== 'RESUME' && action !== 'SUSPEND') throw compilationError(`ALTER TASK … ${sig[i - 1]?.text ?? ''}: only RESUME and SUSPEND are emulated`);
+    end();
+    return { kind: 'alter-task', ifExists, name: taskName, action };
+  }
+  if (accept('DROP', 'TASK') || accept('DROP', 'STREAM')) {
+    const kind = words[i - 1] === 'TASK' ? 'drop-task' : 'drop-stream';
+    const ifExists = accept('IF', 'EXISTS');
+    const objectName = name();
+    end();
+    return { kind, ifExists, name: objectName };
+  }
+  if (accept('EXECUTE', 'TASK')) {
+    const taskName = name();
+    end();
+    return { kind: 'execute-task', name: taskName };
+  }
+  if (accept('SHOW')) {
+    accept('TERSE');
+    const what = words[i];
+    if (what !== 'TASKS' && what !== 'STREAMS') return null;
+    i++;
+    let like: string | null = null;
+    if (accept('LIKE')) {
+      const t = sig[i++];
+      if (t?.kind !== 'string') throw compilationError('syntax error: LIKE takes a string');
+      like = snowflakeString(t.text);
+    }
+    let scope: { kind: 'SCHEMA' | 'DATABASE' | 'ACCOUNT'; name: string[] } | null = null;
+    if (accept('IN')) {
+      const kind = words[i++];
+      if (kind !== 'SCHEMA' && kind !== 'DATABASE' && kind !== 'ACCOUNT') throw compilationError(`syntax error: unexpected '${sig[i - 1]?.text ?? ''}'`);
+      scope = { kind, name: kind === 'ACCOUNT' || i >= sig.length ? [] : name() };
+    }
+    end();
+    return { kind: 'show', what, like, scope };
+  }
+  return null;
+}
+
+/** A SHOW … LIKE pattern as a regular expression: case-insensitive, % and _ as in LIKE. */
+export function likePattern(pattern: string): RegExp {
+  const source = [...pattern].map((c) => (c === '%' ? '.*' : c === '_' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('');
+  return new RegExp(`^${source}$`, 'is');
 }

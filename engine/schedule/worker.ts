@@ -1,0 +1,331 @@
+/**
+ * `ebb worker`: claims the rows of `run_requests` (queued by Snowflake tasks, see tasks.ts, or by
+ * anyone with an INSERT) and runs their syncs. Several workers may share a warehouse:
+ *
+ * - **Claim.** A worker reads a few candidates (the oldest unfinished requests that no worker
+ *   holds, of syncs that nobody is running), then claims one with a conditional UPDATE
+ *   (`… WHERE request_id = ? AND claimed_by IS NULL`) and checks that it changed exactly one row.
+ *   Of several workers that try the same request, one wins; the others try the next candidate.
+ *   Snowflake has no SKIP LOCKED, and needs none for this.
+ * - **One run of a sync at a time.** Candidates leave out syncs that another worker holds a
+ *   request of, or whose run lock is taken; the run lock (run-lock.ts) settles any race left. A
+ *   run refused because its sync is already running (an `ebb run` elsewhere, say) gives its
+ *   request back to the queue: it runs later ("queued by the worker", SPEC §5).
+ * - **Finished.** A request is finished with the run_id of the run that served it, whatever the
+ *   run's health. A request that cannot run (its sync is paused, unknown, in ERROR) is finished
+ *   without a run_id, and the log says why.
+ * - **A worker that dies.** A worker renews its claim while it runs (every third of the claim
+ *   TTL); a claim not renewed for the TTL (EBB_LOCK_TTL_SECONDS, 60 s by default, like the run
+ *   lock) is taken over by another worker, whose run records the dead one's as interrupted.
+ *   Claim times come from the workers' clocks, which must roughly agree (NTP).
+ * - **SIGTERM.** The worker claims nothing more; the run under way sends no new batch, lets the
+ *   batches in flight finish, and records the records not sent as DELAYED. Its request is
+ *   finished with the run's id, and a new request for the same sync is queued so that the next
+ *   worker sends the rest first. Nothing is lost.
+ *
+ * `--once` drains the queue and exits: it stops when no request is left that a worker could claim
+ * (those that other workers hold are theirs to finish).
+ */
+import { hostname } from 'node:os';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Project } from '../config/load.ts';
+import { openEngine, type Engine } from '../engine.ts';
+import { autoDeploy } from '../catalog/deploy.ts';
+import { effectiveSync } from '../catalog/catalog.ts';
+import { catalogEntry, checkRunnable } from '../catalog/lifecycle.ts';
+import { runSync, type RunResult, type Trigger } from '../run.ts';
+import { closeLimiters } from '../apply/limiter.ts';
+import { RunRefusedError } from '../errors.ts';
+import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
+import { redact } from '../redact.ts';
+import { formatDuration, formatTime } from './due.ts';
+
+const TRIGGERS: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
+/** Candidates read at once: enough to get past the requests that other workers win. */
+const CANDIDATES = 20;
+
+/** One line of the worker's log. */
+export interface WorkerLogEntry {
+  level: 'info' | 'warn' | 'error';
+  event: 'start' | 'deploy' | 'claim' | 'result' | 'requeued' | 'dropped' | 'followup' | 'busy' | 'error' | 'stop';
+  sync?: string;
+  request?: string;
+  message: string;
+  /** For `result`: the run, in the shape of `ebb run --json`. */
+  result?: RunResult;
+}
+
+export interface WorkerOptions {
+  /** Drain the queue and stop (`ebb worker --once`). */
+  once?: boolean;
+  /** How long an idle worker waits before it looks at the queue again, in ms. Default EBB_WORKER_POLL_SECONDS, or 2 s. */
+  pollMs?: number;
+  /** A claim that its worker stopped renewing for this long is taken over, in ms. Default EBB_LOCK_TTL_SECONDS, or 60 s. */
+  claimTtlMs?: number;
+  /** The worker's name in `claimed_by`. Default host:pid:random. */
+  id?: string;
+  log?: (entry: WorkerLogEntry) => void;
+}
+
+/** What a worker did, when it stops. */
+export interface WorkerSummary {
+  runs: RunResult[];
+  /** Requests finished without a run (paused, unknown or ERROR syncs). */
+  dropped: number;
+  /** Requests given back to the queue because their sync was running elsewhere. */
+  requeued: number;
+}
+
+export function defaultPollMs(): number {
+  const seconds = Number(process.env.EBB_WORKER_POLL_SECONDS ?? 2);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 2000;
+}
+
+function defaultClaimTtlMs(): number {
+  const seconds = Number(process.env.EBB_LOCK_TTL_SECONDS ?? 60);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 60_000;
+}
+
+/** The log as text lines on stderr. */
+export function workerTextLog(entry: WorkerLogEntry): void {
+  process.stderr.write(`${formatTime(Date.now())} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}\n`);
+}
+
+function resultLine(r: RunResult): string {
+  const c = r.counts;
+  const planned = Object.entries(r.planned)
+    .map(([action, n]) => `${n} ${action}`)
+    .join(', ');
+  return (
+    `${r.sync}: ${r.health} in ${formatDuration(r.duration_ms)} (run ${r.run_id}): planned ${planned || 'nothing'}; ` +
+    `${c.succeeded} succeeded, ${c.failed} failed, ${c.delayed} delayed, ${c.source_failures} source failures` +
+    (r.error ? `; error: ${r.error}` : '')
+  );
+}
+
+interface Request {
+  id: string;
+  sync: string;
+  trigger: Trigger;
+}
+
+export class Worker {
+  readonly id: string;
+  private readonly once: boolean;
+  private readonly pollMs: number;
+  private readonly claimTtlMs: number;
+  private readonly log: (entry: WorkerLogEntry) => void;
+  /** Aborted on stop: the run under way sends no new batch. */
+  private readonly abort = new AbortController();
+  private stopping = false;
+  private drained = false;
+  private finished?: Promise<WorkerSummary>;
+  private wake?: () => void;
+  private current: Request | null = null;
+  private kept?: Engine;
+  /** Syncs whose request went back to the queue, left alone until then (ms since the epoch). */
+  private readonly heldBack = new Map<string, number>();
+  private readonly summary: WorkerSummary = { runs: [], dropped: 0, requeued: 0 };
+
+  constructor(
+    private readonly project: Project,
+    options: WorkerOptions = {},
+  ) {
+    this.id = options.id ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+    this.once = options.once ?? false;
+    this.pollMs = options.pollMs ?? defaultPollMs();
+    this.claimTtlMs = options.claimTtlMs ?? defaultClaimTtlMs();
+    this.log = options.log ?? workerTextLog;
+  }
+
+  /** Starts working; settles when the worker has stopped (after stop(), or with --once when the queue is drained). */
+  start(): Promise<WorkerSummary> {
+    this.finished ??= this.main();
+    return this.finished;
+  }
+
+  /** Claims nothing more; the run under way stops after its current batches. `cause` is logged (`SIGTERM`). */
+  async stop(cause = 'stop requested'): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.abort.abort();
+      this.log({
+        level: 'info',
+        event: 'stop',
+        message: `${cause}: stopping, claiming no more requests${this.current ? `; the run of ${this.current.sync} sends no new batch, and what it did not send goes back to the queue` : ''}`,
+      });
+    }
+    this.wake?.();
+    await this.finished?.catch(() => undefined);
+  }
+
+  private async main(): Promise<WorkerSummary> {
+    setBusyNotice((message) => this.log({ level: 'warn', event: 'busy', message }));
+    this.log({
+      level: 'info',
+      event: 'start',
+      message: `worker ${this.id} started for project ${this.project.config.name}${this.once ? ' (--once: until the queue is drained)' : `; it looks at run_requests every ${formatDuration(this.pollMs)} when idle`}`,
+    });
+    try {
+      await this.deploy();
+      while (!this.stopping && !this.drained) {
+        let worked = false;
+        try {
+          worked = await this.withEngine((engine) => this.step(engine));
+        } catch (e) {
+          const message = redact(e instanceof Error ? e.message : String(e));
+          if (e instanceof WarehouseBusyError) this.log({ level: 'warn', event: 'busy', message: `${message} Trying again.` });
+          else {
+            this.log({ level: 'error', event: 'error', message: `${message}${this.once ? '' : ` (trying again in ${formatDuration(this.pollMs)})`}` });
+            if (this.once) throw e;
+          }
+        }
+        if (!worked && !this.stopping && !this.drained) await this.sleep(this.pollMs);
+      }
+    } finally {
+      await this.kept?.sql.warehouse.close().catch(() => undefined);
+      this.kept = undefined;
+      await closeLimiters();
+      const { runs, dropped, requeued } = this.summary;
+      this.log({ level: 'info', event: 'stop', message: `worker ${this.id} stopped: ${runs.length} runs, ${dropped} requests dropped, ${requeued} given back to the queue` });
+    }
+    return this.summary;
+  }
+
+  /** Deploys the code into the catalog once, as `run` does; waits while the warehouse is busy. */
+  private async deploy(): Promise<void> {
+    while (!this.stopping) {
+      try {
+        await this.withEngine((engine) => autoDeploy(engine, (message) => this.log({ level: 'warn', event: 'deploy', message })));
+        return;
+      } catch (e) {
+        if (!(e instanceof WarehouseBusyError)) throw e;
+        this.log({ level: 'warn', event: 'busy', message: `${e.message} Trying again.` });
+        await this.sleep(this.pollMs);
+      }
+    }
+  }
+
+  /** Claims one request and serves it; returns whether it did. With --once, notes when nothing is left to claim. */
+  private async step(engine: Engine): Promise<boolean> {
+    const { sql } = engine;
+    const now = Date.now();
+    const staleBefore = new Date(now - this.claimTtlMs);
+    for (const row of await sql.runAndRead('request_candidates', { stale_before: staleBefore, limit: CANDIDATES })) {
+      if (this.stopping) return false;
+      const request: Request = {
+        id: String(row.request_id),
+        sync: String(row.sync_name),
+        trigger: TRIGGERS.includes(row.trigger as Trigger) ? (row.trigger as Trigger) : 'task',
+      };
+      if ((this.heldBack.get(request.sync) ?? 0) > now) continue;
+      const claimed = await sql.run('request_claim', { holder: this.id, request_id: request.id, claimed_at: new Date(), stale_before: staleBefore });
+      // Another worker won this one: try the next.
+      if (claimed !== 1) continue;
+      await this.serve(engine, request);
+      return true;
+    }
+    if (this.once) {
+      const [{ n }] = await sql.runAndRead('request_pending', { stale_before: staleBefore });
+      if (Number(n) === 0) this.drained = true;
+    }
+    return false;
+  }
+
+  /** Runs a claimed request's sync and finishes the request; gives it back when the sync is running elsewhere. */
+  private async serve(engine: Engine, request: Request): Promise<void> {
+    const { sql } = engine;
+    const ids = { request_id: request.id, holder: this.id };
+    const entry = await catalogEntry(sql, request.sync);
+    const sync = entry ? effectiveSync(entry) : null;
+    try {
+      checkRunnable(entry, request.sync, request.trigger);
+      if (!sync) throw new RunRefusedError(`sync ${request.sync}: its definition in the catalog is not valid; deploy it again`);
+    } catch (e) {
+      if (!(e instanceof RunRefusedError)) throw e;
+      await sql.run('request_finish', { ...ids, run_id: null });
+      this.summary.dropped += 1;
+      this.log({ level: 'warn', event: 'dropped', sync: request.sync, request: request.id, message: `request ${request.id}: not run, ${e.message}` });
+      return;
+    }
+    this.current = request;
+    const renew = setInterval(() => {
+      sql.run('request_renew', { ...ids, claimed_at: new Date() }).catch(() => undefined);
+    }, this.claimTtlMs / 3);
+    renew.unref();
+    try {
+      this.log({ level: 'info', event: 'claim', sync: request.sync, request: request.id, message: `request ${request.id} (${request.trigger}) → run ${request.sync}` });
+      let result: RunResult;
+      try {
+        result = await runSync(engine, sync, { trigger: request.trigger, signal: this.abort.signal });
+      } catch (e) {
+        if (!(e instanceof RunRefusedError)) throw e;
+        // Already running (elsewhere, or a race with a status change): back in the queue, for later.
+        await sql.run('request_release', ids);
+        this.heldBack.set(request.sync, Date.now() + this.pollMs);
+        this.summary.requeued += 1;
+        this.log({ level: 'warn', event: 'requeued', sync: request.sync, request: request.id, message: `request ${request.id}: ${e.message}; back in the queue` });
+        return;
+      }
+      const finished = await sql.run('request_finish', { ...ids, run_id: result.run_id });
+      this.summary.runs.push(result);
+      this.log({ level: result.health === 'HEALTHY' ? 'info' : 'warn', event: 'result', sync: request.sync, request: request.id, result, message: resultLine(result) });
+      if (finished !== 1) {
+        this.log({ level: 'warn', event: 'error', sync: request.sync, request: request.id, message: `request ${request.id}: its claim was taken over while it ran (not renewed for ${formatDuration(this.claimTtlMs)})` });
+      }
+      if (this.abort.signal.aborted && result.counts.delayed > 0) {
+        const next = randomUUID();
+        await sql.run('request_insert', { request_id: next, sync_name: request.sync, trigger: request.trigger });
+        this.log({ level: 'info', event: 'followup', sync: request.sync, request: next, message: `${request.sync}: stopped after its current batches; ${result.counts.delayed} records DELAYED, queued again as request ${next}` });
+      }
+    } catch (e) {
+      // The warehouse broke: the request goes back to the queue (or is taken over once the claim expires).
+      await sql.run('request_release', ids).catch(() => undefined);
+      throw e;
+    } finally {
+      clearInterval(renew);
+      this.current = null;
+    }
+  }
+
+  /**
+   * The engine for one step. A DuckDB file is opened for the step and closed after, so that other
+   * processes get it between steps (as the scheduler does); Snowflake, or DuckDB in memory, stays open.
+   */
+  private async withEngine<T>(body: (engine: Engine) => Promise<T>): Promise<T> {
+    const { warehouse } = this.project.config;
+    if (warehouse.type !== 'duckdb' || warehouse.path === ':memory:') {
+      this.kept ??= await openEngine(this.project);
+      try {
+        return await body(this.kept);
+      } catch (e) {
+        // A lost Snowflake session is opened again at the next step.
+        if (warehouse.type !== 'duckdb') {
+          const broken = this.kept;
+          this.kept = undefined;
+          await broken.sql.warehouse.close().catch(() => undefined);
+        }
+        throw e;
+      }
+    }
+    const engine = await openEngine(this.project);
+    try {
+      return await body(engine);
+    } finally {
+      // Only the warehouse: the limiters must outlive a run.
+      await engine.sql.warehouse.close();
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+}

@@ -1,0 +1,2 @@
+DROP TASK IF EXISTS "EBB"."EBB_CUSTOMERS_TO_CRM"
+-- binds: []

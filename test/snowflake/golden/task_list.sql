@@ -1,0 +1,2 @@
+SHOW TASKS LIKE 'EBB_%' IN SCHEMA "EBB"
+-- binds: []

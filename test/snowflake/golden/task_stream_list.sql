@@ -1,0 +1,2 @@
+SHOW STREAMS LIKE 'EBB_%' IN SCHEMA "EBB"
+-- binds: []
