@@ -31,7 +31,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
-import { asError, errorText, parseRetryAfter, rateLimitWaitMs, send, snippet, type Answer, type BrevoError } from './request.ts';
+import { errorText, parseRetryAfter, send, snippet, type Answer } from '../shared/http.ts';
+import { asError, rateLimitWaitMs, type BrevoError } from './request.ts';
 
 /** The connection's config. */
 export const brevoConfigSchema = z.strictObject({

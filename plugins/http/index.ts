@@ -17,6 +17,9 @@
  */
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
+import { errorText, joinUrl, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
+
+export { parseRetryAfter };
 
 /** The connection's config. */
 export const httpConfigSchema = z.strictObject({
@@ -104,7 +107,7 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
       throw new Error(`cannot build a request to ${base_url}: ${errorText(e)}`);
     }
     // Any HTTP answer, even a 404, proves the server is reachable.
-    const answer = await ctx.schedule(() => send(request, timeout_ms));
+    const answer = await ctx.schedule(() => send(request, {}, timeout_ms));
     if ('failure' in answer) throw new Error(`cannot reach ${base_url}: ${answer.failure}`);
   },
 
@@ -128,9 +131,6 @@ export default plugin;
 
 /** A template failed to render: the change is rejected, the run goes on. */
 class TemplateError extends Error {}
-
-/** What came back from one request: an HTTP answer, or a transport failure. */
-type Answer = { status: number; retryAfter: string | null; text: string } | { failure: string };
 
 /** The template of an action, with the name it has in ebb.yml (clear and recreate borrow one). */
 function templateFor(requests: HttpDestination['requests'], action: Action): { name: string; template: RequestTemplate } | undefined {
@@ -238,11 +238,11 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
     return rejected(change, (e as Error).message);
   }
 
-  const answer = await ctx.schedule(() => send(built.request, ctx.config.timeout_ms));
+  const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
   const what = `${template.method} ${built.path}`;
   if ('failure' in answer) return failed(change, 'transient', `${what} failed: ${answer.failure}`);
 
-  const response = parseBody(answer.text);
+  const response = answer.body;
   const result = resultOf(answer, response);
   if (answer.status >= 200 && answer.status < 300) {
     let appId: string | null | undefined = change.appId ?? change.key;
@@ -256,7 +256,7 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
     }
     return { key: change.key, success: true, appId, result };
   }
-  return answerError(change, classify(answer.status, change.action), `${what} answered ${answer.status}${snippetOf(answer.text)}`, answer, response, result);
+  return answerError(change, classify(answer.status, change.action), `${what} answered ${answer.status}${snippetSuffix(answer.text)}`, answer, response, result);
 }
 
 /**
@@ -283,14 +283,14 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
     return changes.map((c) => ({ key: c.key, success: false, appId: c.appId, error: { kind: 'rejected', message, ...(changes.length > 1 && { wholeBatch: true }) } }));
   }
 
-  const answer = await ctx.schedule(() => send(built.request, ctx.config.timeout_ms));
+  const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
   const what = `${template.method} ${built.path}`;
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
   if ('failure' in answer) return changes.map((c) => failed(c, 'transient', `${what}${size} failed: ${answer.failure}`));
 
-  const response = parseBody(answer.text);
+  const response = answer.body;
   if (answer.status < 200 || answer.status >= 300) {
-    const message = `${what}${size} answered ${answer.status}${snippetOf(answer.text)}`;
+    const message = `${what}${size} answered ${answer.status}${snippetSuffix(answer.text)}`;
     const result = resultOf(answer, response);
     return changes.map((c) => {
       if (changes.length === 1) return answerError(c, classify(answer.status, action), message, answer, response, result);
@@ -325,12 +325,7 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
 
 /** What an answer is stored as in history: its status and its (truncated) body. */
 function resultOf(answer: { status: number; text: string }, response: unknown): { status: number; body: unknown } {
-  return { status: answer.status, body: answer.text.length > resultLimit ? truncated(answer.text) : response };
-}
-
-function snippetOf(text: string): string {
-  const snippet = text.replace(/\s+/g, ' ').trim().slice(0, 200);
-  return snippet ? `: ${snippet}` : '';
+  return { status: answer.status, body: answer.text.length > resultLimit ? truncated(answer.text, resultLimit) : response };
 }
 
 /** The outcome of a non-2xx answer, with what the engine needs to retry it. */
@@ -338,13 +333,13 @@ function answerError(
   change: Change,
   kind: ErrorKind,
   message: string,
-  answer: { retryAfter: string | null },
+  answer: { headers: Headers },
   response: unknown,
   result: unknown,
   wholeBatch = false,
 ): Outcome {
   const existingAppId = kind === 'conflict' ? existingId(response) : undefined;
-  const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.retryAfter) : undefined;
+  const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.headers.get('retry-after')) : undefined;
   return {
     key: change.key,
     success: false,
@@ -379,17 +374,6 @@ function classify(status: number, action: Action): ErrorKind {
   return 'rejected';
 }
 
-/** Sends one request; never throws, so that only the engine's own errors leave `schedule`. */
-async function send(request: Request, timeoutMs: number): Promise<Answer> {
-  try {
-    const res = await fetch(request, { signal: AbortSignal.timeout(timeoutMs) });
-    return { status: res.status, retryAfter: res.headers.get('retry-after'), text: await res.text() };
-  } catch (e) {
-    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms` };
-    return { failure: errorText(e) };
-  }
-}
-
 function rejected(change: Change, message: string): Outcome {
   return failed(change, 'rejected', message);
 }
@@ -408,47 +392,10 @@ function valueAt(value: unknown, path: string): unknown {
   return at;
 }
 
-function joinUrl(base: string, path: string): string {
-  return `${base.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}`;
-}
-
-function parseBody(text: string): unknown {
-  if (text === '') return null;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
-}
-
-function truncated(text: string): string {
-  return `${text.slice(0, resultLimit)}… (truncated; ${text.length} characters)`;
-}
-
 /** The identifier of the record that already exists, from a 409 body such as `{"id": 42}`. */
 function existingId(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const { id, existing_id } = body as { id?: unknown; existing_id?: unknown };
   const value = id ?? existing_id;
   return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
-}
-
-/** `Retry-After` is either seconds or an HTTP date. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (!value?.trim()) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-/** An error's message on one line; fetch hides the useful part (ECONNRESET…) in `cause`. */
-function errorText(e: unknown): string {
-  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : undefined;
-  let text = e instanceof Error ? e.message : String(e);
-  if (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    text = (code && !cause.message.includes(code) ? `${code}${cause.message ? `: ${cause.message}` : ''}` : cause.message) || text;
-  }
-  return text.replace(/\s+/g, ' ').trim();
 }

@@ -25,7 +25,8 @@
  */
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
-import { asError, errorText, existingIdOf, kindOfCategory, rateLimitWaitMs, parseRetryAfter, send, snippet, type Answer, type HubSpotError } from './request.ts';
+import { errorText, parseRetryAfter, send, snippet, type Answer } from '../shared/http.ts';
+import { asError, existingIdOf, kindOfCategory, rateLimitWaitMs, type HubSpotError } from './request.ts';
 
 /** The connection's config. */
 export const hubspotConfigSchema = z.strictObject({

@@ -1,32 +1,9 @@
 /**
- * One request to the HubSpot API, and how its answer reads: the parsed body, the error category
- * and the wait that a 429 asks for (HubSpot's rate-limit headers and policy names).
+ * How the HubSpot API's answers read: the error body, its category and the wait that a 429 asks
+ * for (HubSpot's rate-limit headers and policy names).
  */
 import type { ErrorKind } from '../plugin.ts';
-
-/** An HTTP answer, or a transport failure (timeout, reset, refused connection). */
-export type Answer = { status: number; headers: Headers; text: string; body: unknown } | { failure: string };
-
-/** Sends one request; never throws, so that only the engine's own errors leave `schedule`. */
-export async function send(url: string, init: RequestInit, timeoutMs: number): Promise<Answer> {
-  try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, text, body: parseBody(text) };
-  } catch (e) {
-    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms` };
-    return { failure: errorText(e) };
-  }
-}
-
-function parseBody(text: string): unknown {
-  if (text === '') return null;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text;
-  }
-}
+import { parseRetryAfter } from '../shared/http.ts';
 
 /** HubSpot's error body: `{status: "error", message, correlationId, category, errors?, context?, policyName?}`. */
 export interface HubSpotError {
@@ -83,30 +60,4 @@ export function rateLimitWaitMs(headers: Headers, body: unknown): number | undef
   const interval = Number(headers.get('x-hubspot-ratelimit-interval-milliseconds'));
   if (Number.isFinite(interval) && interval > 0) return interval;
   return policy === 'TEN_SECONDLY_ROLLING' ? 10_000 : 1000;
-}
-
-/** `Retry-After` is either seconds or an HTTP date. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (!value?.trim()) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-/** An answer's text on one line, cut short, for an error message. */
-export function snippet(text: string, limit = 300): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length > limit ? `${flat.slice(0, limit)}…` : flat;
-}
-
-/** An error's message on one line; fetch hides the useful part (ECONNRESET…) in `cause`. */
-export function errorText(e: unknown): string {
-  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : undefined;
-  let text = e instanceof Error ? e.message : String(e);
-  if (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    text = (code && !cause.message.includes(code) ? `${code}${cause.message ? `: ${cause.message}` : ''}` : cause.message) || text;
-  }
-  return text.replace(/\s+/g, ' ').trim();
 }

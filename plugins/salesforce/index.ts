@@ -23,6 +23,7 @@
 import { z } from 'zod';
 import { closest } from 'fastest-levenshtein';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
+import { errorText as oneLine, parseBody, parseRetryAfter, snippetSuffix, truncated } from '../shared/http.ts';
 import { AuthError, authenticator, type Authenticator, type Credentials } from './auth.ts';
 
 const apiName = /^[A-Za-z][A-Za-z0-9_]*$/;
@@ -189,7 +190,7 @@ class Api {
       return await this.ctx.schedule(async () => {
         const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeout_ms) });
         const text = await res.text();
-        return { status: res.status, json: parseJson(text), text, limitInfo: res.headers.get('sforce-limit-info'), retryAfter: res.headers.get('retry-after'), what };
+        return { status: res.status, json: parseBody(text, () => undefined), text, limitInfo: res.headers.get('sforce-limit-info'), retryAfter: res.headers.get('retry-after'), what };
       });
     } catch (e) {
       if (e instanceof Error && e.name === 'TimeoutError') return { failure: `${what}: no answer within ${timeout_ms} ms`, kind: 'transient', what };
@@ -391,7 +392,7 @@ class SalesforceSession implements Session {
     const items = answer.json;
     if (!Array.isArray(items) || items.length !== changes.length) {
       const found = Array.isArray(items) ? `${items.length} results` : 'no result list';
-      return changes.map((change) => ({ ...failed(change, 'rejected', `${answer.what} answered 200 with ${found} for ${changes.length} records`), result: { status: 200, body: truncate(answer.text) } }));
+      return changes.map((change) => ({ ...failed(change, 'rejected', `${answer.what} answered 200 with ${found} for ${changes.length} records`), result: { status: 200, body: truncated(answer.text) } }));
     }
     return changes.map((change, i) => {
       const item = items[i] as ResultItem;
@@ -454,7 +455,7 @@ function requestFailed(changes: Change[], answer: Extract<Answer, { status: numb
     // A value of the wrong type fails the whole request: halving the batch finds the record.
     wholeBatch = true;
   }
-  const result = { status: answer.status, body: answer.json ?? truncate(answer.text) };
+  const result = { status: answer.status, body: answer.json ?? truncated(answer.text) };
   return changes.map((change) => ({
     key: change.key,
     success: false,
@@ -468,8 +469,7 @@ function requestFailed(changes: Change[], answer: Extract<Answer, { status: numb
 function errorSummary(answer: { json: unknown; text: string }): string {
   const first = Array.isArray(answer.json) ? (answer.json[0] as { errorCode?: string; message?: string } | undefined) : undefined;
   if (first?.errorCode) return `: ${first.errorCode}: ${first.message ?? ''}`.trimEnd();
-  const snippet = answer.text.replace(/\s+/g, ' ').trim().slice(0, 200);
-  return snippet ? `: ${snippet}` : '';
+  return snippetSuffix(answer.text);
 }
 
 function failed(change: Change, kind: ErrorKind, message: string, wholeBatch = false): Outcome {
@@ -489,34 +489,7 @@ export function soqlEscape(value: string): string {
   return value.replace(/[\\']/g, (c) => `\\${c}`).replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t');
 }
 
-/** `Retry-After` is seconds or an HTTP date; Salesforce rarely sends it, but a proxy in front may. */
-function parseRetryAfter(value: string | null): number | undefined {
-  if (!value?.trim()) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-function parseJson(text: string): unknown {
-  if (text === '') return null;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-function truncate(text: string): string {
-  return text.length > 4096 ? `${text.slice(0, 4096)}… (truncated; ${text.length} characters)` : text;
-}
-
+/** An error's message on one line, less nunjucks' `Template render error: (unknown path)`. */
 function errorText(e: unknown): string {
-  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : undefined;
-  let text = e instanceof Error ? e.message : String(e);
-  if (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    text = (code && !cause.message.includes(code) ? `${code}${cause.message ? `: ${cause.message}` : ''}` : cause.message) || text;
-  }
-  return text.replace(/^Template render error: \(unknown path\)\s*/, '').replace(/\s+/g, ' ').trim();
+  return oneLine(e, /^Template render error: \(unknown path\)\s*/);
 }

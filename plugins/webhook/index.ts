@@ -22,6 +22,7 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext } from '../plugin.ts';
+import { errorText as oneLine, joinUrl, parseBody, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
 
 const headerName = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
@@ -72,10 +73,10 @@ const plugin: Plugin<WebhookConfig, WebhookDestination> = {
   async check(ctx) {
     const body = JSON.stringify({ action: 'ping', sent_at: new Date().toISOString() });
     const request = signedRequest(ctx.config, ctx.config.url, 'POST', body, { signature: 'X-Ebb-Signature', timestamp: 'X-Ebb-Timestamp' }, `ping-${randomUUID()}`);
-    const answer = await ctx.schedule(() => send(request, ctx.config.timeout_ms));
+    const answer = await ctx.schedule(() => send(request, {}, ctx.config.timeout_ms));
     if ('failure' in answer) throw new Error(`webhook: cannot reach ${ctx.config.url}: ${answer.failure}`);
     if (answer.status < 200 || answer.status >= 300) {
-      throw new Error(`webhook: ${ctx.config.url} answered ${answer.status} to a signed ping event${snippet(answer.text)}; the receiver should answer 2xx to {"action": "ping"}`);
+      throw new Error(`webhook: ${ctx.config.url} answered ${answer.status} to a signed ping event${snippetSuffix(answer.text)}; the receiver should answer 2xx to {"action": "ping"}`);
     }
   },
 
@@ -91,9 +92,6 @@ const plugin: Plugin<WebhookConfig, WebhookDestination> = {
 };
 
 export default plugin;
-
-/** An HTTP answer, or a request that got none. */
-type Answer = { status: number; retryAfter: string | null; text: string } | { failure: string };
 
 /** Renders one change's event document; throws a message for a template error or invalid JSON. */
 function renderEvent(ctx: Context, change: Change, sentAt: string): string {
@@ -134,7 +132,7 @@ function checkJson(text: string, where: string): void {
   try {
     JSON.parse(text);
   } catch (e) {
-    throw new Error(`${where} rendered invalid JSON (${errorText(e)}): ${snippet(text).slice(2)}`);
+    throw new Error(`${where} rendered invalid JSON (${errorText(e)}): ${snippetSuffix(text).slice(2)}`);
   }
 }
 
@@ -148,7 +146,7 @@ function idempotencyKey(ctx: Context, run: string, changes: Change[]): string {
 function targetUrl(ctx: Context): string {
   const { url } = ctx.config;
   const path = ctx.destination.path;
-  return path ? `${url.replace(/\/+$/, '')}/${path.replace(/^\/+/, '')}` : url;
+  return path ? joinUrl(url, path) : url;
 }
 
 /** A request with the connection's headers, a JSON body, and its signature. */
@@ -177,13 +175,13 @@ async function applyOne(ctx: Context, run: string, change: Change): Promise<Outc
   }
   const { method } = ctx.destination;
   const request = signedRequest(ctx.config, targetUrl(ctx), method, body, names(ctx), idempotencyKey(ctx, run, [change]));
-  const answer = await ctx.schedule(() => send(request, ctx.config.timeout_ms));
+  const answer = await ctx.schedule(() => send(request, {}, ctx.config.timeout_ms));
   const what = `${method} ${targetUrl(ctx)}`;
   if ('failure' in answer) return failed(change, 'transient', `${what} failed: ${answer.failure}`);
-  const response = parseBody(answer.text);
+  const response = parseBody(answer.text, truncated);
   const result = { status: answer.status, body: response };
   if (answer.status >= 200 && answer.status < 300) return { key: change.key, success: true, appId: idOf(response) ?? change.appId ?? change.key, result };
-  return answerError(change, classify(answer.status, change.action), `${what} answered ${answer.status}${snippet(answer.text)}`, answer, response, result);
+  return answerError(change, classify(answer.status, change.action), `${what} answered ${answer.status}${snippetSuffix(answer.text)}`, answer, response, result);
 }
 
 /**
@@ -213,18 +211,18 @@ async function applyBatch(ctx: Context, run: string, changes: Change[]): Promise
   }
   const { method } = ctx.destination;
   const request = signedRequest(ctx.config, targetUrl(ctx), method, body, names(ctx), idempotencyKey(ctx, run, changes));
-  const answer = await ctx.schedule(() => send(request, ctx.config.timeout_ms));
+  const answer = await ctx.schedule(() => send(request, {}, ctx.config.timeout_ms));
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
   const what = `${method} ${targetUrl(ctx)}${size}`;
   if ('failure' in answer) return changes.map((c) => failed(c, 'transient', `${what} failed: ${answer.failure}`));
-  const response = parseBody(answer.text);
+  const response = parseBody(answer.text, truncated);
   const result = { status: answer.status, body: response };
   if (answer.status >= 200 && answer.status < 300) {
     // An answer that lists one item per event may give each record its id.
     const items = Array.isArray(response) && response.length === changes.length ? response : undefined;
     return changes.map((c, i) => ({ key: c.key, success: true, appId: idOf(items?.[i]) ?? c.appId ?? c.key, result: items ? { status: answer.status, body: items[i] } : result }));
   }
-  const message = `${what} answered ${answer.status}${snippet(answer.text)}`;
+  const message = `${what} answered ${answer.status}${snippetSuffix(answer.text)}`;
   return changes.map((c) => {
     if (changes.length === 1) return answerError(c, classify(answer.status, c.action), message, answer, response, result);
     const kind = classify(answer.status, c.action);
@@ -247,9 +245,9 @@ function classify(status: number, action: Action): ErrorKind {
   return 'rejected';
 }
 
-function answerError(change: Change, kind: ErrorKind, message: string, answer: { retryAfter: string | null }, response: unknown, result: unknown, wholeBatch = false): Outcome {
+function answerError(change: Change, kind: ErrorKind, message: string, answer: { headers: Headers }, response: unknown, result: unknown, wholeBatch = false): Outcome {
   const existingAppId = kind === 'conflict' ? existingId(response) : undefined;
-  const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.retryAfter) : undefined;
+  const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.headers.get('retry-after')) : undefined;
   return {
     key: change.key,
     success: false,
@@ -261,17 +259,6 @@ function answerError(change: Change, kind: ErrorKind, message: string, answer: {
 
 function failed(change: Change, kind: ErrorKind, message: string, wholeBatch = false): Outcome {
   return { key: change.key, success: false, appId: change.appId, error: { kind, message, ...(wholeBatch && { wholeBatch }) } };
-}
-
-/** Sends one request; never throws, so that only the engine's own errors leave `schedule`. */
-async function send(request: Request, timeoutMs: number): Promise<Answer> {
-  try {
-    const res = await fetch(request, { signal: AbortSignal.timeout(timeoutMs) });
-    return { status: res.status, retryAfter: res.headers.get('retry-after'), text: await res.text() };
-  } catch (e) {
-    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms` };
-    return { failure: errorText(e) };
-  }
 }
 
 /** The `id` of a JSON object answer. */
@@ -289,36 +276,7 @@ function existingId(body: unknown): string | undefined {
   return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
 }
 
-/** `Retry-After` is either seconds or an HTTP date. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (!value?.trim()) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-function parseBody(text: string): unknown {
-  if (text === '') return null;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return text.length > 4096 ? `${text.slice(0, 4096)}… (truncated; ${text.length} characters)` : text;
-  }
-}
-
-function snippet(text: string): string {
-  const s = text.replace(/\s+/g, ' ').trim().slice(0, 200);
-  return s ? `: ${s}` : '';
-}
-
-/** An error's message on one line; fetch hides the useful part (ECONNREFUSED…) in `cause`. */
+/** An error's message on one line, less nunjucks' `Template render error: (unknown path)`. */
 function errorText(e: unknown): string {
-  const cause = e instanceof Error && e.cause instanceof Error ? e.cause : undefined;
-  let text = e instanceof Error ? e.message : String(e);
-  if (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    text = (code && !cause.message.includes(code) ? `${code}${cause.message ? `: ${cause.message}` : ''}` : cause.message) || text;
-  }
-  return text.replace(/^Template render error: \(unknown path\)\s*/, '').replace(/\s+/g, ' ').trim();
+  return oneLine(e, /^Template render error: \(unknown path\)\s*/);
 }
