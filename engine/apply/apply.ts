@@ -74,6 +74,29 @@ async function* batches(rows: AsyncIterable<Row[]>, size: number, deadline?: num
   if (batch.length > 0 && !over()) yield batch;
 }
 
+/** Maps the items of an async iterable. */
+async function* mapAsync<T, U>(source: AsyncIterable<T>, f: (item: T) => U): AsyncIterable<U> {
+  for await (const item of source) yield f(item);
+}
+
+/** Reads up to `depth` items ahead of the consumer. */
+async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIterable<T> {
+  const it = source[Symbol.asyncIterator]();
+  // A read that fails while it waits in the queue is reported when its turn comes, not before.
+  const pull = () => {
+    const next = it.next();
+    next.catch(() => undefined);
+    return next;
+  };
+  const queue = Array.from({ length: depth }, pull);
+  for (;;) {
+    const next = await queue.shift()!;
+    if (next.done) return;
+    queue.push(pull());
+    yield next.value;
+  }
+}
+
 /**
  * Group commit: rows added while a write is under way go together in the next write, so batches
  * sent at once share one statement. Each add() resolves when its row is written.
@@ -164,10 +187,10 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     return pairs;
   };
 
-  const deliver = async (batch: PlannedChange[]) => {
+  const deliver = async ({ batch, marked }: { batch: PlannedChange[]; marked: Promise<void> }) => {
     // Marked in flight before it is sent: if the process dies now, the next run knows these
     // records may have reached the app (see record_history.sql.njk).
-    await marks.add([runId, batch[0].then ?? batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]);
+    await marked;
     let pending = batch;
     let attempt = 0;
     const reshaped = new Set<number>();
@@ -206,7 +229,16 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
   const rows = sql.stream('stream_changes', { run_id: runId });
   try {
-    await pMap(batches(rows, options.batchSize, options.deadline, options.signal), deliver, { concurrency: options.concurrency });
+    // Each batch is marked as soon as it is read, and up to `concurrency` batches are read ahead,
+    // so the marks are written while earlier batches are sent. A mark may thus cover a batch that
+    // a killed run had not sent yet: the next run treats it as maybe sent, the safe side.
+    const mark = (batch: PlannedChange[]) => {
+      const marked = marks.add([runId, batch[0].then ?? batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]);
+      marked.catch(() => undefined); // reported by deliver(), which awaits it before sending
+      return { batch, marked };
+    };
+    const ready = readAhead(mapAsync(batches(rows, options.batchSize, options.deadline, options.signal), mark), options.concurrency);
+    await pMap(ready, deliver, { concurrency: options.concurrency });
   } finally {
     // Even when the run breaks, what the app already answered must reach the warehouse.
     flush();
