@@ -3,7 +3,7 @@
  *
  * 1. Throughput. 100,000 new records of a generated DuckDB project go to the fault server's batch
  *    endpoint (no faults; batches of 100, 8 requests in flight) through ebb's real path: loadProject,
- *    openEngine, registerSyncs, runSync, the http plugin in batch mode. Against it, a bare client
+ *    openEngine, deploySyncs, runSync, the http plugin in batch mode. Against it, a bare client
  *    sends the same records in the same batches (the same bodies) with the same concurrency:
  *    p-map + fetch, JSON.stringify the body, parse the answer. The apply stage of ebb (from the end
  *    of the plan to the last batch's outcome, read from runSync's progress events) is compared
@@ -26,7 +26,8 @@ import { performance } from 'node:perf_hooks';
 import pMap from 'p-map';
 import { stringify } from 'yaml';
 import { loadProject } from '../engine/config/load.ts';
-import { openEngine, registerSyncs, type Engine } from '../engine/engine.ts';
+import { openEngine, type Engine } from '../engine/engine.ts';
+import { deploySyncs } from '../engine/catalog/deploy.ts';
 import { runSync, type RunResult } from '../engine/run.ts';
 import { createSourceSql, FIELDS, SOURCE_TABLE } from './data.ts';
 import { FaultServer } from '../test/support/fault-server.ts';
@@ -255,7 +256,7 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
     await engine.sql.warehouse.run(createSourceSql(o.records));
     await engine.sql.warehouse.run(`CREATE TABLE limited_contacts AS SELECT * FROM ${SOURCE_TABLE} WHERE id <= ${o.rateLimit * o.rateSeconds}`);
     await engine.sql.warehouse.run('CHECKPOINT');
-    await registerSyncs(engine);
+    await deploySyncs(engine);
 
     // Warm up the app and fetch on a tenth of the records, so that the first timed pass is not
     // also the app's warm-up.

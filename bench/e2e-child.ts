@@ -4,7 +4,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadProject } from '../engine/config/load.ts';
-import { openEngine, registerSyncs } from '../engine/engine.ts';
+import { openEngine } from '../engine/engine.ts';
+import { deploySyncs } from '../engine/catalog/deploy.ts';
 import { runSync } from '../engine/run.ts';
 import { SYNC } from './data.ts';
 
@@ -31,7 +32,7 @@ if (!dir) throw new Error('usage: e2e-child.ts <project-dir>');
 
 const engine = await openEngine(await loadProject(dir));
 const sync = engine.project.config.syncs.find((s) => s.name === SYNC)!;
-await registerSyncs(engine);
+await deploySyncs(engine);
 globalThis.gc?.();
 const baselineRss = process.memoryUsage.rss();
 

@@ -6,7 +6,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadProject } from '../engine/config/load.ts';
-import { openEngine, registerSyncs, type Engine } from '../engine/engine.ts';
+import { openEngine, type Engine } from '../engine/engine.ts';
+import { deploySyncs } from '../engine/catalog/deploy.ts';
 import { plan, sourceContext, type PlanSummary } from '../engine/plan/plan.ts';
 import type { SyncConfig } from '../engine/config/schema.ts';
 import { FIELDS, SOURCE_TABLE, SYNC, createSourceSql, expectedChanges, makeProject, modifySourceSql } from './data.ts';
@@ -77,7 +78,7 @@ export async function benchPlan(rows: number, repeats = 3, log: (line: string) =
   const engine = await openEngine(await loadProject(project.dir));
   try {
     const sync = engine.project.config.syncs.find((s) => s.name === SYNC)!;
-    await registerSyncs(engine);
+    await deploySyncs(engine);
     const wh = engine.sql.warehouse;
     log(`plan bench: generating ${rows} source rows and the state of a first sync`);
     await wh.run(createSourceSql(rows));

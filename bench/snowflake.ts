@@ -20,7 +20,8 @@ import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { SnowflakeEmulator } from '../test/snowflake/emulator.ts';
 import { loadProject } from '../engine/config/load.ts';
-import { openEngine, pluginContext, registerSyncs } from '../engine/engine.ts';
+import { openEngine, pluginContext } from '../engine/engine.ts';
+import { deploySyncs } from '../engine/catalog/deploy.ts';
 import { newRunId } from '../engine/run.ts';
 import { plan } from '../engine/plan/plan.ts';
 import { applyChanges } from '../engine/apply/apply.ts';
@@ -84,7 +85,7 @@ async function benchSize(rows: number, chunkRows: number, log: (line: string) =>
     const project = await loadProject(dir);
     const engine = await openEngine(project);
     try {
-      await registerSyncs(engine);
+      await deploySyncs(engine);
       const sync = project.config.syncs[0];
       const { sql } = engine;
       const runId = newRunId();

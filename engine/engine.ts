@@ -59,9 +59,6 @@ export function selectSyncs(project: Project, names: string[]): SyncConfig[] {
   });
 }
 
-/** Deploys the syncs of ebb.yml into the catalog, as `run` does before it runs them. */
-export { deploySyncs as registerSyncs } from './catalog/deploy.ts';
-
 /** A sync's destination block as its plugin reads it: parsed by the plugin's schema, without `connection`. */
 export function destinationOf(engine: Engine, sync: SyncConfig): Record<string, unknown> & { object: string } {
   const plugin = engine.project.plugins.get(sync.destination.connection);
