@@ -17,9 +17,10 @@
  * syncs at once, and never one sync twice; the run lock (run-lock.ts) refuses a run that another
  * process has going.
  */
+import { Sleeper, StepEngine } from './steps.ts';
 import type { Project } from '../config/load.ts';
 import type { SyncConfig } from '../config/schema.ts';
-import { openEngine, type Engine } from '../engine.ts';
+import type { Engine } from '../engine.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
 import { effectiveSync, readCatalog, type CatalogEntry } from '../catalog/catalog.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
@@ -101,12 +102,11 @@ export class Scheduler {
   private stopping = false;
   private startedAt = 0;
   private finished?: Promise<void>;
-  private wake?: () => void;
+  private readonly sleeper = new Sleeper();
+  private readonly engines: StepEngine;
   private inRun: string | null = null;
   /** When the next look at the warehouse is needed (ms since the epoch): 0 for at the next tick. */
   private nextLook = 0;
-  /** The engine kept open between looks, when the warehouse is not a DuckDB file. */
-  private kept?: Engine;
   private readonly live = new Map<string, LiveState>();
   /** Live syncs whose change was seen, waiting for their turn (one run per tick). */
   private readonly liveDue = new Map<string, Due>();
@@ -126,6 +126,7 @@ export class Scheduler {
     this.refreshMs = Math.max(options.refreshMs ?? 10_000, this.tickMs);
     this.livePollMs = options.livePollMs ?? defaultLivePollMs();
     this.log = options.log ?? textLog;
+    this.engines = new StepEngine(project);
   }
 
   /**
@@ -143,7 +144,7 @@ export class Scheduler {
       this.stopping = true;
       this.log({ level: 'info', event: 'stop', message: `${cause}: stopping, no new runs${this.inRun ? `; waiting for the run of ${this.inRun} to finish` : ''}` });
     }
-    this.wake?.();
+    this.sleeper.wake();
     await this.finished?.catch(() => undefined);
   }
 
@@ -162,11 +163,10 @@ export class Scheduler {
       await this.deploy();
       while (!this.stopping) {
         if (Date.now() >= this.nextLook) await this.tick();
-        if (!this.stopping) await this.sleep(this.tickMs);
+        if (!this.stopping) await this.sleeper.sleep(this.tickMs);
       }
     } finally {
-      await this.kept?.sql.warehouse.close().catch(() => undefined);
-      this.kept = undefined;
+      await this.engines.close();
       // The limiters live across runs, so that a connection's spacing holds from one run to the next.
       await closeLimiters();
       this.log({ level: 'info', event: 'stop', message: 'scheduler stopped' });
@@ -177,14 +177,14 @@ export class Scheduler {
   private async deploy(): Promise<void> {
     while (!this.stopping) {
       try {
-        await this.withEngine((engine) =>
+        await this.engines.with((engine) =>
           autoDeploy(engine, (message) => this.log({ level: 'warn', event: 'deploy', message })),
         );
         return;
       } catch (e) {
         if (!(e instanceof WarehouseBusyError)) throw e;
         this.note('', 'busy', { level: 'warn', event: 'busy', message: `${e.message} Trying again.` });
-        await this.sleep(this.tickMs);
+        await this.sleeper.sleep(this.tickMs);
       }
     }
   }
@@ -192,7 +192,7 @@ export class Scheduler {
   /** One look: open, decide, start at most one run, close. A problem is logged, and the next tick tries again. */
   private async tick(): Promise<void> {
     try {
-      await this.withEngine(async (engine) => {
+      await this.engines.with(async (engine) => {
         const due = await this.decideAll(engine);
         if (due && !this.stopping) {
           await this.runDue(engine, due);
@@ -348,48 +348,6 @@ export class Scheduler {
     if (this.said.get(subject) === key) return;
     this.said.set(subject, key);
     this.log(entry);
-  }
-
-  /**
-   * Opens the warehouse for a look and closes it after, so that other processes can open a DuckDB
-   * file between looks. Snowflake, or DuckDB in memory, stays open.
-   */
-  private async withEngine<T>(body: (engine: Engine) => Promise<T>): Promise<T> {
-    const { warehouse } = this.project.config;
-    if (warehouse.type !== 'duckdb' || warehouse.path === ':memory:') {
-      this.kept ??= await openEngine(this.project);
-      try {
-        return await body(this.kept);
-      } catch (e) {
-        // A lost Snowflake session is opened again at the next look (a memory database is kept: closing it would lose it).
-        if (warehouse.type !== 'duckdb') {
-          const broken = this.kept;
-          this.kept = undefined;
-          await broken.sql.warehouse.close().catch(() => undefined);
-        }
-        throw e;
-      }
-    }
-    const engine = await openEngine(this.project);
-    try {
-      return await body(engine);
-    } finally {
-      // Only the warehouse: engine.close() would also drop the limiters, which must outlive a run.
-      await engine.sql.warehouse.close();
-    }
-  }
-
-  /** Sleeps, or less when `stop()` is called. */
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-    });
   }
 }
 

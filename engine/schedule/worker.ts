@@ -26,10 +26,11 @@
  * `--once` drains the queue and exits: it stops when no request is left that a worker could claim
  * (those that other workers hold are theirs to finish).
  */
+import { Sleeper, StepEngine } from './steps.ts';
 import { hostname } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Project } from '../config/load.ts';
-import { openEngine, type Engine } from '../engine.ts';
+import type { Engine } from '../engine.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
 import { effectiveSync } from '../catalog/catalog.ts';
 import { catalogEntry, checkRunnable } from '../catalog/lifecycle.ts';
@@ -120,9 +121,9 @@ export class Worker {
   private stopping = false;
   private drained = false;
   private finished?: Promise<WorkerSummary>;
-  private wake?: () => void;
+  private readonly sleeper = new Sleeper();
+  private readonly engines: StepEngine;
   private current: Request | null = null;
-  private kept?: Engine;
   /** Syncs whose request went back to the queue, left alone until then (ms since the epoch). */
   private readonly heldBack = new Map<string, number>();
   private readonly summary: WorkerSummary = { runs: [], dropped: 0, requeued: 0 };
@@ -136,6 +137,7 @@ export class Worker {
     this.pollMs = options.pollMs ?? defaultPollMs();
     this.claimTtlMs = options.claimTtlMs ?? defaultClaimTtlMs();
     this.log = options.log ?? workerTextLog;
+    this.engines = new StepEngine(project);
   }
 
   /** Starts working; settles when the worker has stopped (after stop(), or with --once when the queue is drained). */
@@ -155,7 +157,7 @@ export class Worker {
         message: `${cause}: stopping, claiming no more requests${this.current ? `; the run of ${this.current.sync} sends no new batch, and what it did not send goes back to the queue` : ''}`,
       });
     }
-    this.wake?.();
+    this.sleeper.wake();
     await this.finished?.catch(() => undefined);
   }
 
@@ -171,7 +173,7 @@ export class Worker {
       while (!this.stopping && !this.drained) {
         let worked = false;
         try {
-          worked = await this.withEngine((engine) => this.step(engine));
+          worked = await this.engines.with((engine) => this.step(engine));
         } catch (e) {
           const message = redact(e instanceof Error ? e.message : String(e));
           if (e instanceof WarehouseBusyError) this.log({ level: 'warn', event: 'busy', message: `${message} Trying again.` });
@@ -180,11 +182,10 @@ export class Worker {
             if (this.once) throw e;
           }
         }
-        if (!worked && !this.stopping && !this.drained) await this.sleep(this.pollMs);
+        if (!worked && !this.stopping && !this.drained) await this.sleeper.sleep(this.pollMs);
       }
     } finally {
-      await this.kept?.sql.warehouse.close().catch(() => undefined);
-      this.kept = undefined;
+      await this.engines.close();
       await closeLimiters();
       const { runs, dropped, requeued } = this.summary;
       this.log({ level: 'info', event: 'stop', message: `worker ${this.id} stopped: ${runs.length} runs, ${dropped} requests dropped, ${requeued} given back to the queue` });
@@ -196,12 +197,12 @@ export class Worker {
   private async deploy(): Promise<void> {
     while (!this.stopping) {
       try {
-        await this.withEngine((engine) => autoDeploy(engine, (message) => this.log({ level: 'warn', event: 'deploy', message })));
+        await this.engines.with((engine) => autoDeploy(engine, (message) => this.log({ level: 'warn', event: 'deploy', message })));
         return;
       } catch (e) {
         if (!(e instanceof WarehouseBusyError)) throw e;
         this.log({ level: 'warn', event: 'busy', message: `${e.message} Trying again.` });
-        await this.sleep(this.pollMs);
+        await this.sleeper.sleep(this.pollMs);
       }
     }
   }
@@ -286,46 +287,5 @@ export class Worker {
       clearInterval(renew);
       this.current = null;
     }
-  }
-
-  /**
-   * The engine for one step. A DuckDB file is opened for the step and closed after, so that other
-   * processes get it between steps (as the scheduler does); Snowflake, or DuckDB in memory, stays open.
-   */
-  private async withEngine<T>(body: (engine: Engine) => Promise<T>): Promise<T> {
-    const { warehouse } = this.project.config;
-    if (warehouse.type !== 'duckdb' || warehouse.path === ':memory:') {
-      this.kept ??= await openEngine(this.project);
-      try {
-        return await body(this.kept);
-      } catch (e) {
-        // A lost Snowflake session is opened again at the next step.
-        if (warehouse.type !== 'duckdb') {
-          const broken = this.kept;
-          this.kept = undefined;
-          await broken.sql.warehouse.close().catch(() => undefined);
-        }
-        throw e;
-      }
-    }
-    const engine = await openEngine(this.project);
-    try {
-      return await body(engine);
-    } finally {
-      // Only the warehouse: the limiters must outlive a run.
-      await engine.sql.warehouse.close();
-    }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-    });
   }
 }
