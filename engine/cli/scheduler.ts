@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { action, common, type CommonOptions } from './common.ts';
 import { loadProject } from '../config/load.ts';
-import { defaultLivePollMs, Scheduler, textLog, type LogEntry } from '../schedule/scheduler.ts';
+import { defaultLivePollMs, Scheduler, type LogEntry } from '../schedule/scheduler.ts';
+import { textLog } from '../schedule/steps.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 
 interface SchedulerCliOptions extends CommonOptions {

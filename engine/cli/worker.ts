@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { action, common, type CommonOptions } from './common.ts';
 import { loadProject } from '../config/load.ts';
-import { defaultPollMs, Worker, workerTextLog, type WorkerLogEntry } from '../schedule/worker.ts';
+import { defaultPollMs, Worker, type WorkerLogEntry } from '../schedule/worker.ts';
+import { textLog } from '../schedule/steps.ts';
 import { exitCodeOf } from './run.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 
@@ -32,7 +33,7 @@ export function register(program: Command): void {
         pollMs = n * 1000;
       }
       const project = await loadProject(options.projectDir, { dbtManifest: options.dbtManifest });
-      const worker = new Worker(project, { once: options.once, pollMs, log: options.json ? jsonLog : workerTextLog });
+      const worker = new Worker(project, { once: options.once, pollMs, log: options.json ? jsonLog : textLog });
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {
         signals += 1;

@@ -17,7 +17,7 @@
  * syncs at once, and never one sync twice; the run lock (run-lock.ts) refuses a run that another
  * process has going.
  */
-import { Sleeper, StepEngine } from './steps.ts';
+import { envSeconds, resultLine, Sleeper, StepEngine, textLog } from './steps.ts';
 import type { Project } from '../config/load.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import type { Engine } from '../engine.ts';
@@ -72,27 +72,10 @@ interface LiveState {
 
 /** The default poll interval of live syncs: EBB_LIVE_POLL_SECONDS, or 2 s. */
 export function defaultLivePollMs(): number {
-  const seconds = Number(process.env.EBB_LIVE_POLL_SECONDS ?? 2);
-  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 2000;
+  return envSeconds('EBB_LIVE_POLL_SECONDS', 2);
 }
 
-/** The log as text lines on stderr: `2026-11-22T21:05:01Z customers: due (every 15m, …) → run`. */
-export function textLog(entry: LogEntry): void {
-  process.stderr.write(`${formatTime(Date.now())} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}\n`);
-}
 
-/** The line that ends a run in the log: its health, duration and counts. */
-function resultLine(r: RunResult): string {
-  const c = r.counts;
-  const planned = Object.entries(r.planned)
-    .map(([action, n]) => `${n} ${action}`)
-    .join(', ');
-  return (
-    `${r.sync}: ${r.health} in ${formatDuration(r.duration_ms)} (run ${r.run_id}): planned ${planned || 'nothing'}; ` +
-    `${c.succeeded} succeeded, ${c.failed} failed, ${c.delayed} delayed, ${c.source_failures} source failures` +
-    (r.error ? `; error: ${r.error}` : '')
-  );
-}
 
 export class Scheduler {
   private readonly tickMs: number;

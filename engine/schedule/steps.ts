@@ -1,6 +1,8 @@
 /** What the long-running processes (`ebb scheduler`, `ebb worker`) share: the warehouse per step, and a sleep that a stop cuts short. */
 import type { Project } from '../config/load.ts';
 import { openEngine, type Engine } from '../engine.ts';
+import type { RunResult } from '../run.ts';
+import { formatDuration, formatTime } from './due.ts';
 
 /**
  * The engine for one step. A DuckDB file is opened for the step and closed after, so that other
@@ -59,4 +61,28 @@ export class Sleeper {
   wake(): void {
     this.wakeUp?.();
   }
+}
+
+/** A number of seconds from the environment, in milliseconds; the fallback when unset or invalid. */
+export function envSeconds(name: string, fallbackSeconds: number): number {
+  const seconds = Number(process.env[name] ?? fallbackSeconds);
+  return (Number.isFinite(seconds) && seconds > 0 ? seconds : fallbackSeconds) * 1000;
+}
+
+/** The log as text lines on stderr: `2026-11-22T21:05:01Z customers: due (every 15m, …) → run`. */
+export function textLog(entry: { level: string; message: string }): void {
+  process.stderr.write(`${formatTime(Date.now())} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}\n`);
+}
+
+/** The line that ends a run in the log: its health, duration and counts. */
+export function resultLine(r: RunResult): string {
+  const c = r.counts;
+  const planned = Object.entries(r.planned)
+    .map(([action, n]) => `${n} ${action}`)
+    .join(', ');
+  return (
+    `${r.sync}: ${r.health} in ${formatDuration(r.duration_ms)} (run ${r.run_id}): planned ${planned || 'nothing'}; ` +
+    `${c.succeeded} succeeded, ${c.failed} failed, ${c.delayed} delayed, ${c.source_failures} source failures` +
+    (r.error ? `; error: ${r.error}` : '')
+  );
 }

@@ -26,7 +26,7 @@
  * `--once` drains the queue and exits: it stops when no request is left that a worker could claim
  * (those that other workers hold are theirs to finish).
  */
-import { Sleeper, StepEngine } from './steps.ts';
+import { envSeconds, resultLine, Sleeper, StepEngine, textLog } from './steps.ts';
 import { hostname } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Project } from '../config/load.ts';
@@ -39,7 +39,7 @@ import { closeLimiters } from '../apply/limiter.ts';
 import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact } from '../redact.ts';
-import { formatDuration, formatTime } from './due.ts';
+import { formatDuration } from './due.ts';
 
 const TRIGGERS: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
 /** Candidates read at once: enough to get past the requests that other workers win. */
@@ -78,31 +78,14 @@ export interface WorkerSummary {
 }
 
 export function defaultPollMs(): number {
-  const seconds = Number(process.env.EBB_WORKER_POLL_SECONDS ?? 2);
-  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 2000;
+  return envSeconds('EBB_WORKER_POLL_SECONDS', 2);
 }
 
 function defaultClaimTtlMs(): number {
-  const seconds = Number(process.env.EBB_LOCK_TTL_SECONDS ?? 60);
-  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 60_000;
+  return envSeconds('EBB_LOCK_TTL_SECONDS', 60);
 }
 
-/** The log as text lines on stderr. */
-export function workerTextLog(entry: WorkerLogEntry): void {
-  process.stderr.write(`${formatTime(Date.now())} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}\n`);
-}
 
-function resultLine(r: RunResult): string {
-  const c = r.counts;
-  const planned = Object.entries(r.planned)
-    .map(([action, n]) => `${n} ${action}`)
-    .join(', ');
-  return (
-    `${r.sync}: ${r.health} in ${formatDuration(r.duration_ms)} (run ${r.run_id}): planned ${planned || 'nothing'}; ` +
-    `${c.succeeded} succeeded, ${c.failed} failed, ${c.delayed} delayed, ${c.source_failures} source failures` +
-    (r.error ? `; error: ${r.error}` : '')
-  );
-}
 
 interface Request {
   id: string;
@@ -136,7 +119,7 @@ export class Worker {
     this.once = options.once ?? false;
     this.pollMs = options.pollMs ?? defaultPollMs();
     this.claimTtlMs = options.claimTtlMs ?? defaultClaimTtlMs();
-    this.log = options.log ?? workerTextLog;
+    this.log = options.log ?? textLog;
     this.engines = new StepEngine(project);
   }
 
