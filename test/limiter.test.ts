@@ -6,7 +6,7 @@
  * flight than `concurrency`. Without Redis the same three processes exceed the limit, which
  * shows that the test can fail.
  *
- * Needs Redis on 127.0.0.1:6379: in CI a missing server fails these tests; elsewhere they skip.
+ * Needs Redis on 127.0.0.1:6379 (EBB_TEST_REDIS_URL overrides it): see test/support/services.ts.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
@@ -17,9 +17,10 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { duck, ebb, makeProject, type CliResult } from './support/project.ts';
+import { describeWithService } from './support/services.ts';
 import { closeLimiters, limiterFor, limiterId, limiterKeys, spacingMs } from '../engine/apply/limiter.ts';
 
-const REDIS_URL = 'redis://127.0.0.1:6379';
+const REDIS_URL = process.env.EBB_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 /** Why Redis cannot be used, or null when it answers. */
 async function redisProblem(): Promise<string | null> {
@@ -38,8 +39,6 @@ async function redisProblem(): Promise<string | null> {
 }
 
 const problem = await redisProblem();
-const skip = problem !== null && !process.env.CI;
-if (skip) console.warn(`test/limiter.test.ts: skipping the Redis tests (${problem}); in CI they fail instead`);
 
 /** One request as the sink saw it. */
 interface Arrival {
@@ -176,7 +175,7 @@ afterEach(async () => {
   await Promise.all(sinks.splice(0).map((s) => s.stop()));
 });
 
-describe.skipIf(skip)('limits shared by every process through Redis (EBB_REDIS_URL)', () => {
+describeWithService('limits shared by every process through Redis (EBB_REDIS_URL)', problem, 'test/limiter.test.ts', () => {
   let redis: Redis;
   const names: string[] = [];
   const env = { EBB_REDIS_URL: REDIS_URL };
@@ -264,7 +263,7 @@ describe.skipIf(skip)('limits shared by every process through Redis (EBB_REDIS_U
   });
 });
 
-describe.skipIf(skip)('Redis lost in the middle of a run', () => {
+describeWithService('Redis lost in the middle of a run', problem, 'test/limiter.test.ts', () => {
   it('fails the run with an error that names the URL, in bounded time; no record is failed', async () => {
     const sink = await Sink.start();
     sinks.push(sink);

@@ -3,7 +3,7 @@
  * auth, database `test`; EBB_TEST_POSTGRES_URL overrides it). Each run of this file works in a
  * schema of its own, dropped at the end.
  *
- * Needs PostgreSQL: in CI a missing server fails these tests; elsewhere they skip, saying why.
+ * Needs PostgreSQL: see test/support/services.ts for what happens when it is missing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -20,6 +20,7 @@ import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/p
 import { pluginContext, sessionContext } from '../support/plugin-context.ts';
 import { duck, ebb, makeProject, repoRoot } from '../support/project.ts';
 import { describePlugin, type PluginHarness } from '../plugin-conformance.ts';
+import { describeWithService } from '../support/services.ts';
 
 const PG_URL = process.env.EBB_TEST_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
 
@@ -39,8 +40,6 @@ async function postgresProblem(): Promise<string | null> {
 }
 
 const problem = await postgresProblem();
-const skip = problem !== null && !process.env.CI;
-if (skip) console.warn(`test/plugins/postgres.test.ts: skipping the PostgreSQL tests (${problem}); in CI they fail instead`);
 
 const schema = `ebb_test_${randomBytes(4).toString('hex')}`;
 const q = pg.escapeIdentifier;
@@ -49,7 +48,7 @@ let projectDir: string;
 let tables = 0;
 
 beforeAll(async () => {
-  if (skip) return;
+  if (problem !== null) return;
   db = new pg.Client({ connectionString: PG_URL });
   await db.connect();
   await db.query(`CREATE SCHEMA ${q(schema)}`);
@@ -57,7 +56,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (skip) return;
+  if (problem !== null) return;
   await db.query(`DROP SCHEMA IF EXISTS ${q(schema)} CASCADE`);
   await db.end();
   await rm(projectDir, { recursive: true, force: true });
@@ -158,7 +157,7 @@ export async function postgresHarness(): Promise<PluginHarness> {
   };
 }
 
-describe.skipIf(skip)('postgres plugin', () => {
+describeWithService('postgres plugin', problem, 'test/plugins/postgres.test.ts', () => {
   describe('config and destination', () => {
     it('takes a connection string or its parts, not both, and a port given as text', () => {
       expect(postgresConfigSchema.parse({ connection_string: PG_URL })).toMatchObject({ schema: 'public', connect_timeout_seconds: 10 });
@@ -663,4 +662,4 @@ describe.skipIf(skip)('postgres plugin', () => {
   });
 });
 
-if (!skip) describePlugin('postgres', postgresHarness);
+if (problem === null) describePlugin('postgres', postgresHarness);
