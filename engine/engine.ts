@@ -2,7 +2,7 @@
 import type { Project } from './config/load.ts';
 import type { SyncConfig } from './config/schema.ts';
 import type { Sql } from './warehouse/sql.ts';
-import { openWarehouse } from './warehouse/open.ts';
+import { openWarehouse, type OpenOptions } from './warehouse/open.ts';
 import { templateRenderer } from './templates.ts';
 import { closeLimiters, limiterFor } from './apply/limiter.ts';
 import type { PluginContext, TemplateRenderer } from '../plugins/plugin.ts';
@@ -16,8 +16,8 @@ export interface Engine {
 }
 
 /** Opens the warehouse of a loaded project. */
-export async function openEngine(project: Project): Promise<Engine> {
-  const sql = await openWarehouse(project);
+export async function openEngine(project: Project, options: OpenOptions = {}): Promise<Engine> {
+  const sql = await openWarehouse(project, options);
   const close = async () => {
     // The limiters hold the connection to Redis (EBB_REDIS_URL), which would keep the process alive.
     try {

@@ -1,26 +1,158 @@
-/** Keeps secrets out of logs, history, error messages and the catalog. */
+/**
+ * Keeps secrets out of logs, history, error messages, printed output and the catalog.
+ *
+ * A secret is a value that ebb read from the environment for a credential (see `isSecretUse`).
+ * It is masked as `***` in the forms in which an app or a driver may echo it back: as it is,
+ * JSON-escaped (once or twice: a JSON body quoted inside a JSON message), URL-encoded (with
+ * `%20` or `+`, either hex case), and, for `user:password` given in base64 (basic auth), the
+ * decoded pair and its password. A secret shorter than `SHORT` characters is masked only where
+ * it stands alone, not inside a longer word or number, so that a 4-character key does not
+ * turn every word that contains it into `***`.
+ */
+
+/** Below this length, a secret is masked only where no letter or digit touches it. */
+const SHORT = 8;
 
 /** Secret values, with the environment variable each came from (when it came from one). */
 const secrets = new Map<string, string | undefined>();
+/** One regular expression for every form of every secret, built again when a secret is added. */
+let pattern: RegExp | null = null;
 
-/** Registers a secret value; short values are too common to mask. */
-export function addSecret(value: string, variable?: string): void {
-  if (value.length >= 6) secrets.set(value, variable);
-}
+/** Words that make a config key, or an environment variable's name, name a credential. */
+const CREDENTIAL_WORDS = new Set([
+  'password', 'passwd', 'pwd', 'pass', 'passphrase', 'secret', 'secrets', 'token', 'auth', 'oauth',
+  'authorization', 'credential', 'credentials', 'cookie', 'apikey', 'signature',
+]);
 
-/** Replaces every registered secret in a text with `***`. */
-export function redact(text: string): string {
-  let out = text;
-  for (const s of secrets.keys()) out = out.split(s).join('***');
-  return out;
+/** The words of a key or a variable name: `x-api-key` → x, api, key; `privateKey` → private, key. */
+function words(name: string): string[] {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter(Boolean);
 }
 
 /**
- * Puts `{{ env_var('NAME') }}` back where a secret was resolved, so that a definition stored in
- * the catalog holds no secret; loading it resolves the variables again.
+ * True when a key or an environment variable's name names a credential: it has a word such as
+ * password, secret, token or auth, or it ends in `key` after another word (`api_key`,
+ * `x-api-key`, `CRM_KEY`; not a sync's `key`, nor `private_key_path`).
  */
-export function unresolve(text: string): string {
-  let out = text;
-  for (const [value, variable] of secrets) if (variable) out = out.split(value).join(`{{ env_var('${variable}') }}`);
-  return out;
+export function namesCredential(name: string): boolean {
+  const w = words(name);
+  return w.some((word) => CREDENTIAL_WORDS.has(word)) || (w.length > 1 && w[w.length - 1] === 'key');
+}
+
+/**
+ * True when a value that `env_var(variable)` gives at this config path is a secret: the
+ * variable's name names a credential, or a key on the path does (a connection's name aside),
+ * or the value is part of a header.
+ */
+export function isSecretUse(path: PropertyKey[], variable: string): boolean {
+  if (namesCredential(variable)) return true;
+  return path.some((p, i) => typeof p === 'string' && !(i === 1 && path[0] === 'connections') && (p.toLowerCase() === 'headers' || namesCredential(p)));
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** The forms of a secret that may come back in a message: raw, URL-encoded, JSON-escaped. */
+function formsOf(value: string): string[] {
+  const encoded = encodeURIComponent(value);
+  const lowerHex = (text: string) => text.replace(/%[0-9A-F]{2}/g, (h) => h.toLowerCase());
+  const bases = [value, encoded, encoded.replace(/%20/g, '+'), encodeURI(value), lowerHex(encoded), lowerHex(encoded.replace(/%20/g, '+'))];
+  const forms = new Set<string>();
+  for (const base of bases) {
+    let form = base;
+    for (let depth = 0; depth < 3; depth++) {
+      forms.add(form);
+      form = JSON.stringify(form).slice(1, -1);
+    }
+  }
+  return [...forms];
+}
+
+/** For a base64 `user:password` (basic auth), the pair and the password it decodes to. */
+function basicAuthParts(value: string): string[] {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(value) || value.length % 4 !== 0) return [];
+  const decoded = Buffer.from(value, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  // Only text that round-trips and looks like a pair; other base64 stays a plain secret.
+  if (colon < 1 || Buffer.from(decoded, 'utf8').toString('base64') !== value || /[^\x20-\x7e]/.test(decoded)) return [];
+  return [decoded, decoded.slice(colon + 1)].filter(Boolean);
+}
+
+/** Registers a secret value (an empty one is no secret), with the environment variable it came from. */
+export function addSecret(value: string, variable?: string): void {
+  const add = (v: string, from?: string) => {
+    if (v === '' || (secrets.has(v) && (secrets.get(v) || !from))) return;
+    secrets.set(v, from);
+    pattern = null;
+  };
+  add(value, variable);
+  // Derived forms have no variable of their own: `unresolve` must not turn them into the base64 one.
+  for (const part of basicAuthParts(value)) add(part);
+}
+
+/** The secret that a text holds, if any: its environment variable's name, or '' when it has none. */
+export function secretIn(text: string): string | undefined {
+  for (const [value, variable] of secrets) if (new RegExp(alternative(value)).test(text)) return variable ?? '';
+  return undefined;
+}
+
+/** The regular expression alternative of one secret: each of its forms, bounded when it is short. */
+function alternative(value: string): string {
+  const forms = formsOf(value)
+    .sort((a, b) => b.length - a.length)
+    .map(escapeRegExp)
+    .join('|');
+  return value.length < SHORT ? `(?<![A-Za-z0-9])(?:${forms})(?![A-Za-z0-9])` : `(?:${forms})`;
+}
+
+function secretPattern(): RegExp | null {
+  if (secrets.size === 0) return null;
+  // Longer secrets first, so that one secret inside another is masked as the longer one.
+  pattern ??= new RegExp([...secrets.keys()].sort((a, b) => b.length - a.length).map(alternative).join('|'), 'g');
+  return pattern;
+}
+
+/** Replaces every registered secret in a text, in any of its forms, with `***`. */
+export function redact(text: string): string {
+  const re = secretPattern();
+  return re ? text.replace(re, '***') : text;
+}
+
+/** A copy of a value (a result, a log entry) with every secret masked in its strings and keys. */
+export function redactValue<T>(value: T): T {
+  if (typeof value === 'string') return redact(value) as T;
+  if (Array.isArray(value)) return value.map(redactValue) as T;
+  if (value && typeof value === 'object' && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [redact(k), redactValue(v)])) as T;
+  }
+  return value;
+}
+
+/** JSON text of a value with every secret masked (masked before serialising, so the JSON stays valid). */
+export function toJson(value: unknown, indent?: number): string {
+  return JSON.stringify(redactValue(value), (_key, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), indent);
+}
+
+/**
+ * Puts `{{ env_var('NAME') }}` back where a secret was resolved, in every string of a value, so
+ * that a definition stored in the catalog holds no secret; loading it resolves the variables again.
+ */
+export function unresolve<T>(value: T): T {
+  if (typeof value === 'string') {
+    let out: string = value;
+    for (const [secret, variable] of [...secrets].sort(([a], [b]) => b.length - a.length)) {
+      if (!variable) continue;
+      const bounded = secret.length < SHORT ? `(?<![A-Za-z0-9])${escapeRegExp(secret)}(?![A-Za-z0-9])` : escapeRegExp(secret);
+      out = out.replace(new RegExp(bounded, 'g'), () => `{{ env_var('${variable}') }}`);
+    }
+    return out as T;
+  }
+  if (Array.isArray(value)) return value.map(unresolve) as T;
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unresolve(v)])) as T;
+  return value;
 }

@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/plugin.ts';
 import type { Sql } from '../warehouse/sql.ts';
 import type { Param, Row } from '../warehouse/warehouse.ts';
-import { redact } from '../redact.ts';
+import { toJson } from '../redact.ts';
 import { LimiterUnavailableError } from './limiter.ts';
 
 /** A change of the change set, with its position in it. */
@@ -170,7 +170,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const settle = (change: PlannedChange, outcome: Outcome) => {
     const result = outcome.success ? (outcome.result ?? null) : { error: outcome.error, response: outcome.result };
-    const json = result === null || result === undefined ? null : redact(JSON.stringify(result));
+    const json = result === null || result === undefined ? null : toJson(result);
     buffer.push([runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, outcome.error?.kind ?? null, new Date()]);
     applied += 1;
     // Often enough that a killed run leaves few outcomes unwritten, rarely enough to stay bulk.

@@ -35,7 +35,7 @@ export interface DeployPlan {
 
 /** A sync's definition as the catalog stores it: secrets go back to their `env_var()` calls. */
 function storedDefinition(sync: SyncConfig): string {
-  return unresolve(JSON.stringify(sync));
+  return JSON.stringify(unresolve(sync));
 }
 
 /** A stable hash of a sync's definition, to tell whether the catalog holds the same one. */

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadProject, type Project } from '../config/load.ts';
 import { openEngine, type Engine } from '../engine.ts';
 import { EbbError, ExitCode } from '../errors.ts';
-import { redact } from '../redact.ts';
+import { redact, toJson } from '../redact.ts';
 
 /** The options every command takes. */
 export interface CommonOptions {
@@ -39,10 +39,14 @@ export function action<A extends unknown[]>(body: (...args: A) => Promise<number
   };
 }
 
-/** Loads the project and opens its warehouse for the body, closing it afterwards. */
-export async function withEngine<T>(options: CommonOptions, body: (engine: Engine, project: Project) => Promise<T>): Promise<T> {
-  const project = await loadProject(options.projectDir, { dbtManifest: options.dbtManifest });
-  const engine = await openEngine(project);
+/**
+ * Loads the project and opens its warehouse for the body, closing it afterwards. `readOnly` is
+ * for the commands that only read ebb's tables: they need neither the apps' secrets nor a
+ * warehouse they can write to.
+ */
+export async function withEngine<T>(options: CommonOptions, body: (engine: Engine, project: Project) => Promise<T>, access: { readOnly?: boolean } = {}): Promise<T> {
+  const project = await loadProject(options.projectDir, { dbtManifest: options.dbtManifest, withoutApps: access.readOnly });
+  const engine = await openEngine(project, access);
   try {
     return await body(engine, project);
   } finally {
@@ -53,7 +57,7 @@ export async function withEngine<T>(options: CommonOptions, body: (engine: Engin
 /** Prints data as JSON (stable keys) or as an aligned text table. */
 export function print(rows: Record<string, unknown>[], options: { json?: boolean }, columns?: string[]): void {
   if (options.json) {
-    process.stdout.write(JSON.stringify(rows, jsonValue, 2) + '\n');
+    process.stdout.write(toJson(rows, 2) + '\n');
     return;
   }
   if (rows.length === 0) {
@@ -61,14 +65,11 @@ export function print(rows: Record<string, unknown>[], options: { json?: boolean
     return;
   }
   const cols = columns ?? Object.keys(rows[0]);
-  const cells = rows.map((r) => cols.map((c) => text(r[c])));
+  // Masked before a cell is cut to its width, which could leave half a secret.
+  const cells = rows.map((r) => cols.map((c) => redact(text(r[c]))));
   const widths = cols.map((c, i) => Math.min(60, Math.max(c.length, ...cells.map((row) => row[i].length))));
   const line = (values: string[]) => values.map((v, i) => (v.length > widths[i] ? v.slice(0, widths[i] - 1) + '…' : v.padEnd(widths[i]))).join('  ').trimEnd();
   process.stdout.write([line(cols), ...cells.map(line)].join('\n') + '\n');
-}
-
-function jsonValue(_key: string, value: unknown): unknown {
-  return typeof value === 'bigint' ? Number(value) : value;
 }
 
 function text(v: unknown): string {

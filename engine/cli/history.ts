@@ -21,7 +21,7 @@ export function register(program: Command): void {
           await engine.sql.runAndRead('history_list', { names, keys: options.key ?? null, run_id: options.run ?? null, failed: options.failed ?? false, limit: options.limit })
         ).map((r) => ({ ...r, result: parse(r.result), transformed_record: parse(r.transformed_record) }));
         print(rows, options, ['recorded_at', 'run_id', 'record_key', 'action', 'apply_reason', 'apply_state', 'app_identifier', 'result']);
-      }),
+      }, { readOnly: true }),
     ),
   );
 }

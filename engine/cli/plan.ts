@@ -4,6 +4,7 @@ import { action, common, print, withEngine, type CommonOptions } from './common.
 import { selectSyncs } from '../engine.ts';
 import { plan } from '../plan/plan.ts';
 import { newRunId } from '../run.ts';
+import { toJson } from '../redact.ts';
 
 export function register(program: Command): void {
   common(
@@ -22,7 +23,7 @@ export function register(program: Command): void {
           const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true });
           const samples = await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit });
           if (options.json) {
-            process.stdout.write(JSON.stringify({ sync: sync.name, strategy: sync.strategy, ...summary, samples }, null, 2) + '\n');
+            process.stdout.write(toJson({ sync: sync.name, strategy: sync.strategy, ...summary, samples }, 2) + '\n');
             return;
           }
           process.stdout.write(`${sync.name} (${sync.strategy}): ${summary.total} records need action\n`);

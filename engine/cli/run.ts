@@ -9,6 +9,7 @@ import { ExitCode, RunRefusedError, UsageError } from '../errors.ts';
 import { progress } from './progress.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import { dbtModelMatches } from '../config/dbt.ts';
+import { toJson } from '../redact.ts';
 
 const triggers: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
 
@@ -100,7 +101,7 @@ export function register(program: Command): void {
         }
         bar?.stop();
         const code = exitCodeOf(results, refused);
-        if (options.json) process.stdout.write(JSON.stringify({ exit_code: code, runs: results, skipped }, null, 2) + '\n');
+        if (options.json) process.stdout.write(toJson({ exit_code: code, runs: results, skipped }, 2) + '\n');
         return code;
       });
     }),

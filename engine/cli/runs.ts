@@ -20,7 +20,7 @@ export function register(program: Command): void {
           planned: typeof r.planned === 'string' ? JSON.parse(r.planned) : r.planned,
         }));
         print(rows, options, ['run_id', 'trigger', 'status', 'started_at', 'duration_s', 'planned', 'succeeded', 'failed', 'delayed', 'source_failures', 'error']);
-      }),
+      }, { readOnly: true }),
     ),
   );
 }

@@ -15,7 +15,7 @@ export function register(program: Command): void {
           if (!catalog.some((e) => e.name === sync.name)) rows.push({ sync_name: sync.name, status: 'NOT DEPLOYED', health: 'PENDING' });
         }
         print(rows, options, ['sync_name', 'status', 'health', 'schedule', 'last_run_started_at', 'succeeded', 'failed', 'delayed', 'source_failures', 'records', 'failing_records', 'last_error']);
-      }),
+      }, { readOnly: true }),
     ),
   );
 }

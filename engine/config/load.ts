@@ -8,7 +8,7 @@ import { ConfigError, formatPath, type ConfigIssue } from '../errors.ts';
 import { projectSchema, type ProjectConfig } from './schema.ts';
 import { loadPlugin } from '../plugins.ts';
 import { defaultCapabilities, type Plugin } from '../../plugins/plugin.ts';
-import { addSecret } from '../redact.ts';
+import { addSecret, isSecretUse, secretIn } from '../redact.ts';
 import { resolveDbtModels } from './dbt.ts';
 
 /** A loaded, valid project. */
@@ -21,23 +21,26 @@ export interface Project {
 
 const ENV_VAR = /\{\{\s*env_var\(\s*(['"])([^'"]+)\1\s*(?:,\s*(['"])([^'"]*)\3\s*)?\)\s*\}\}/g;
 
-/** Replaces `{{ env_var('NAME', 'default') }}` in every string; reports missing variables. */
-export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[]): unknown {
+/**
+ * Replaces `{{ env_var('NAME', 'default') }}` in every string and registers the values used as
+ * secrets (see redact.ts); reports missing variables, unless `optional` (then they are empty).
+ */
+export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[], optional = false): unknown {
   if (typeof value === 'string') {
     return value.replace(ENV_VAR, (_m, _q, name: string, _q2, fallback: string | undefined) => {
       const set = process.env[name];
       if (set !== undefined) {
-        addSecret(set, name);
+        if (isSecretUse(path, name)) addSecret(set, name);
         return set;
       }
       if (fallback !== undefined) return fallback;
-      issues.push({ path: formatPath(path), message: `environment variable ${name} is not set, and env_var() gives no default` });
+      if (!optional) issues.push({ path: formatPath(path), message: `environment variable ${name} is not set, and env_var() gives no default` });
       return '';
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => resolveEnvVars(v, [...path, i], issues));
+  if (Array.isArray(value)) return value.map((v, i) => resolveEnvVars(v, [...path, i], issues, optional));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveEnvVars(v, [...path, k], issues)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveEnvVars(v, [...path, k], issues, optional)]));
   }
   return value;
 }
@@ -55,6 +58,11 @@ export function zodIssues(error: z.ZodError, prefix: PropertyKey[] = []): Config
 /** How to load a project: `dbtManifest` is `--dbt-manifest` (it wins over `dbt.manifest` in ebb.yml). */
 export interface LoadOptions {
   dbtManifest?: string;
+  /**
+   * For commands that reach no app (status, runs, history): environment variables outside
+   * `warehouse:` may be unset, and the connections' plugins are neither loaded nor checked.
+   */
+  withoutApps?: boolean;
 }
 
 /** Reads and validates `<dir>/ebb.yml`. Throws a ConfigError listing every problem. */
@@ -72,21 +80,25 @@ export async function loadProject(projectDir = '.', options: LoadOptions = {}): 
     throw new ConfigError(doc.errors.map((e) => ({ path: `line ${e.linePos?.[0].line ?? '?'}`, message: e.message.split('\n')[0] })));
   }
   const issues: ConfigIssue[] = [];
-  const raw = resolveEnvVars(doc.toJS(), [], issues);
+  const js: unknown = doc.toJS();
+  const raw =
+    options.withoutApps && js && typeof js === 'object'
+      ? Object.fromEntries(Object.entries(js).map(([k, v]) => [k, resolveEnvVars(v, [k], issues, k !== 'warehouse')]))
+      : resolveEnvVars(js, [], issues);
   if (issues.length > 0) throw new ConfigError(issues);
   const parsed = projectSchema.safeParse(raw ?? {});
   if (!parsed.success) throw new ConfigError(zodIssues(parsed.error));
   const config = parsed.data;
   const plugins = new Map<string, Plugin>();
-  await checkProject(config, dir, plugins, issues);
+  await checkProject(config, dir, plugins, issues, !options.withoutApps);
   await resolveDbtModels(config, dir, options.dbtManifest, issues);
   if (issues.length > 0) throw new ConfigError(issues);
   return { dir, file, config, plugins };
 }
 
 /** The checks that zod cannot express: names, references, plugin configs and capabilities. */
-async function checkProject(config: ProjectConfig, dir: string, plugins: Map<string, Plugin>, issues: ConfigIssue[]) {
-  for (const [name, conn] of Object.entries(config.connections)) {
+async function checkProject(config: ProjectConfig, dir: string, plugins: Map<string, Plugin>, issues: ConfigIssue[], withPlugins: boolean) {
+  for (const [name, conn] of Object.entries(withPlugins ? config.connections : {})) {
     try {
       const plugin = await loadPlugin(conn.plugin, dir);
       plugins.set(name, plugin);
@@ -102,8 +114,16 @@ async function checkProject(config: ProjectConfig, dir: string, plugins: Map<str
     const at = (...p: PropertyKey[]) => formatPath(['syncs', i, ...p]);
     if (seen.has(sync.name)) issues.push({ path: at('name'), message: `duplicate sync name "${sync.name}"` });
     seen.add(sync.name);
-    for (const field of Object.keys(sync.mapping)) {
+    for (const [field, value] of Object.entries(sync.mapping)) {
       if (field.startsWith('__ebb_')) issues.push({ path: at('mapping', field), message: 'names starting with __ebb_ are reserved for ebb' });
+      // A mapping is payload: sent to the app and stored in history and state as it is, so it cannot be masked.
+      const secret = secretIn(JSON.stringify(value));
+      if (secret !== undefined) {
+        issues.push({
+          path: at('mapping', field),
+          message: `holds the value of ${secret || 'a secret'}, a secret: mapping values are sent to the app and stored in ebb's history as data. Send credentials in the connection's headers; a variable that is no secret needs a name without password, secret, token, auth or key`,
+        });
+      }
     }
     if (sync.on_remove !== 'none' && sync.strategy !== 'upsert') {
       issues.push({ path: at('on_remove'), message: `applies to the upsert strategy only (${sync.strategy} ${sync.strategy === 'mirror' ? 'always deletes' : 'never removes'})` });

@@ -27,7 +27,7 @@ import { runSync, type RunResult, type Trigger } from '../run.ts';
 import { closeLimiters } from '../apply/limiter.ts';
 import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
-import { redact } from '../redact.ts';
+import { redact, redactValue } from '../redact.ts';
 import { decide, formatDuration, formatTime } from './due.ts';
 import { sourceFingerprint, type Fingerprint } from './fingerprint.ts';
 
@@ -108,7 +108,9 @@ export class Scheduler {
     this.tickMs = options.tickMs ?? 1000;
     this.refreshMs = Math.max(options.refreshMs ?? 10_000, this.tickMs);
     this.livePollMs = options.livePollMs ?? defaultLivePollMs();
-    this.log = options.log ?? textLog;
+    const log = options.log ?? textLog;
+    // Every line is masked here, whoever writes it (text, JSON, a test's collector).
+    this.log = (entry) => log(redactValue(entry));
     this.engines = new StepEngine(project);
   }
 

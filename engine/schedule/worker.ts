@@ -38,7 +38,7 @@ import { runSync, type RunResult, type Trigger } from '../run.ts';
 import { closeLimiters } from '../apply/limiter.ts';
 import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
-import { redact } from '../redact.ts';
+import { redact, redactValue } from '../redact.ts';
 import { formatDuration } from './due.ts';
 
 const TRIGGERS: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
@@ -119,7 +119,9 @@ export class Worker {
     this.once = options.once ?? false;
     this.pollMs = options.pollMs ?? defaultPollMs();
     this.claimTtlMs = options.claimTtlMs ?? defaultClaimTtlMs();
-    this.log = options.log ?? textLog;
+    const log = options.log ?? textLog;
+    // Every line is masked here, whoever writes it (text, JSON, a test's collector).
+    this.log = (entry) => log(redactValue(entry));
     this.engines = new StepEngine(project);
   }
 

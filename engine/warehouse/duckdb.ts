@@ -132,11 +132,12 @@ export class DuckdbWarehouse implements Warehouse {
    * Opens the DuckDB file named in ebb.yml (relative to the project directory). DuckDB lets one
    * process hold a file at a time; when another one holds it (a run, the scheduler between two
    * polls), this waits for it with a short backoff, up to `busyWaitMs` (EBB_BUSY_WAIT_SECONDS,
-   * default 10 s), and then says which process holds it.
+   * default 10 s), and then says which process holds it. `readOnly` opens an existing file in
+   * DuckDB's READ_ONLY mode: it writes nothing, and several readers may share the file.
    */
-  static async open(config: Pick<DuckdbConfig, 'path' | 'memory_limit'>, projectDir: string, options: { busyWaitMs?: number } = {}): Promise<DuckdbWarehouse> {
+  static async open(config: Pick<DuckdbConfig, 'path' | 'memory_limit'>, projectDir: string, options: { busyWaitMs?: number; readOnly?: boolean } = {}): Promise<DuckdbWarehouse> {
     const path = config.path === ':memory:' ? ':memory:' : resolve(projectDir, config.path);
-    if (path !== ':memory:') await mkdir(dirname(path), { recursive: true });
+    if (path !== ':memory:' && !options.readOnly) await mkdir(dirname(path), { recursive: true });
     const waitMs = options.busyWaitMs ?? busyWaitMs();
     const deadline = Date.now() + waitMs;
     let delay = 25;
@@ -144,7 +145,7 @@ export class DuckdbWarehouse implements Warehouse {
     let instance: DuckDBInstance;
     for (;;) {
       try {
-        instance = await DuckDBInstance.create(path);
+        instance = await DuckDBInstance.create(path, options.readOnly ? { access_mode: 'READ_ONLY' } : undefined);
         break;
       } catch (e) {
         const message = (e as Error).message;
