@@ -3,8 +3,8 @@
  *
  * A secret is a value that ebb read from the environment for a credential (see `isSecretUse`).
  * It is masked as `***` in the forms in which an app or a driver may echo it back: as it is,
- * JSON-escaped (once or twice: a JSON body quoted inside a JSON message), URL-encoded (with
- * `%20` or `+`, either hex case), and, for `user:password` given in base64 (basic auth), the
+ * JSON-escaped (once or twice: a JSON body quoted inside a JSON message), URL-encoded (as a
+ * component, a form field, or by the URL parser in a query or a path; either hex case), and, for `user:password` given in base64 (basic auth), the
  * decoded pair and its password. A secret shorter than `SHORT` characters is masked only where
  * it stands alone, not inside a longer word or number, so that a 4-character key does not
  * turn every word that contains it into `***`.
@@ -57,11 +57,21 @@ function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/** How URLs encode a value: components, forms, and what the URL parser does to a query or a path. */
+function urlForms(value: string): string[] {
+  const encoded = encodeURIComponent(value);
+  const forms = [encoded, encoded.replace(/%20/g, '+'), new URLSearchParams({ v: value }).toString().slice(2), encodeURI(value)];
+  try {
+    forms.push(new URL(`http://h/?${value}`).search.slice(1), new URL(`http://h/${value}`).pathname.slice(1));
+  } catch {
+    // A value the URL parser refuses never made it into a URL.
+  }
+  return [...forms, ...forms.map((f) => f.replace(/%[0-9A-F]{2}/g, (h) => h.toLowerCase()))];
+}
+
 /** The forms of a secret that may come back in a message: raw, URL-encoded, JSON-escaped. */
 function formsOf(value: string): string[] {
-  const encoded = encodeURIComponent(value);
-  const lowerHex = (text: string) => text.replace(/%[0-9A-F]{2}/g, (h) => h.toLowerCase());
-  const bases = [value, encoded, encoded.replace(/%20/g, '+'), encodeURI(value), lowerHex(encoded), lowerHex(encoded.replace(/%20/g, '+'))];
+  const bases = [value, ...urlForms(value)];
   const forms = new Set<string>();
   for (const base of bases) {
     let form = base;

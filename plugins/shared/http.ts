@@ -3,6 +3,7 @@
  * that never throws, how an answer's body and `Retry-After` read, and an error or a body on one line.
  * What an app's error bodies mean stays in its plugin.
  */
+import { redact } from '../../engine/redact.ts';
 
 /** An HTTP answer (its body parsed as JSON where it is JSON), or a transport failure (timeout, reset, refused connection). */
 export type Answer = { status: number; headers: Headers; text: string; body: unknown } | { failure: string };
@@ -49,20 +50,23 @@ export function errorText(e: unknown, strip?: RegExp): string {
   return (strip ? text.replace(strip, '') : text).replace(/\s+/g, ' ').trim();
 }
 
+// The texts below are masked before they are cut: a cut through a secret would leave half of it.
+
 /** A body's text as stored in a result: as it is up to `limit` characters, else cut there and marked truncated. */
-export function truncated(text: string, limit = 4096): string {
+export function truncated(body: string, limit = 4096): string {
+  const text = redact(body);
   return text.length > limit ? `${text.slice(0, limit)}… (truncated; ${text.length} characters)` : text;
 }
 
 /** An answer's text on one line, cut short with `…`, for an error message. */
 export function snippet(text: string, limit = 300): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
+  const flat = redact(text).replace(/\s+/g, ' ').trim();
   return flat.length > limit ? `${flat.slice(0, limit)}…` : flat;
 }
 
 /** `: ` and the first 200 characters of an answer's text on one line, to end an error message; '' for no text. */
 export function snippetSuffix(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim().slice(0, 200);
+  const flat = redact(text).replace(/\s+/g, ' ').trim().slice(0, 200);
   return flat ? `: ${flat}` : '';
 }
 
