@@ -81,6 +81,7 @@ describe('ebb CLI on Snowflake (emulated)', () => {
   });
 
   it('shows status, runs and history from the Snowflake tables', async () => {
+    emulator.resetCounts();
     const status = await ebb(dir, ['status'], env);
     expect(status.code).toBe(0);
     expect(status.stdout).toContain('customers_to_file');
@@ -91,6 +92,9 @@ describe('ebb CLI on Snowflake (emulated)', () => {
     const failed = await ebb(dir, ['history', 'customers_to_file', '--failed', '--json'], env);
     expect(failed.code).toBe(0);
     expect(JSON.parse(failed.stdout)).toEqual([]);
+    // They only read: no setup DDL, no write, once ebb's tables are there.
+    expect(emulator.statements.length).toBeGreaterThan(0);
+    expect(emulator.statements.map((st) => st.sql).filter((sql) => !/^\s*(SELECT|WITH|SHOW|DESCRIBE|ALTER SESSION|USE)\b/i.test(sql))).toEqual([]);
   });
 
   it('validates sources against Snowflake, naming columns as ebb.yml does', async () => {
