@@ -193,6 +193,14 @@ describe('secrets echoed back by the app', () => {
     const text = await ebb(dir, ['history', 'contacts', '--failed'], env);
     expect(text.stdout).toContain('FAILED');
     expect(leaks(text.stdout + text.stderr)).toEqual([]);
+
+    // The plan shows the payload as it will be sent, the static value from env_var() included.
+    const plan = await ebb(dir, ['plan', 'contacts', '--json'], env);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect((JSON.parse(plan.stdout) as { samples: Array<{ transformed_record: unknown }> }).samples.map((r) => (typeof r.transformed_record === 'string' ? JSON.parse(r.transformed_record) : r.transformed_record))).toEqual([
+      expect.objectContaining({ email: 'echo@x.io', source_system: 'warehouse-eu' }),
+    ]);
+    expect(leaks(plan.stdout + plan.stderr)).toEqual([]);
   });
 
   it('the worker logs its runs with the credentials masked', async () => {

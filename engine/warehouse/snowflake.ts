@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import type * as SnowflakeSdk from 'snowflake-sdk';
 import type { Bind, Column as SfColumn, Connection, ConnectionOptions, RowStatement, SnowflakeError, StatementOption } from 'snowflake-sdk';
 import { EbbError } from '../errors.ts';
+import { redact } from '../redact.ts';
 import type { SnowflakeConfig } from '../config/schema.ts';
 import { normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
 
@@ -57,7 +58,7 @@ export function loadDriver(): Promise<Sdk> {
     const mod = (await import('snowflake-sdk')) as Sdk & { default?: Sdk };
     const sdk = mod.default ?? mod;
     const level = process.env.EBB_SNOWFLAKE_LOG_LEVEL?.toUpperCase();
-    const write = (m: string) => process.stderr.write(`snowflake-sdk: ${m}\n`);
+    const write = (m: string) => process.stderr.write(`snowflake-sdk: ${redact(m)}\n`);
     const drop = () => undefined;
     sdk.configure({
       logLevel: (['ERROR', 'WARN', 'INFO', 'DEBUG', 'TRACE'].includes(level ?? '') ? level : 'ERROR') as 'ERROR',
