@@ -1,7 +1,9 @@
 /** One run of one sync: plan in the warehouse, apply through the plugin, record the outcomes. */
 import { randomBytes } from 'node:crypto';
+import type { Sql } from './warehouse/sql.ts';
+import type { Row } from './warehouse/warehouse.ts';
 import type { SyncConfig } from './config/schema.ts';
-import { defaultCapabilities, type Session } from '../plugins/plugin.ts';
+import { defaultCapabilities, type Action, type Session } from '../plugins/plugin.ts';
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
 import { plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
@@ -43,6 +45,28 @@ async function discardUncommitted(engine: Engine, runId: string): Promise<void> 
   await engine.sql.run('clear_run', { table: 'sync_inflight', run_id: runId });
 }
 
+/**
+ * Asks the app about the sync's records in doubt (NEEDS_REVIEW) when the plugin can find records:
+ * one found is in the app under that id (an update follows where the strategy updates); one not
+ * found is created by this run. A record the app cannot tell about stays in doubt. Each answer is
+ * traced in history under `lookup-<run id>`.
+ */
+async function findInDoubt(sql: Sql, sync: SyncConfig, runId: string, session: Session, rows: Row[], batchSize: number): Promise<void> {
+  if (!session.find) return;
+  for (let at = 0; at < rows.length; at += batchSize) {
+    const changes = rows.slice(at, at + batchSize).map((r) => ({
+      key: String(r.record_key),
+      action: (r.last_action ?? 'create') as Action,
+      record: (typeof r.record === 'string' ? JSON.parse(r.record) : (r.record ?? {})) as Record<string, unknown>,
+      appId: null,
+    }));
+    const resolutions = (await session.find(changes)).flatMap((m) => ('appId' in m ? [{ key: m.key, app_id: m.appId }] : []));
+    if (resolutions.length === 0) continue;
+    await sql.run('state_resolve', { sync_name: sync.name, resolutions });
+    await sql.run('state_resolve_history', { sync_name: sync.name, resolutions, run_id: `lookup-${runId}`, action: 'lookup', by: 'ebb: a lookup in the app' });
+  }
+}
+
 /** A run id that sorts by time: `20261122T210501Z-3fa9c1`. */
 export function newRunId(): string {
   return `${new Date().toISOString().replace(/[-:]|\.\d+/g, '')}-${randomBytes(3).toString('hex')}`;
@@ -82,32 +106,35 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   let summary: PlanSummary = { actions: {}, reasons: {}, total: 0 };
   let error: string | null = null;
   let session: Session | undefined;
+  const openSession = async () => (session ??= await plugin.open({ ...pluginContext(engine, connection, sync), sync: sync.name, strategy: sync.strategy, destination, fields: Object.keys(sync.mapping) }));
+  const batchSize = Math.min(sync.batch_size, capabilities.maxBatchSize ?? Infinity);
   let committed = false;
   try {
+    // Records left in doubt by earlier runs are looked up first, so that this run can finish them.
+    const inDoubt = await sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
+    if (inDoubt.length > 0) await findInDoubt(sql, sync, runId, await openSession(), inDoubt, batchSize);
     summary = await plan(sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: options.allowEmptySource });
     const toSend = summary.total - (summary.actions.untrack ?? 0) - (summary.actions.source_failure ?? 0);
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });
     if (toSend > 0) {
-      const base = pluginContext(engine, connection, sync);
-      session = await plugin.open({
-        ...base,
-        sync: sync.name,
-        strategy: sync.strategy,
-        destination,
-        fields: Object.keys(sync.mapping),
-      });
-      await applyChanges({
+      const { stopped } = await applyChanges({
         sql,
         runId,
-        session,
+        session: await openSession(),
         strategy: sync.strategy,
-        batchSize: Math.min(sync.batch_size, capabilities.maxBatchSize ?? Infinity),
+        batchSize,
         concurrency: project.config.connections[connection].concurrency,
         retryDelaysMs: retry.delays_seconds.map((s) => s * 1000),
+        maxWaitMs: retry.max_wait_seconds * 1000,
+        idempotentCreate,
+        atomicRun: capabilities.atomicRun,
         deadline: sync.max_run_seconds ? started + sync.max_run_seconds * 1000 : undefined,
         signal: options.signal,
         onProgress: (applied) => options.onProgress?.({ sync: sync.name, planned: toSend, applied }),
       });
+      if (stopped) throw new Error(stopped);
+    }
+    if (session) {
       await session.close(true);
       committed = true;
       // The in-flight marks of an atomic plugin say "not committed yet"; now everything landed.

@@ -46,8 +46,17 @@ export interface Outcome {
      * endpoint). The engine splits the batch in half until the bad records are isolated.
      */
     wholeBatch?: boolean;
+    /**
+     * A failure without an answer: `connect` when the request never reached the app (connection
+     * refused, DNS, disk full), `sent` when it was sent and no answer came (timeout, reset), so the
+     * app may have applied it. A create that failed after `sent` is not resent blindly.
+     */
+    noAnswer?: 'connect' | 'sent';
   };
 }
+
+/** Whether the app holds a record: its identifier, null when it does not, or why the app could not tell. */
+export type Match = { key: string; appId: string | null } | { key: string; error: string };
 
 /** What a plugin can do. Each field has a default, so a plugin declares only what differs. */
 export interface Capabilities {
@@ -133,6 +142,11 @@ export interface DestinationIssue {
 export interface Session {
   /** Applies a batch; all its changes have the same action. Returns one outcome per change. */
   apply(changes: Change[]): Promise<Outcome[]>;
+  /**
+   * Finds records in the app by their fields (say, by email): one {@link Match} per change. The
+   * engine asks it about creates that may have reached the app unanswered (in doubt). Optional.
+   */
+  find?(changes: Change[]): Promise<Match[]>;
   /** Ends the run: `commit` is false when the run failed and nothing more must land. */
   close(commit: boolean): Promise<void>;
 }

@@ -1,7 +1,9 @@
 /**
  * Delivery to a flaky app, end to end through `ebb run` against the fault server (SPEC §3, §4):
  * 5xx, reset connections and timeouts; 429 with Retry-After; records refused inside a batch and
- * batches refused whole; the business retries; the time limit; the run lock and a killed run.
+ * batches refused whole; the business retries; the time limit; the run lock and a killed run;
+ * creates in doubt (sent, never answered) and how they are resolved; bounded runs (Retry-After
+ * past its cap, max_run_seconds over retry waits, an app that cannot be reached).
  * Retries wait 50-200 ms here, not 3-10 s, so that the tests stay fast.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -27,6 +29,8 @@ const singleRequests = {
   update: { method: 'PATCH', path: '/contacts/{{ app_id | urlencode }}', body: '{{ record | tojson }}' },
   delete: { method: 'DELETE', path: '/contacts/{{ app_id | urlencode }}' },
 };
+
+const lookup = { method: 'GET', path: '/contacts?email={{ record.email | urlencode }}', app_id: '{{ response.id }}' };
 
 const each = (item: string) => `[{% for c in changes %}${item}{{ "," if not loop.last }}{% endfor %}]`;
 const batchRequests = {
@@ -66,6 +70,9 @@ interface SetupOptions {
   concurrency?: number;
   timeoutMs?: number;
   createIsIdempotent?: boolean;
+  /** Adds requests.lookup: a contact found by its email. */
+  lookup?: boolean;
+  retry?: Record<string, unknown>;
 }
 
 /** A project with a sync `s` of the table `contacts` to a running fault server. */
@@ -77,7 +84,7 @@ async function setup(options: SetupOptions = {}) {
     name: 'delivery',
     warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
     connections: {
-      app: { plugin: 'http', config: { base_url: app.url, timeout_ms: options.timeoutMs ?? 5000 }, concurrency: options.concurrency ?? 4, retry },
+      app: { plugin: 'http', config: { base_url: app.url, timeout_ms: options.timeoutMs ?? 5000 }, concurrency: options.concurrency ?? 4, retry: options.retry ?? retry },
     },
     syncs: [
       {
@@ -86,7 +93,7 @@ async function setup(options: SetupOptions = {}) {
         destination: {
           connection: 'app',
           object: 'contacts',
-          requests: options.mode === 'batch' ? batchRequests : singleRequests,
+          requests: { ...(options.mode === 'batch' ? batchRequests : singleRequests), ...(options.lookup && { lookup }) },
           ...(options.createIsIdempotent && { create_is_idempotent: true }),
         },
         strategy: options.strategy ?? 'upsert',
@@ -116,6 +123,12 @@ async function setup(options: SetupOptions = {}) {
       expect(result.code, result.stderr + result.stdout).toBe(exit);
       return (JSON.parse(result.stdout) as { runs: RunJson[] }).runs[0];
     },
+    /** `ebb <args>` in the project, expecting an exit code. */
+    async cli(exit: number, ...args: string[]) {
+      const result = await ebb(dir, args);
+      expect(result.code, result.stderr + result.stdout).toBe(exit);
+      return result;
+    },
     /** The state rows, `key -> apply_state`. */
     async states(): Promise<Record<string, string>> {
       const rows = await duck(db, `SELECT record_key, apply_state FROM ebb.sync_record_state`);
@@ -136,8 +149,11 @@ const idOf = (record: Record<string, unknown>) => Number(String(record.email).sl
 
 describe('technical retries', () => {
   it('5xx, reset connections and timeouts on some requests: the run still ends HEALTHY, each record once in the app', async () => {
+    // A create that got no answer may have landed: it is sent again only because the app answers a
+    // repeated create with 409 and the id (create_is_idempotent).
     const s = await setup({
       timeoutMs: 300,
+      createIsIdempotent: true,
       app: {
         faults: [
           // Each record meets each fault at most once, so three retries are always enough; which
@@ -364,5 +380,157 @@ describe('the run lock and a killed run', () => {
     expect(s.app.requests.some((r) => r.answer === 409)).toBe(true);
     const states = await duck(s.db, `SELECT count(*) AS n, count(DISTINCT app_identifier) AS ids FROM ebb.sync_record_state WHERE apply_state = 'SUCCESS'`);
     expect(states).toEqual([{ n: 40, ids: 40 }]);
+  });
+});
+
+describe('creates in doubt: sent, never answered (without create_is_idempotent)', () => {
+  // p3's create lands but its answer never comes; p5's create never reaches the app (no answer either).
+  const faults: FaultConfig['faults'] = [
+    { kind: 'hang', afterApply: true, firstPerRecord: 1, match: /^POST /, only: (r) => r.email === 'p3@x.io' },
+    { kind: 'hang', firstPerRecord: 1, match: /^POST /, only: (r) => r.email === 'p5@x.io' },
+  ];
+  const posts = (app: FaultServer, email: string) => app.requests.filter((r) => r.method === 'POST' && r.records.some((c) => c.email === email));
+  const health = async (s: Awaited<ReturnType<typeof setup>>) => {
+    const [view] = await duck(s.db, `SELECT health FROM ebb.sync_health WHERE sync_name = 's'`);
+    const status = JSON.parse((await s.cli(0, 'status', '--json')).stdout) as Array<{ sync_name: string; health: string }>;
+    return { view: view.health, status: status.find((r) => r.sync_name === 's')?.health };
+  };
+
+  it('is not resent but NEEDS_REVIEW; the next run looks it up (requests.lookup): found is updated, not found is created, once each', async () => {
+    const s = await setup({ timeoutMs: 300, lookup: true, app: { faults } });
+    const rows = people(1, 6);
+    await s.load(rows);
+    const first = await s.run(2);
+    expect(first).toMatchObject({ health: 'INCOMPLETE', counts: { succeeded: 4, failed: 0, needs_review: 2 } });
+    // Sent once each: never three more times on a timeout.
+    expect(posts(s.app, 'p3@x.io').map((r) => r.answer)).toEqual(['hang']);
+    expect(posts(s.app, 'p5@x.io').map((r) => r.answer)).toEqual(['hang']);
+    expect(await s.states()).toMatchObject({ 3: 'NEEDS_REVIEW', 5: 'NEEDS_REVIEW' });
+    const [doubt] = await duck(s.db, `SELECT result::VARCHAR AS result FROM ebb.sync_record_history WHERE run_id = '${first.run_id}' AND record_key = '3'`);
+    expect(JSON.parse(String(doubt.result))).toMatchObject({ note: expect.stringMatching(/no answer came/) as unknown, error: { kind: 'transient', noAnswer: 'sent' } });
+    expect(await health(s)).toEqual({ view: 'INCOMPLETE', status: 'INCOMPLETE' });
+
+    s.app.requests.length = 0;
+    const second = await s.run(0);
+    expect(second).toMatchObject({ health: 'HEALTHY', counts: { succeeded: 2, failed: 0, needs_review: 0 } });
+    const p3 = s.app.idOf('p3@x.io')!;
+    expect(s.app.requests.map((r) => `${r.method} ${decodeURIComponent(r.path)} ${String(r.answer)}`).sort()).toEqual(
+      ['GET /contacts?email=p3@x.io 200', 'GET /contacts?email=p5@x.io 404', `PATCH /contacts/${p3} 200`, 'POST /contacts 201'].sort(),
+    );
+    expectAppHolds(s.app, rows);
+    const state = await duck(s.db, `SELECT record_key, apply_state, app_identifier FROM ebb.sync_record_state WHERE record_key IN ('3', '5') ORDER BY record_key`);
+    expect(state).toEqual([
+      { record_key: '3', apply_state: 'SUCCESS', app_identifier: p3 },
+      { record_key: '5', apply_state: 'SUCCESS', app_identifier: s.app.idOf('p5@x.io') },
+    ]);
+    const traced = await duck(s.db, `SELECT record_key, apply_state, app_identifier FROM ebb.sync_record_history WHERE action = 'lookup' ORDER BY record_key`);
+    expect(traced).toEqual([
+      { record_key: '3', apply_state: 'SUCCESS', app_identifier: p3 },
+      { record_key: '5', apply_state: 'RESYNC_REQUESTED', app_identifier: null },
+    ]);
+    expect(await health(s)).toEqual({ view: 'HEALTHY', status: 'HEALTHY' });
+  });
+
+  it('without a lookup it stays NEEDS_REVIEW run after run; resync refuses it; `ebb resolve` settles it with no duplicate', async () => {
+    const s = await setup({ timeoutMs: 300, app: { faults } });
+    const rows = people(1, 6);
+    await s.load(rows);
+    await s.run(2);
+    // A run with nothing to do is still not healthy while records are in doubt.
+    const idle = await s.run(2);
+    expect(idle).toMatchObject({ health: 'INCOMPLETE', planned: {}, counts: { succeeded: 0, needs_review: 2 } });
+    expect(await health(s)).toEqual({ view: 'INCOMPLETE', status: 'INCOMPLETE' });
+
+    const refused = await s.cli(1, 'resync', 's', '--key', '3');
+    expect(refused.stderr).toMatch(/^error: s: 3 is in doubt \(NEEDS_REVIEW\): the app may hold it already, so `ebb resync` could create it twice\. .*`ebb resolve s --key K --app-id ID`/);
+    expect((await s.cli(1, 'skip', 's', '--key', '5')).stderr).toMatch(/5 is in doubt/);
+    const all = await s.cli(0, 'resync', 's');
+    expect(all.stdout).toBe('s: 4 records will be sent again in the next run\ns: 2 records are in doubt and left alone: see `ebb resolve s`\n');
+    expect(await s.states()).toMatchObject({ 3: 'NEEDS_REVIEW', 5: 'NEEDS_REVIEW' });
+    const listed = JSON.parse((await s.cli(0, 'resolve', 's', '--json')).stdout) as Array<{ record_key: string; action: string }>;
+    expect(listed.map((r) => `${r.record_key} ${r.action}`)).toEqual(['3 create', '5 create']);
+
+    // The person checks the app: p3 is there, p5 is not.
+    const p3 = s.app.idOf('p3@x.io')!;
+    expect(s.app.idOf('p5@x.io')).toBeUndefined();
+    expect((await s.cli(3, 'resolve', 's', '--key', '4', '--not-in-app')).stderr).toMatch(/4 is not in doubt/);
+    await s.cli(0, 'resolve', 's', '--key', '3', '--app-id', p3);
+    await s.cli(0, 'resolve', 's', '--key', '5', '--not-in-app');
+    const traced = await duck(s.db, `SELECT record_key, apply_state, app_identifier FROM ebb.sync_record_history WHERE action = 'resolve' ORDER BY record_key`);
+    expect(traced).toEqual([
+      { record_key: '3', apply_state: 'SUCCESS', app_identifier: p3 },
+      { record_key: '5', apply_state: 'RESYNC_REQUESTED', app_identifier: null },
+    ]);
+    s.app.requests.length = 0;
+    const healed = await s.run(0);
+    expect(healed).toMatchObject({ health: 'HEALTHY', counts: { needs_review: 0 } });
+    // p3 is updated in place, p5 created once; the others are resent as `ebb resync` asked.
+    expect(s.app.requests.filter((r) => r.records.some((c) => c.email === 'p3@x.io' || c.email === 'p5@x.io')).map((r) => `${r.method} ${r.path} ${String(r.answer)}`).sort()).toEqual(
+      [`PATCH /contacts/${p3} 200`, 'POST /contacts 201'].sort(),
+    );
+    expectAppHolds(s.app, rows);
+    expect(await health(s)).toEqual({ view: 'HEALTHY', status: 'HEALTHY' });
+  }, 180_000);
+});
+
+describe('bounded runs', () => {
+  it('a 429 asking for an hour (Retry-After: 3600) is not slept on: the records are DELAYED with the reason, and go first in the next run', async () => {
+    const s = await setup({ app: { faults: [{ kind: 'rate_limit', retryAfterSeconds: 3600, firstRequests: 3 }] }, concurrency: 1, batchSize: 3 });
+    const rows = people(1, 3);
+    await s.load(rows);
+    const run = await s.run(0);
+    expect(run).toMatchObject({ health: 'DELAYED', counts: { succeeded: 0, failed: 0, delayed: 3 } });
+    expect(s.app.requests.map((r) => r.answer)).toEqual([429, 429, 429]);
+    const history = await duck(s.db, `SELECT apply_state, result::VARCHAR AS result FROM ebb.sync_record_history WHERE run_id = '${run.run_id}'`);
+    expect(history).toHaveLength(3);
+    for (const row of history) {
+      expect(row.apply_state).toBe('DELAYED');
+      expect(JSON.parse(String(row.result))).toMatchObject({
+        note: 'the app asked to wait 3600 s (Retry-After), more than retry.max_wait_seconds (60); it goes first in the next run',
+        error: { kind: 'rate_limited', retryAfterMs: 3_600_000 },
+      });
+    }
+    const next = await s.run(0);
+    expect(next).toMatchObject({ health: 'HEALTHY', counts: { succeeded: 3 } });
+    expectAppHolds(s.app, rows);
+  });
+
+  it('retry.max_wait_seconds sets the cap', async () => {
+    const s = await setup({ retry: { delays_seconds: [0.05], max_wait_seconds: 1 }, app: { faults: [{ kind: 'rate_limit', retryAfterSeconds: 2, firstRequests: 1 }] }, concurrency: 1 });
+    await s.load(people(1, 2));
+    const run = await s.run(0);
+    expect(run).toMatchObject({ health: 'DELAYED', counts: { succeeded: 1, delayed: 1 } });
+    expect(s.app.requests.map((r) => r.answer)).toEqual([429, 201]);
+  });
+
+  it('max_run_seconds bounds the waits for retries: a retry due after the limit is not waited for, its record is DELAYED', async () => {
+    // Every first try fails with 503; the retry would come 30 s later, past the 2 s limit.
+    const s = await setup({ retry: { delays_seconds: [30] }, app: { faults: [{ kind: 'error', status: 503, firstPerRecord: 1 }] } });
+    await s.timeLimit(2);
+    const rows = people(1, 5);
+    await s.load(rows);
+    const run = await s.run(0);
+    expect(run).toMatchObject({ health: 'DELAYED', counts: { succeeded: 0, failed: 0, delayed: 5 } });
+    expect(s.app.requests.map((r) => r.answer)).toEqual(Array(5).fill(503));
+    const notes = await duck(s.db, `SELECT DISTINCT json_extract_string(result, '$.note') AS note FROM ebb.sync_record_history WHERE run_id = '${run.run_id}'`);
+    expect(notes).toEqual([{ note: 'not tried again in this run: the time limit (max_run_seconds) comes before the retry, 30 s later' }]);
+    await s.timeLimit(undefined);
+    expect(await s.run(0)).toMatchObject({ health: 'HEALTHY', counts: { succeeded: 5 } });
+    expectAppHolds(s.app, rows);
+  });
+
+  it('an app that refuses connections: the run stops after 3 batches in a row got no answer, FAILED with the error, every record DELAYED in history', async () => {
+    const s = await setup({ batchSize: 10, concurrency: 4 });
+    await s.app.stop(); // nothing listens on its port any more: every connection is refused
+    await s.load(people(1, 1000));
+    const run = await s.run(1);
+    expect(run.health).toBe('FAILED');
+    expect(run.error).toMatch(/^stopped after 3 batches in a row got no answer from the app: POST \/contacts failed: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
+    expect(run.counts).toMatchObject({ succeeded: 0, failed: 0, delayed: 1000 });
+    const [tried] = await duck(s.db, `SELECT count(*) AS n FROM ebb.sync_record_history WHERE run_id = '${run.run_id}' AND result IS NOT NULL`);
+    // Only the batches sent before the breaker opened were tried: at most one per concurrent slot.
+    expect(tried.n).toBeGreaterThan(0);
+    expect(tried.n).toBeLessThanOrEqual(4 * 10);
+    expect(Object.values(await s.states()).filter((state) => state === 'DELAYED')).toHaveLength(1000);
   });
 });

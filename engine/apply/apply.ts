@@ -1,9 +1,10 @@
 /**
  * Apply: stream the change set out of the warehouse in batches and send them through the plugin,
  * under the connection's concurrency, with the business and technical retries of SPEC §3.
- * Outcomes go back to the warehouse in bulk as they arrive, so memory stays flat.
+ * Each batch is marked in flight just before it is sent, and its outcomes are written as soon as
+ * the app answered them (one bulk append per answer, shared by the batches answered meanwhile):
+ * after a crash, only the batches that were on the wire are in doubt.
  */
-import pMap from 'p-map';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/plugin.ts';
 import type { Sql } from '../warehouse/sql.ts';
@@ -29,23 +30,31 @@ export interface ApplyOptions {
   concurrency: number;
   /** Milliseconds to wait before each technical retry; its length is the number of retries. */
   retryDelaysMs: number[];
-  /** Epoch milliseconds after which no new batch starts (`max_run_seconds`). */
+  /** The longest wait an app may ask for (`Retry-After`); past it the record is DELAYED to the next run. Default: no cap. */
+  maxWaitMs?: number;
+  /** A create sent twice cannot make two records: an unanswered create is retried rather than left in doubt. */
+  idempotentCreate?: boolean;
+  /** Nothing lands in the app before the session commits: outcomes need not be durable batch by batch. */
+  atomicRun?: boolean;
+  /** Epoch milliseconds after which nothing more is sent (`max_run_seconds`). */
   deadline?: number;
-  /** Once aborted, no new batch starts, as at the deadline (ebb worker on SIGTERM). */
+  /** Once aborted, nothing more is sent, as at the deadline (ebb worker on SIGTERM). */
   signal?: AbortSignal;
   /** Called with the number of records that got their final outcome. */
   onProgress?: (applied: number) => void;
 }
 
-/** What apply did. Records it did not reach (deadline) have no outcome and are recorded DELAYED. */
+/** What apply did. Records it did not send (deadline, signal, stopped) have no outcome and are recorded DELAYED. */
 export interface ApplyResult {
   applied: number;
+  /** Why sending stopped early as a failure of the run (the app unreachable); undefined otherwise. */
+  stopped?: string;
 }
 
 const OUTCOME_COLUMNS = ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'];
 const INFLIGHT_COLUMNS = ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'];
-const FLUSH_EVERY = 2000;
-const FLUSH_MS = 1000;
+/** After this many sends in a row got no answer at all (refused, DNS, reset), the run stops sending. */
+const BREAKER_SENDS = 3;
 
 function toChange(row: Row): PlannedChange {
   const record = typeof row.record === 'string' ? (JSON.parse(row.record) as Record<string, unknown>) : ((row.record ?? {}) as Record<string, unknown>);
@@ -57,26 +66,21 @@ function toChange(row: Row): PlannedChange {
   return change;
 }
 
-async function* batches(rows: AsyncIterable<Row[]>, size: number, deadline?: number, signal?: AbortSignal): AsyncIterable<PlannedChange[]> {
-  const over = () => (deadline !== undefined && Date.now() >= deadline) || signal?.aborted === true;
+/** Groups the change set into batches of one action; stops reading once `stop()` says so. */
+async function* batches(rows: AsyncIterable<Row[]>, size: number, stop: () => unknown): AsyncIterable<PlannedChange[]> {
   let batch: PlannedChange[] = [];
   for await (const chunk of rows) {
     for (const row of chunk) {
       const change = toChange(row);
       if (batch.length > 0 && (batch.length >= size || batch[0].action !== change.action)) {
-        if (over()) return;
+        if (stop()) return;
         yield batch;
         batch = [];
       }
       batch.push(change);
     }
   }
-  if (batch.length > 0 && !over()) yield batch;
-}
-
-/** Maps the items of an async iterable. */
-async function* mapAsync<T, U>(source: AsyncIterable<T>, f: (item: T) => U): AsyncIterable<U> {
-  for await (const item of source) yield f(item);
+  if (batch.length > 0) yield batch;
 }
 
 /** Reads up to `depth` items ahead of the consumer. */
@@ -99,17 +103,17 @@ async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIter
 
 /**
  * Group commit: rows added while a write is under way go together in the next write, so batches
- * sent at once share one statement. Each add() resolves when its row is written.
+ * answered at once share one statement. Each add() resolves when its rows are written.
  */
 class GroupAppend {
-  private pending: Array<{ row: Param[]; done: (error?: unknown) => void }> = [];
+  private pending: Array<{ rows: Param[][]; done: (error?: unknown) => void }> = [];
   private writing = false;
 
   constructor(private readonly write: (rows: Param[][]) => Promise<void>) {}
 
-  add(row: Param[]): Promise<void> {
+  add(rows: Param[][]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ row, done: (error) => (error === undefined ? resolve() : reject(error as Error)) });
+      this.pending.push({ rows, done: (error) => (error === undefined ? resolve() : reject(error as Error)) });
       if (!this.writing) void this.drain();
     });
   }
@@ -119,7 +123,7 @@ class GroupAppend {
     while (this.pending.length > 0) {
       const group = this.pending;
       this.pending = [];
-      const error = await this.write(group.map((g) => g.row)).then(() => undefined, (e: unknown) => e ?? new Error('write failed'));
+      const error = await this.write(group.flatMap((g) => g.rows)).then(() => undefined, (e: unknown) => e ?? new Error('write failed'));
       for (const g of group) g.done(error);
     }
     this.writing = false;
@@ -142,9 +146,12 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
     } catch (e) {
       // Without its rate limiter (Redis gone) nothing can be sent: that fails the run, not records.
       if (e instanceof LimiterUnavailableError) throw e;
-      // A plugin that throws fails the batch, not the run: each record keeps a definite outcome.
+      // A plugin that throws fails the batch, not the run: each record keeps a definite outcome. A
+      // full or read-only disk, or an app that cannot be reached, leaves nothing half done.
       const message = (e as Error).message;
-      outcomes = group.map((c) => ({ key: c.key, success: false, error: { kind: 'transient', message } }));
+      const code = (e as NodeJS.ErrnoException).code;
+      const noAnswer = code !== undefined && unreachable.has(code) ? ('connect' as const) : undefined;
+      outcomes = group.map((c) => ({ key: c.key, success: false, error: { kind: 'transient', message, ...(noAnswer && { noAnswer }) } }));
     }
     const byKey = new Map(outcomes.map((o) => [o.key, o]));
     for (const change of group) {
@@ -154,28 +161,78 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
   return pairs;
 }
 
+/** Error codes of a plugin failure that reached nothing: no disk space, no connection. */
+const unreachable = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** How a record that got no final answer in this run is recorded: DELAYED (not applied) or NEEDS_REVIEW (may be applied). */
+type Deferral = 'delayed' | 'in_doubt';
+
 /** Applies the run's change set; returns when every sent record has its outcome in the warehouse. */
 export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> {
-  const { sql, runId, session, strategy, retryDelaysMs } = options;
-  let buffer: Param[][] = [];
+  const { sql, runId, session, strategy, retryDelaysMs, deadline, signal } = options;
+  const maxWaitMs = options.maxWaitMs ?? Infinity;
   let applied = 0;
-  const flushes: Promise<void>[] = [];
-  let lastFlush = Date.now();
-  const flush = () => {
-    lastFlush = Date.now();
-    if (buffer.length === 0) return;
-    const rows = buffer;
-    buffer = [];
-    flushes.push(sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
+
+  // Why nothing more is sent: a failure of the run (breaker, an error), the signal or the deadline.
+  let stopped: string | undefined;
+  let failure: unknown;
+  const halt = new AbortController();
+  const stopRun = (reason: string) => {
+    stopped ??= reason;
+    halt.abort();
   };
-  const settle = (change: PlannedChange, outcome: Outcome) => {
-    const result = outcome.success ? (outcome.result ?? null) : { error: outcome.error, response: outcome.result };
+  const onAbort = () => halt.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const stopReason = (): string | undefined => {
+    if (stopped) return stopped;
+    if (failure !== undefined) return 'the run failed';
+    if (signal?.aborted) return 'the run was asked to stop';
+    if (deadline !== undefined && Date.now() >= deadline) return 'the time limit (max_run_seconds) was reached';
+    return undefined;
+  };
+  /** Waits before a retry; returns why the retry must not happen, if it must not. */
+  const pause = async (ms: number): Promise<string | undefined> => {
+    const before = stopReason();
+    if (before) return before;
+    // A wait never runs past the deadline: the records go to the next run at once instead.
+    if (deadline !== undefined && Date.now() + ms > deadline) return `the time limit (max_run_seconds) comes before the retry, ${Math.round(ms / 100) / 10} s later`;
+    await sleep(ms, undefined, { signal: halt.signal }).catch(() => undefined);
+    return stopReason();
+  };
+
+  // Circuit breaker: sends that got no answer at all, in a row, across batches.
+  let unanswered = 0;
+  const observe = (pairs: Array<[PlannedChange, Outcome]>) => {
+    const noAnswer = pairs.filter(([, o]) => o.error?.noAnswer);
+    if (noAnswer.length < pairs.length) unanswered = 0;
+    else if (++unanswered >= BREAKER_SENDS) stopRun(`stopped after ${unanswered} batches in a row got no answer from the app: ${noAnswer[0][1].error!.message}`);
+  };
+
+  const rowOf = (change: PlannedChange, outcome: Outcome, deferral?: Deferral, note?: string): Param[] => {
+    const result = outcome.success ? (outcome.result ?? null) : { ...(note && { note }), error: outcome.error, response: outcome.result };
     const json = result === null || result === undefined ? null : toJson(result);
-    buffer.push([runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, outcome.error?.kind ?? null, new Date()]);
-    applied += 1;
-    // Often enough that a killed run leaves few outcomes unwritten, rarely enough to stay bulk.
-    if (buffer.length >= FLUSH_EVERY || Date.now() - lastFlush >= FLUSH_MS) flush();
+    return [runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, deferral ?? outcome.error?.kind ?? null, new Date()];
   };
+  const outcomes = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
+  const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
+  // An atomic plugin's outcomes count only once it commits: they are written behind, in large groups.
+  const behind: Promise<void>[] = [];
+  const write = async (rows: Param[][]) => {
+    if (rows.length === 0) return;
+    applied += rows.length;
+    const written = outcomes.add(rows);
+    if (!options.atomicRun) return written;
+    written.catch(() => undefined);
+    behind.push(written);
+  };
+  // For an atomic plugin one mark says "begun, not committed"; elsewhere each batch is marked.
+  let atomicMark: Promise<void> | undefined;
+  const mark = (batch: PlannedChange[]) => {
+    const row = [runId, batch[0].then ?? batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()];
+    if (!options.atomicRun) return marks.add([row]);
+    return (atomicMark ??= marks.add([row]));
+  };
+  const mayDuplicate = (change: PlannedChange) => !options.idempotentCreate && (change.action === 'create' || change.action === 'send');
 
   // A batch that the app refused as a whole is split in half until the bad records are isolated.
   const sendSplitting = async (changes: PlannedChange[]): Promise<Array<[PlannedChange, Outcome]>> => {
@@ -187,62 +244,99 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     return pairs;
   };
 
-  const deliver = async ({ batch, marked }: { batch: PlannedChange[]; marked: Promise<void> }) => {
+  const deliver = async (batch: PlannedChange[]) => {
+    // Checked now, when the batch is about to be sent: a batch never sent has no mark and no
+    // outcome, and is recorded DELAYED.
+    if (stopReason()) return;
     // Marked in flight before it is sent: if the process dies now, the next run knows these
     // records may have reached the app (see record_history.sql.njk).
-    await marked;
+    await mark(batch);
     let pending = batch;
+    // The last answer of each record that waits for a retry, kept for its history if it is not retried.
+    const last = new Map<number, Outcome>();
     let attempt = 0;
     const reshaped = new Set<number>();
     while (pending.length > 0) {
       const retryNow: PlannedChange[] = [];
-      const retryLater: PlannedChange[] = [];
+      let retryLater: PlannedChange[] = [];
+      const done: Param[][] = [];
       let wait = 0;
-      for (const [change, outcome] of await sendSplitting(pending)) {
+      const pairs = await sendSplitting(pending);
+      observe(pairs);
+      for (const [change, outcome] of pairs) {
         const error = outcome.error;
         const learned = outcome.success ? outcome.appId : error?.kind === 'conflict' ? error.existingAppId : undefined;
         if (change.then && learned) retryNow.push({ ...change, action: change.then, appId: learned, then: undefined });
-        else if (outcome.success) settle(change, outcome);
+        else if (outcome.success) done.push(rowOf(change, outcome));
         else if (error?.kind === 'not_found' && (change.action === 'delete' || change.action === 'clear')) {
           // Already gone from the app: there is nothing left to delete or clear.
-          settle(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } });
+          done.push(rowOf(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } }));
         } else if (error?.kind === 'not_found' && change.action === 'update' && (strategy === 'upsert' || strategy === 'mirror') && !reshaped.has(change.seq)) {
           reshaped.add(change.seq);
           retryNow.push({ ...change, action: 'create', appId: null });
         } else if (error?.kind === 'conflict' && change.action === 'create' && error.existingAppId && strategy !== 'create' && strategy !== 'send' && !reshaped.has(change.seq)) {
           reshaped.add(change.seq);
           retryNow.push({ ...change, action: 'update', appId: error.existingAppId });
+        } else if (error?.noAnswer === 'sent' && mayDuplicate(change)) {
+          // Sent, and no answer: the app may have made the record. Sending it again could make a
+          // second one, so a lookup or a person decides (NEEDS_REVIEW).
+          done.push(rowOf(change, outcome, 'in_doubt', 'sent, but no answer came: the app may or may not hold the record'));
         } else if ((error?.kind === 'transient' || error?.kind === 'rate_limited') && attempt < retryDelaysMs.length) {
-          retryLater.push(change);
-          wait = Math.max(wait, retryDelaysMs[attempt], error.retryAfterMs ?? 0);
-        } else settle(change, outcome);
+          const asked = error.retryAfterMs ?? 0;
+          if (asked > maxWaitMs) {
+            const note = `the app asked to wait ${Math.round(asked / 1000)} s (Retry-After), more than retry.max_wait_seconds (${maxWaitMs / 1000}); it goes first in the next run`;
+            done.push(rowOf(change, outcome, 'delayed', note));
+          } else {
+            retryLater.push(change);
+            last.set(change.seq, outcome);
+            wait = Math.max(wait, retryDelaysMs[attempt], asked);
+          }
+        } else done.push(rowOf(change, outcome));
       }
+      // Durable as soon as answered, before any wait.
+      await write(done);
       if (retryLater.length > 0) {
         attempt += 1;
-        await sleep(wait);
+        const reason = await pause(wait);
+        if (reason) {
+          await write(retryLater.map((c) => rowOf(c, last.get(c.seq)!, 'delayed', `not tried again in this run: ${reason}`)));
+          retryLater = [];
+        }
       }
       pending = [...retryNow, ...retryLater];
+      // A business retry is sent at once, unless sending has stopped meanwhile.
+      const reason = pending.length > 0 ? stopReason() : undefined;
+      if (reason) {
+        await write(retryNow.map((c) => rowOf(c, { key: c.key, success: false, appId: c.appId, error: { kind: 'transient', message: reason } }, 'delayed', `not sent in this run: ${reason}`)));
+        await write(retryLater.map((c) => rowOf(c, last.get(c.seq)!, 'delayed', `not tried again in this run: ${reason}`)));
+        pending = [];
+      }
     }
     options.onProgress?.(applied);
   };
 
-  const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
-  const rows = sql.stream('stream_changes', { run_id: runId });
+  // Up to `concurrency` batches in flight. Every batch that started is seen to its end, even when
+  // another one fails, so that no outcome is written after the run was recorded.
+  const running = new Set<Promise<void>>();
+  const start = (batch: PlannedChange[]) => {
+    const delivered: Promise<void> = deliver(batch)
+      .catch((e: unknown) => {
+        failure ??= e;
+        halt.abort();
+      })
+      .finally(() => running.delete(delivered));
+    running.add(delivered);
+  };
   try {
-    // Each batch is marked as soon as it is read, and up to `concurrency` batches are read ahead,
-    // so the marks are written while earlier batches are sent. A mark may thus cover a batch that
-    // a killed run had not sent yet: the next run treats it as maybe sent, the safe side.
-    const mark = (batch: PlannedChange[]) => {
-      const marked = marks.add([runId, batch[0].then ?? batch[0].action, batch[0].seq, batch[batch.length - 1].seq, new Date()]);
-      marked.catch(() => undefined); // reported by deliver(), which awaits it before sending
-      return { batch, marked };
-    };
-    const ready = readAhead(mapAsync(batches(rows, options.batchSize, options.deadline, options.signal), mark), options.concurrency);
-    await pMap(ready, deliver, { concurrency: options.concurrency });
+    for await (const batch of readAhead(batches(sql.stream('stream_changes', { run_id: runId }), options.batchSize, stopReason), options.concurrency)) {
+      while (running.size >= options.concurrency) await Promise.race(running);
+      start(batch);
+    }
   } finally {
-    // Even when the run breaks, what the app already answered must reach the warehouse.
-    flush();
-    await Promise.all(flushes);
+    await Promise.all(running);
+    signal?.removeEventListener('abort', onAbort);
+    await Promise.all(behind);
   }
-  return { applied };
+  if (failure !== undefined) throw failure;
+  return { applied, stopped };
 }

@@ -39,8 +39,10 @@ const connection = z.strictObject({
     .strictObject({
       /** Seconds to wait before each technical retry; its length is the number of retries. */
       delays_seconds: z.array(z.number().nonnegative()).default([3, 5, 10]),
+      /** The longest wait a `Retry-After` may ask for; past it the record is DELAYED to the next run. */
+      max_wait_seconds: z.number().nonnegative().default(60),
     })
-    .default({ delays_seconds: [3, 5, 10] }),
+    .default({ delays_seconds: [3, 5, 10], max_wait_seconds: 60 }),
 });
 
 const mappingValue = z.union(

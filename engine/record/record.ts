@@ -10,7 +10,7 @@ export interface RunCounts {
   delayed: number;
   skipped: number;
   source_failures: number;
-  /** Records that were in flight when a run stopped and that the app cannot match: a person decides. */
+  /** Records of the sync in doubt after this run (NEEDS_REVIEW, from this run or earlier ones): a lookup or a person decides. */
   needs_review: number;
 }
 
@@ -37,10 +37,15 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
     source_failures: byState.SOURCE_FAILURE ?? 0,
     needs_review: byState.NEEDS_REVIEW ?? 0,
   };
-  const health = healthOf(counts, run.error);
+  let health = healthOf(counts, run.error);
+  // Records left in doubt by any run keep the sync from being HEALTHY until they are resolved.
+  const [outstanding] = await sql.runAndRead('state_review_count', { sync_name: run.syncName });
+  const fresh = counts.needs_review;
+  counts.needs_review = Number(outstanding.n);
+  if (counts.needs_review > 0 && (health === 'HEALTHY' || health === 'DELAYED')) health = 'INCOMPLETE';
   for (const table of ['sync_changes', 'sync_outcomes', 'sync_inflight']) await sql.run('clear_run', { table, run_id: run.runId });
   const { needs_review: _review, ...columns } = counts;
-  await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + counts.needs_review, error: run.error });
+  await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + fresh, error: run.error });
   await sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId });
   return { counts, health };
 }

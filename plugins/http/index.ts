@@ -16,7 +16,7 @@
  * A value placed in `path` should go through nunjucks' `urlencode` filter.
  */
 import { z } from 'zod';
-import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
+import type { Action, Change, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
 import { errorText, joinUrl, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
 
 export { parseRetryAfter };
@@ -72,8 +72,17 @@ export const httpDestinationSchema = z.looseObject({
       /** Defaults to create's template. */
       recreate: requestSchema.optional(),
       send: requestSchema.optional(),
+      /**
+       * Finds a record by its fields (`GET /contacts?email={{ record.email | urlencode }}`, with
+       * `app_id` from the answer): a create in doubt is then matched instead of left for review.
+       */
+      lookup: requestSchema.optional(),
     })
-    .refine((r) => Object.values(r).some(Boolean), 'define at least one request, such as requests.create'),
+    .refine((r) => Object.values(r).some(Boolean), 'define at least one request, such as requests.create')
+    .refine((r) => !r.lookup || (r.lookup.app_id !== undefined && !r.lookup.batch), {
+      message: 'a lookup request needs app_id (the identifier found in the answer) and no batch',
+      path: ['lookup'],
+    }),
 });
 export type HttpDestination = z.infer<typeof httpDestinationSchema>;
 
@@ -119,9 +128,11 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
           `add ${missing.map((a) => `destination.requests.${a}`).join(' and ')}`,
       );
     }
+    const lookup = ctx.destination.requests.lookup;
     return {
       // ctx.schedule bounds how many of these run at once.
       apply: (changes) => applyAll(ctx, changes),
+      ...(lookup && { find: (changes: Change[]) => Promise.all(changes.map((c) => lookupOne(ctx, c, lookup))) }),
       close: async () => {},
     };
   },
@@ -240,7 +251,7 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
 
   const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
   const what = `${template.method} ${built.path}`;
-  if ('failure' in answer) return failed(change, 'transient', `${what} failed: ${answer.failure}`);
+  if ('failure' in answer) return failed(change, 'transient', `${what} failed: ${answer.failure}`, answer.sent ? 'sent' : 'connect');
 
   const response = answer.body;
   const result = resultOf(answer, response);
@@ -286,7 +297,7 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
   const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
   const what = `${template.method} ${built.path}`;
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
-  if ('failure' in answer) return changes.map((c) => failed(c, 'transient', `${what}${size} failed: ${answer.failure}`));
+  if ('failure' in answer) return changes.map((c) => failed(c, 'transient', `${what}${size} failed: ${answer.failure}`, answer.sent ? 'sent' : 'connect'));
 
   const response = answer.body;
   if (answer.status < 200 || answer.status >= 300) {
@@ -321,6 +332,29 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
       return { ...rejected(change, `${what}${size} answered ${answer.status}, but ${errorText(e)}`), result };
     }
   });
+}
+
+/** Asks the app for one record (`requests.lookup`): a 2xx with a non-empty `app_id` finds it; a 404 or an empty `app_id` says it is not there. */
+async function lookupOne(ctx: Context, change: Change, template: RequestTemplate): Promise<Match> {
+  const key = change.key;
+  const context = { record: change.record, key, app_id: null, action: change.action, object: ctx.destination.object };
+  const render = renderer(ctx, 'lookup', change.action);
+  let built: { path: string; request: Request };
+  try {
+    built = buildRequest(ctx, 'lookup', template, render, context);
+  } catch (e) {
+    return { key, error: (e as Error).message };
+  }
+  const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
+  const what = `${template.method} ${built.path}`;
+  if ('failure' in answer) return { key, error: `${what} failed: ${answer.failure}` };
+  if (answer.status === 404) return { key, appId: null };
+  if (answer.status < 200 || answer.status >= 300) return { key, error: `${what} answered ${answer.status}${snippetSuffix(answer.text)}` };
+  try {
+    return { key, appId: render('app_id', template.app_id ?? '', { ...context, response: answer.body }).trim() || null };
+  } catch (e) {
+    return { key, error: `${what} answered ${answer.status}, but ${errorText(e)}` };
+  }
 }
 
 /** What an answer is stored as in history: its status and its (truncated) body. */
@@ -378,8 +412,8 @@ function rejected(change: Change, message: string): Outcome {
   return failed(change, 'rejected', message);
 }
 
-function failed(change: Change, kind: ErrorKind, message: string): Outcome {
-  return { key: change.key, success: false, appId: change.appId, error: { kind, message } };
+function failed(change: Change, kind: ErrorKind, message: string, noAnswer?: 'connect' | 'sent'): Outcome {
+  return { key: change.key, success: false, appId: change.appId, error: { kind, message, ...(noAnswer && { noAnswer }) } };
 }
 
 /** The value at a dotted path (`data.results`, `items.0`) of a parsed JSON answer. */

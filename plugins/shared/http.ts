@@ -5,8 +5,14 @@
  */
 import { redact } from '../../engine/redact.ts';
 
-/** An HTTP answer (its body parsed as JSON where it is JSON), or a transport failure (timeout, reset, refused connection). */
-export type Answer = { status: number; headers: Headers; text: string; body: unknown } | { failure: string };
+/**
+ * An HTTP answer (its body parsed as JSON where it is JSON), or a transport failure (timeout, reset,
+ * refused connection); `sent` is false when the request never reached the app (refused, DNS, no route).
+ */
+export type Answer = { status: number; headers: Headers; text: string; body: unknown } | { failure: string; sent: boolean };
+
+/** Error codes of a connection that was never made: the request did not leave. */
+const notSent = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
 /** Sends one request; never throws, so that only the engine's own errors leave `schedule`. */
 export async function send(url: string | Request, init: RequestInit, timeoutMs: number): Promise<Answer> {
@@ -15,8 +21,9 @@ export async function send(url: string | Request, init: RequestInit, timeoutMs: 
     const text = await res.text();
     return { status: res.status, headers: res.headers, text, body: parseBody(text) };
   } catch (e) {
-    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms` };
-    return { failure: errorText(e) };
+    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms`, sent: true };
+    const code = e instanceof Error && e.cause instanceof Error ? (e.cause as NodeJS.ErrnoException).code : undefined;
+    return { failure: errorText(e), sent: !notSent.has(code ?? '') };
   }
 }
 

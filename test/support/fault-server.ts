@@ -8,6 +8,7 @@
  *   POST   /contacts               201 {id, ...} | 400 no email | 422 bad record | 409 {message, id}
  *   PATCH  /contacts/:id           200 {id, ...} | 404 | 422 bad record
  *   DELETE /contacts/:id           204 | 404
+ *   GET    /contacts?email=E       200 {id, ...} | 404   (a lookup by the unique email)
  *   POST   /contacts/batch/create  {inputs: [record]}                → 200 {results: [{id} | {error, id?}]}
  *   POST   /contacts/batch/update  {inputs: [{id, properties}]}      → 200 {results: [{id} | {error}]}
  *   POST   /contacts/batch/delete  {inputs: [{id}]}                  → 200 {results: [{id} | {error}]}
@@ -327,6 +328,11 @@ export class FaultServer {
       const result = this.create(contact);
       if ('error' in result) return [result.id ? 409 : 422, result.id ? { message: result.error, id: result.id } : { error: result.error }];
       return [201, { id: result.id, ...contact }];
+    }
+    const lookup = /^\/contacts\?email=([^&]*)$/.exec(path);
+    if (lookup && method === 'GET') {
+      const id = this.byEmail.get(decodeURIComponent(lookup[1]));
+      return id === undefined ? [404, { error: 'no contact with this email' }] : [200, { id, ...this.contacts.get(id) }];
     }
     const single = /^\/contacts\/([^/?]+)$/.exec(path);
     if (!single) return [404, { error: `no route ${method} ${path}` }];

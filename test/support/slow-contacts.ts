@@ -5,7 +5,8 @@
  * answer, which tells how many contacts each email really got.
  *
  * A request that reached the app is carried out even if the client is gone (killed) before the
- * answer: that is the case crash safety is about.
+ * answer: that is the case crash safety is about. `GET /contacts?email=E` finds a contact by its
+ * email (200 with it, or 404), for the lookup of records in doubt.
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -66,6 +67,13 @@ export class SlowContacts {
     await this.app.stop();
   }
 
+  /** The answer to a lookup by email: the contact, or 404. */
+  private lookup(email: string): Response {
+    const found = [...this.app.contacts].find(([, c]) => c.email === email);
+    const headers = { 'content-type': 'application/json' };
+    return found ? new Response(JSON.stringify({ id: found[0], ...found[1] }), { status: 200, headers }) : new Response(JSON.stringify({ error: 'not found' }), { status: 404, headers });
+  }
+
   private delay(): Promise<void> {
     const [min, max] = this.latencyMs;
     return sleep(min + Math.random() * (max - min));
@@ -78,11 +86,14 @@ export class SlowContacts {
       let text = '';
       for await (const chunk of req) text += String(chunk);
       await this.delay();
-      const forwarded = await fetch(this.app.url + (req.url ?? '/'), {
-        method: req.method,
-        headers: text ? { 'content-type': 'application/json' } : {},
-        body: text || undefined,
-      });
+      const found = /^\/contacts\?email=([^&]*)$/.exec(req.url ?? '');
+      const forwarded = found
+        ? this.lookup(decodeURIComponent(found[1]))
+        : await fetch(this.app.url + (req.url ?? '/'), {
+            method: req.method,
+            headers: text ? { 'content-type': 'application/json' } : {},
+            body: text || undefined,
+          });
       const answerText = await forwarded.text();
       const exchange: Exchange = {
         method: req.method ?? 'GET',
