@@ -177,24 +177,50 @@ describe('http plugin: requests and answers', () => {
     expect((await session.apply([change('create', 'k1', ann)]))[0].error?.kind).toBe('rejected');
   });
 
-  it('classifies connection resets, refused connections and timeouts as transient', async () => {
+  it('classifies connection resets, refused connections and timeouts as transient, and says which may have reached the app', async () => {
     const session = await open({ config: { timeout_ms: 300 } });
     server.inject({ drop: 'reset' });
     const [reset] = await session.apply([change('create', 'k1', ann)]);
-    expect(reset.error?.kind).toBe('transient');
+    expect(reset.error).toMatchObject({ kind: 'transient', noAnswer: 'sent' });
     expect(reset.error?.message).toMatch(/^POST \/contacts failed: /);
 
     server.inject({ drop: 'hang' });
     expect((await session.apply([change('create', 'k1', ann)]))[0].error).toEqual({
       kind: 'transient',
       message: 'POST /contacts failed: no answer within 300 ms',
+      noAnswer: 'sent',
     });
 
     const closed = await ContactsServer.start();
     await closed.stop();
     const refused = await open({ config: { base_url: closed.url } });
     const [noServer] = await refused.apply([change('create', 'k1', ann)]);
-    expect(noServer.error).toEqual({ kind: 'transient', message: expect.stringMatching(/^POST \/contacts failed: .*ECONNREFUSED/) as unknown });
+    expect(noServer.error).toEqual({ kind: 'transient', message: expect.stringMatching(/^POST \/contacts failed: .*ECONNREFUSED/) as unknown, noAnswer: 'connect' });
+  });
+
+  it('finds records with requests.lookup: found, not there (404 or an empty app_id), or cannot tell', async () => {
+    const lookup = { method: 'GET', path: '/contacts/{{ record.email | urlencode }}', app_id: '{{ response.id }}' };
+    const session = await open({ requests: { ...contactRequests, lookup } });
+    const [created] = await session.apply([change('create', 'k1', ann)]);
+    // This server's GET /contacts/:id stands in for a search: ann's email is no id there, so
+    // each lookup below gets the answer it is given.
+    server.inject({ status: 200, body: { id: created.appId } });
+    server.inject({ status: 404, body: { error: 'no such contact' } });
+    server.inject({ status: 200, body: { results: [] } });
+    server.inject({ status: 503, body: 'down' });
+    const found = [];
+    for (let i = 0; i < 4; i++) found.push(...(await session.find!([change('create', 'k1', ann)])));
+    expect(found).toEqual([
+      { key: 'k1', appId: created.appId },
+      { key: 'k1', appId: null },
+      { key: 'k1', appId: null },
+      { key: 'k1', error: 'GET /contacts/ann%40x.io answered 503: down' },
+    ]);
+    expect(server.requests.at(-1)).toMatchObject({ method: 'GET', path: '/contacts/ann%40x.io' });
+    expect((await open()).find).toBeUndefined();
+    expect(httpPlugin.destinationSchema!.safeParse({ object: 'c', requests: { lookup: { method: 'GET', path: '/c' } } }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      'requests.lookup: a lookup request needs app_id (the identifier found in the answer) and no batch',
+    ]);
   });
 
   it('keeps app_id when its template renders empty, and reads text answers', async () => {
@@ -441,7 +467,7 @@ describe('http plugin: batch mode', () => {
     app.configure({ faults: [{ kind: 'reset', firstRequests: 1 }] });
     expect((await kinds()).map((e) => e?.message)).toEqual(Array(2).fill(expect.stringMatching(/^POST \/contacts\/batch\/create \(a batch of 2\) failed: /) as unknown));
     app.configure({ faults: [{ kind: 'hang', firstRequests: 1 }] });
-    expect(await kinds()).toEqual(Array(2).fill({ kind: 'transient', message: 'POST /contacts/batch/create (a batch of 2) failed: no answer within 300 ms' }));
+    expect(await kinds()).toEqual(Array(2).fill({ kind: 'transient', message: 'POST /contacts/batch/create (a batch of 2) failed: no answer within 300 ms', noAnswer: 'sent' }));
     app.configure({ faults: [{ kind: 'error', status: 408, firstRequests: 1 }] });
     expect((await kinds()).map((e) => e?.kind)).toEqual(['transient', 'transient']);
     app.configure({ faults: [] });

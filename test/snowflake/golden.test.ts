@@ -54,6 +54,10 @@ const context = {
   summary: JSON.stringify({ created: 1 }),
   names: [sync.name, 'old_customers'],
   keys: ['1', '2'],
+  resolutions: [
+    { key: '1', app_id: 'c1' },
+    { key: '2', app_id: null },
+  ],
   failed: 0,
   limit: 50,
   holder: 'host:123',

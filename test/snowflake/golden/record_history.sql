@@ -10,6 +10,8 @@ SELECT
     WHEN o.seq IS NULL AND f.run_id IS NOT NULL AND c.action IN ('create', 'send') AND NOT ? THEN 'NEEDS_REVIEW'
     WHEN o.seq IS NULL THEN 'DELAYED'
     WHEN o.success THEN 'SUCCESS'
+    WHEN o.error_kind = 'delayed' THEN 'DELAYED'
+    WHEN o.error_kind = 'in_doubt' THEN 'NEEDS_REVIEW'
     ELSE 'FAILED'
   END,
   coalesce(o.success, c.action = 'untrack'),
@@ -21,7 +23,7 @@ SELECT
   END,
   c.transformed_record, c.record_hash,
   coalesce(o.recorded_at, SYSDATE()),
-  o.seq IS NULL AND f.run_id IS NOT NULL
+  (o.seq IS NULL AND f.run_id IS NOT NULL) OR coalesce(o.error_kind = 'in_doubt', FALSE)
 FROM "EBB"."SYNC_CHANGES" c
 LEFT JOIN "EBB"."SYNC_OUTCOMES" o ON o.run_id = c.run_id AND o.seq = c.seq
 LEFT JOIN "EBB"."SYNC_INFLIGHT" f ON f.run_id = c.run_id AND f.action = c.action AND c.seq BETWEEN f.seq_lo AND f.seq_hi
