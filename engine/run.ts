@@ -49,7 +49,7 @@ async function discardUncommitted(engine: Engine, runId: string): Promise<void> 
  * Asks the app about the sync's records in doubt (NEEDS_REVIEW) when the plugin can find records:
  * one found is in the app under that id (an update follows where the strategy updates); one not
  * found is created by this run. A record the app cannot tell about stays in doubt. Each answer is
- * traced in history under `lookup-<run id>`.
+ * traced in history under `lookup-<run id>`, a failed lookup with its error.
  */
 async function findInDoubt(sql: Sql, sync: SyncConfig, runId: string, session: Session, rows: Row[], batchSize: number): Promise<void> {
   if (!session.find) return;
@@ -60,10 +60,11 @@ async function findInDoubt(sql: Sql, sync: SyncConfig, runId: string, session: S
       record: (typeof r.record === 'string' ? JSON.parse(r.record) : (r.record ?? {})) as Record<string, unknown>,
       appId: null,
     }));
-    const resolutions = (await session.find(changes)).flatMap((m) => ('appId' in m ? [{ key: m.key, app_id: m.appId }] : []));
-    if (resolutions.length === 0) continue;
-    await sql.run('state_resolve', { sync_name: sync.name, resolutions });
-    await sql.run('state_resolve_history', { sync_name: sync.name, resolutions, run_id: `lookup-${runId}`, action: 'lookup', by: 'ebb: a lookup in the app' });
+    const matches = await session.find(changes);
+    const resolutions = matches.flatMap((m) => ('appId' in m ? [{ key: m.key, app_id: m.appId }] : []));
+    if (resolutions.length > 0) await sql.run('state_resolve', { sync_name: sync.name, resolutions });
+    const notes = matches.map((m) => ({ key: m.key, note: 'error' in m ? `still in doubt: ${m.error}` : m.appId ? 'found in the app' : 'not in the app: this run creates it' }));
+    await sql.run('state_resolve_history', { sync_name: sync.name, notes, run_id: `lookup-${runId}`, action: 'lookup', by: 'ebb' });
   }
 }
 

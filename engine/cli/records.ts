@@ -99,7 +99,9 @@ export function register(program: Command): void {
         if (notInDoubt.length > 0) throw new UsageError(`${name}: ${notInDoubt.join(', ')} ${notInDoubt.length === 1 ? 'is' : 'are'} not in doubt; \`ebb resolve ${name}\` lists the records that are`);
         const resolutions = options.key.map((key, i) => ({ key, app_id: options.appId?.[i] ?? null }));
         await engine.sql.run('state_resolve', { sync_name: name, resolutions });
-        await engine.sql.run('state_resolve_history', { sync_name: name, resolutions, run_id: `resolve-${newRunId()}`, action: 'resolve', by: userInfo().username });
+        const note = options.notInApp ? 'not in the app: the next run creates it' : 'in the app under this identifier';
+        const notes = options.key.map((key) => ({ key, note }));
+        await engine.sql.run('state_resolve_history', { sync_name: name, notes, run_id: `resolve-${newRunId()}`, action: 'resolve', by: userInfo().username });
         const n = resolutions.length;
         process.stdout.write(
           `${name}: ${n} record${n === 1 ? '' : 's'} resolved: ${options.notInApp ? 'the next run creates them' : 'they are in the app under these ids (the next run updates them where the strategy does)'}\n`,

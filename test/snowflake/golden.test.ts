@@ -58,6 +58,10 @@ const context = {
     { key: '1', app_id: 'c1' },
     { key: '2', app_id: null },
   ],
+  notes: [
+    { key: '1', note: 'found in the app' },
+    { key: '2', note: 'still in doubt: GET /contacts?email=b%40x.io answered 503' },
+  ],
   failed: 0,
   limit: 50,
   holder: 'host:123',
