@@ -86,12 +86,27 @@ export const defaultCapabilities: Capabilities = {
   idempotentCreate: false,
 };
 
-/** Renders nunjucks templates: a user's project `templates/` first, then ebb's `templates/`. */
+/**
+ * Renders nunjucks templates: a user's project `templates/` first, then ebb's `templates/`. A name
+ * that is not in the context (nor a nunjucks global) throws `undefined variable "name"`.
+ */
 export interface TemplateRenderer {
   /** Renders a template string (it may `{% include %}` template files). */
   renderString(template: string, context: Record<string, unknown>): string;
+  /**
+   * Renders a URL path template: the output of each `{{ … }}` is percent-encoded as one path
+   * segment (`/`, `?` and `#` included), and one that is empty, `.` or `..` throws. `| safe` (or
+   * `| urlencode`) leaves a value as it is.
+   */
+  renderPath(template: string, context: Record<string, unknown>): string;
   /** Renders a template file, looked up by its path, e.g. `hubspot/contact.json.njk`. */
   render(name: string, context: Record<string, unknown>): string;
+  /**
+   * Checks a template before any run against a sample context: returns its syntax error, unknown
+   * filter or undefined variable, else undefined (other errors may come from the sample values
+   * alone). `path: true` checks it as `renderPath` renders it.
+   */
+  check(template: string, context: Record<string, unknown>, options?: { path?: boolean }): string | undefined;
 }
 
 /** What the engine gives a plugin for one connection. */

@@ -435,7 +435,7 @@ export function contactOf(record: Record<string, unknown>, mode: 'create' | 'upd
 
 /** The outcome of an answer other than 2xx (or of no answer at all). */
 function errorOutcome(change: Change, answer: Answer, what: string, action: Action): Outcome {
-  if ('failure' in answer) return failure(change, 'transient', `${what} failed: ${answer.failure}`);
+  if ('failure' in answer) return failure(change, answer.kind, `${what} failed: ${answer.failure}`);
   const error = asError(answer.body);
   const kind = classify(answer.status, error.code, action);
   const retryAfterMs = kind === 'rate_limited' ? rateLimitWaitMs(answer.headers) : kind === 'transient' ? parseRetryAfter(answer.headers.get('retry-after')) : undefined;

@@ -11,13 +11,16 @@
  * action}`), `records` (the records alone), `action` and `object`. The answer holds one item per
  * change, in order, at the dotted path `results` (default: the answer itself, if it is a list).
  * `app_id` and `error` are rendered per record with `result` (its item), `response`, `key`,
- * `record` and `app_id`; an `error` that renders non-empty refuses that record alone.
+ * `record` and `app_id`; an `error` that renders non-empty refuses that record alone. A single
+ * request's `error` is rendered with `response` the same way.
  *
- * A value placed in `path` should go through nunjucks' `urlencode` filter.
+ * Each `{{ … }}` of `path` is one URL path segment, percent-encoded (see TemplateRenderer.renderPath),
+ * and a request whose URL leaves `base_url` is refused. A name that is not in a template's context is
+ * an error, which `validate` finds before any run by rendering every template with sample values.
  */
 import { z } from 'zod';
-import type { Action, Change, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
-import { errorText, joinUrl, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
+import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
+import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated } from '../shared/http.ts';
 
 export { parseRetryAfter };
 
@@ -44,13 +47,12 @@ const requestSchema = z
     batch: z.boolean().default(false),
     /** Batch mode: the dotted path of the per-record answers in the answer's JSON, e.g. `results`. */
     results: z.string().min(1).optional(),
-    /** Batch mode: rendered per record with `result`; a non-empty text refuses that record with it. */
+    /** Rendered with `response` (per record with `result` in batch mode); a non-empty text refuses the record with it. */
     error: z.string().optional(),
   })
   .refine((r) => r.method !== 'GET' || r.body === undefined, { message: 'a GET request has no body', path: ['body'] })
   .refine((r) => !r.batch || r.body !== undefined, { message: 'a batch request needs a body that lists the changes', path: ['body'] })
-  .refine((r) => r.batch || r.results === undefined, { message: 'results only applies to a batch request (batch: true)', path: ['results'] })
-  .refine((r) => r.batch || r.error === undefined, { message: 'error only applies to a batch request (batch: true)', path: ['error'] });
+  .refine((r) => r.batch || r.results === undefined, { message: 'results only applies to a batch request (batch: true)', path: ['results'] });
 type RequestTemplate = z.infer<typeof requestSchema>;
 
 /** A sync's destination: `requests` holds one request template per action. */
@@ -120,7 +122,13 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
     if ('failure' in answer) throw new Error(`cannot reach ${base_url}: ${answer.failure}`);
   },
 
+  async validate(ctx) {
+    return checkTemplates(ctx);
+  },
+
   async open(ctx) {
+    const problems = checkTemplates(ctx);
+    if (problems.length) throw new Error(`sync ${ctx.sync}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`);
     const missing = strategyActions[ctx.strategy].filter((a) => !templateFor(ctx.destination.requests, a));
     if (missing.length) {
       throw new Error(
@@ -140,6 +148,61 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
 
 export default plugin;
 
+/**
+ * Every request template of a sync, compiled and rendered against sample values: a syntax error,
+ * an unknown filter, a name that is not in the part's context (`recrod`), a record field that is
+ * not in the mapping (`record.emial`), or a path that leaves base_url. Nothing is sent.
+ */
+function checkTemplates(ctx: DestinationContext<HttpConfig, HttpDestination>): DestinationIssue[] {
+  const issues: DestinationIssue[] = [];
+  const record = strict(Object.fromEntries(ctx.fields.map((f) => [f, sampleValue(ctx.fieldTypes?.[f])])), 'record');
+  for (const [name, template] of Object.entries(ctx.destination.requests) as Array<[Action, RequestTemplate | undefined]>) {
+    if (!template) continue;
+    const base = { action: name, object: ctx.destination.object };
+    const one = { key: 'sample-key', record, app_id: 'sample-id' };
+    const request = template.batch ? { ...base, changes: [strict({ ...one, action: name }, 'changes[]')], records: [record] } : { ...base, ...one };
+    // The answer's shape is the app's: any field of it may be missing.
+    const answered = template.batch ? { ...base, ...one, response: {}, result: {} } : { ...request, response: {} };
+    const parts: Array<[string, string | undefined, Record<string, unknown>]> = [
+      ['path', template.path, request],
+      ...Object.entries(template.headers ?? {}).map(([header, source]): [string, string, Record<string, unknown>] => [`headers.${header}`, source, request]),
+      ['body', template.body, request],
+      ['app_id', template.app_id, answered],
+      ['error', template.error, answered],
+    ];
+    for (const [part, source, context] of parts) {
+      const problem = source === undefined ? undefined : ctx.templates.check(source, context, { path: part === 'path' });
+      if (problem) issues.push({ path: `destination.requests.${name}.${part}`, message: problem });
+    }
+    if (issues.some((i) => i.path === `destination.requests.${name}.path`)) continue;
+    try {
+      urlUnder(ctx.config.base_url, ctx.templates.renderPath(template.path, request).trim(), name);
+    } catch (e) {
+      if (e instanceof TemplateError) issues.push({ path: `destination.requests.${name}.path`, message: e.message });
+    }
+  }
+  return issues;
+}
+
+/** A sample value of a warehouse type, for checking templates. */
+function sampleValue(type: string | undefined): unknown {
+  if (type === undefined) return 'sample';
+  if (/^(BOOL)/i.test(type)) return true;
+  if (/INT|DECIMAL|NUMERIC|NUMBER|DOUBLE|FLOAT|REAL/i.test(type)) return 1;
+  return 'sample';
+}
+
+/** `value`, whose members that it does not have are errors (`undefined variable "record.emial"`). */
+function strict<T extends object>(value: T, name: string): T {
+  return new Proxy(value, {
+    get(target, member, receiver) {
+      // JSON.stringify asks every object for toJSON; symbols and inherited members are not data.
+      if (typeof member === 'symbol' || member in target || member === 'toJSON') return Reflect.get(target, member, receiver) as unknown;
+      throw new Error(`undefined variable "${name}.${member}"`);
+    },
+  });
+}
+
 /** A template failed to render: the change is rejected, the run goes on. */
 class TemplateError extends Error {}
 
@@ -156,12 +219,11 @@ type Render = (part: string, source: string, context: Record<string, unknown>) =
 function renderer(ctx: Context, name: string, action: Action): Render {
   return (part, source, context) => {
     try {
+      if (part === 'path') return ctx.templates.renderPath(source, context);
       return renderLookup(source, context) ?? ctx.templates.renderString(source, context);
     } catch (e) {
       const used = name === action ? '' : ` (used for ${action})`;
-      // nunjucks prefixes "(unknown path)" for a template given as a string: noise here.
-      const reason = errorText(e).replace(/^(Template render error: )?\(unknown path\)\s*/, '');
-      throw new TemplateError(`cannot render requests.${name}.${part}${used}: ${reason}`);
+      throw new TemplateError(`cannot render requests.${name}.${part}${used}: ${errorText(e)}`);
     }
   };
 }
@@ -206,10 +268,25 @@ function buildRequest(ctx: Context, name: string, template: RequestTemplate, ren
     const body = template.body === undefined ? undefined : render('body', template.body, context);
     if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json');
     if (!headers.has('accept')) headers.set('accept', 'application/json');
-    return { path, request: new Request(joinUrl(ctx.config.base_url, path), { method: template.method, headers, body }) };
+    return { path, request: new Request(urlUnder(ctx.config.base_url, path, name), { method: template.method, headers, body }) };
   } catch (e) {
     throw new Error(e instanceof TemplateError ? e.message : `cannot build the ${name} request: ${errorText(e)}`);
   }
+}
+
+/**
+ * base_url and a rendered path, as the URL that is sent: after normalisation (`..`, `\\`) it must
+ * still have base_url's origin and sit under its path, so that a request, and the credentials in
+ * its headers, can only ever reach the app that base_url names.
+ */
+function urlUnder(baseUrl: string, path: string, name: string): URL {
+  const base = new URL(baseUrl);
+  const url = new URL(joinUrl(baseUrl, path));
+  const prefix = base.pathname.replace(/\/+$/, '');
+  if (url.origin !== base.origin || (url.pathname !== prefix && !url.pathname.startsWith(`${prefix}/`))) {
+    throw new TemplateError(`requests.${name}.path renders ${path}, which leads to ${url.origin}${url.pathname}, outside base_url ${baseUrl}; ebb only sends requests under base_url`);
+  }
+  return url;
 }
 
 /** Sends a batch: one request per change, or one request for all when its template says `batch`. */
@@ -256,16 +333,20 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
   const response = answer.body;
   const result = resultOf(answer, response);
   if (answer.status >= 200 && answer.status < 300) {
-    let appId: string | null | undefined = change.appId ?? change.key;
-    if (template.app_id !== undefined) {
-      try {
-        // An empty id (say, a 204 without a body) keeps the one ebb already knows.
-        appId = render('app_id', template.app_id, { ...context, response }).trim() || change.appId;
-      } catch (e) {
-        return { ...rejected(change, `${what} answered ${answer.status}, but ${errorText(e)}`), result };
+    const answered = { ...context, response };
+    try {
+      const refusal = template.error === undefined ? '' : render('error', template.error, answered).trim();
+      if (refusal) return { ...rejected(change, refusal), result };
+      if (template.app_id === undefined) return { key: change.key, success: true, appId: change.appId ?? change.key, result };
+      const appId = render('app_id', template.app_id, answered).trim();
+      if (!appId && createsRecord(change.action)) {
+        return { ...rejected(change, `${what} answered ${answer.status}, but ${noIdentifier(name, template.app_id, answer)}`), result };
       }
+      // An update's empty id (say, a 204 without a body) keeps the one ebb already knows.
+      return { key: change.key, success: true, appId: appId || change.appId, result };
+    } catch (e) {
+      return { ...rejected(change, `${what} answered ${answer.status}, but ${errorText(e)}`), result };
     }
-    return { key: change.key, success: true, appId, result };
   }
   return answerError(change, classify(answer.status, change.action), `${what} answered ${answer.status}${snippetSuffix(answer.text)}`, answer, response, result);
 }
@@ -326,8 +407,10 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
     try {
       const refusal = template.error === undefined ? '' : render('error', template.error, context).trim();
       if (refusal) return { ...rejected(change, refusal), result };
-      const appId = template.app_id === undefined ? (change.appId ?? change.key) : render('app_id', template.app_id, context).trim() || change.appId;
-      return { key: change.key, success: true, appId, result };
+      if (template.app_id === undefined) return { key: change.key, success: true, appId: change.appId ?? change.key, result };
+      const appId = render('app_id', template.app_id, context).trim();
+      if (!appId && createsRecord(action)) return { ...rejected(change, `${what}${size} answered ${answer.status}, but ${noIdentifier(name, template.app_id, answer)}`), result };
+      return { key: change.key, success: true, appId: appId || change.appId, result };
     } catch (e) {
       return { ...rejected(change, `${what}${size} answered ${answer.status}, but ${errorText(e)}`), result };
     }
@@ -358,8 +441,25 @@ async function lookupOne(ctx: Context, change: Change, template: RequestTemplate
 }
 
 /** What an answer is stored as in history: its status and its (truncated) body. */
-function resultOf(answer: { status: number; text: string }, response: unknown): { status: number; body: unknown } {
-  return { status: answer.status, body: answer.text.length > resultLimit ? truncated(answer.text, resultLimit) : response };
+function resultOf(answer: { status: number; text: string; capped: boolean }, response: unknown): { status: number; body: unknown } {
+  return { status: answer.status, body: answer.capped || answer.text.length > resultLimit ? truncated(answer.text, resultLimit, answer.capped) : response };
+}
+
+/** A create or recreate makes a record, whose identifier ebb needs for its later updates and deletes. */
+function createsRecord(action: Action): boolean {
+  return action === 'create' || action === 'recreate';
+}
+
+/** Why a create that succeeded in the app is still a failure: no identifier came out of its answer. */
+function noIdentifier(name: string, template: string, answer: { text: string; capped: boolean; body: unknown }): string {
+  const why = answer.capped
+    ? `the answer was cut at ${maxAnswerBytes} bytes`
+    : answer.body === null
+      ? 'the answer was empty'
+      : typeof answer.body === 'string'
+        ? `the answer is not JSON (${snippet(answer.text, 100)})`
+        : 'the answer holds no identifier there';
+  return `requests.${name}.app_id (${template}) rendered empty: ${why}. Without the record's identifier, ebb could not update or delete it later; make app_id read the identifier from the answer`;
 }
 
 /** The outcome of a non-2xx answer, with what the engine needs to retry it. */

@@ -408,7 +408,7 @@ function readItems(items: Item[], status: number, body: unknown, matches: (item:
  * existing record's ID; 401 and 403 fail every record as they are (splitting cannot help).
  */
 function wholeAnswerOutcomes(items: Item[], answer: Answer, what: string, endpoint: Endpoint): Outcome[] {
-  if ('failure' in answer) return items.map((it) => failure(it.change, 'transient', `${what} failed: ${answer.failure}`));
+  if ('failure' in answer) return items.map((it) => failure(it.change, answer.kind, `${what} failed: ${answer.failure}`));
   const error = asError(answer.body);
   const message = `${what} answered ${answer.status}${describe(error) ? `: ${describe(error)}` : answer.text ? `: ${snippet(answer.text)}` : ''}`;
   const result = { status: answer.status, ...(Object.keys(error).length > 0 ? { error } : answer.text && { body: snippet(answer.text, 2000) }) };

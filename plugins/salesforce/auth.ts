@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PluginContext } from '../plugin.ts';
 import type { SalesforceConfig } from './index.ts';
+import { send } from '../shared/http.ts';
 
 /** Where and how to call the org's REST API. */
 export interface Credentials {
@@ -86,23 +87,11 @@ async function requestToken(ctx: PluginContext<SalesforceConfig>): Promise<Crede
   const assertion = signJwt({ iss: config.client_id!, sub: config.username!, aud: audience, exp: Math.floor(Date.now() / 1000) + 180 }, key);
   const url = `${trimSlash(config.base_url)}/services/oauth2/token`;
   const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion });
-  let status: number;
-  let text: string;
-  try {
-    ({ status, text } = await ctx.schedule(async () => {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body,
-        signal: AbortSignal.timeout(config.timeout_ms),
-      });
-      return { status: res.status, text: await res.text() };
-    }));
-  } catch (e) {
-    // The engine's own errors (its rate limiter is gone) must reach it.
-    if (!(e instanceof TypeError) && !(e instanceof DOMException)) throw e;
-    throw new AuthError(`cannot reach ${url} for the JWT bearer flow: ${errorText(e)}`, true);
-  }
+  const sent = await ctx.schedule(() =>
+    send(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body }, config.timeout_ms),
+  );
+  if ('failure' in sent) throw new AuthError(`cannot reach ${url} for the JWT bearer flow: ${sent.failure}`, sent.kind === 'transient');
+  const { status, text } = sent;
   let answer: { access_token?: string; instance_url?: string; error?: string; error_description?: string } = {};
   try {
     answer = JSON.parse(text) as typeof answer;

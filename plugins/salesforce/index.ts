@@ -23,7 +23,7 @@
 import { z } from 'zod';
 import { closest } from 'fastest-levenshtein';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
-import { errorText as oneLine, parseBody, parseRetryAfter, snippetSuffix, truncated } from '../shared/http.ts';
+import { errorText as oneLine, maxAnswerBytes, parseBody, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
 import { AuthError, authenticator, type Authenticator, type Credentials } from './auth.ts';
 
 const apiName = /^[A-Za-z][A-Za-z0-9_]*$/;
@@ -145,6 +145,9 @@ function checkFields(ctx: Context, describe: Describe): void {
   }
 }
 
+/** The most of an answer ebb reads from the org: an sObject describe can run to several MiB. */
+const describeBytes = 32 * maxAnswerBytes;
+
 /** An answer from the REST API, or a request that got none. */
 type Answer = { status: number; json: unknown; text: string; limitInfo: string | null; retryAfter: string | null; what: string } | { failure: string; kind: ErrorKind; what: string };
 
@@ -186,18 +189,10 @@ class Api {
       'sforce-call-options': 'client=ebb',
     };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    try {
-      return await this.ctx.schedule(async () => {
-        const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeout_ms) });
-        const text = await res.text();
-        return { status: res.status, json: parseBody(text, () => undefined), text, limitInfo: res.headers.get('sforce-limit-info'), retryAfter: res.headers.get('retry-after'), what };
-      });
-    } catch (e) {
-      if (e instanceof Error && e.name === 'TimeoutError') return { failure: `${what}: no answer within ${timeout_ms} ms`, kind: 'transient', what };
-      // The engine's own errors (its rate limiter is gone) must reach it.
-      if (!(e instanceof TypeError) && !(e instanceof DOMException)) throw e;
-      return { failure: `${what} failed: ${errorText(e)}`, kind: 'transient', what };
-    }
+    const answer = await this.ctx.schedule(() => send(url, { method, headers, body }, timeout_ms, describeBytes));
+    if ('failure' in answer) return { failure: `${what} failed: ${answer.failure}`, kind: answer.kind, what };
+    const { status, text } = answer;
+    return { status, json: answer.capped ? undefined : parseBody(text, () => undefined), text, limitInfo: answer.headers.get('sforce-limit-info'), retryAfter: answer.headers.get('retry-after'), what };
   }
 }
 

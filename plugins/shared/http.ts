@@ -5,25 +5,65 @@
  */
 import { redact } from '../../engine/redact.ts';
 
-/**
- * An HTTP answer (its body parsed as JSON where it is JSON), or a transport failure (timeout, reset,
- * refused connection); `sent` is false when the request never reached the app (refused, DNS, no route).
- */
-export type Answer = { status: number; headers: Headers; text: string; body: unknown } | { failure: string; sent: boolean };
+/** The most of an answer's body that ebb reads (1 MiB); past it, the body is cut and `capped` is set. */
+export const maxAnswerBytes = 1024 * 1024;
 
 /** Error codes of a connection that was never made: the request did not leave. */
 const notSent = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
 
-/** Sends one request; never throws, so that only the engine's own errors leave `schedule`. */
-export async function send(url: string | Request, init: RequestInit, timeoutMs: number): Promise<Answer> {
+/**
+ * An HTTP answer (its body parsed as JSON where it is JSON; `capped` when ebb stopped reading it at
+ * the cap), or no answer ebb can use: a transport failure (timeout, reset, refused connection:
+ * `transient`) or a redirect (`rejected`, see {@link send}). `sent` is false when the request never
+ * reached the app (refused, DNS, no route).
+ */
+export type Answer = { status: number; headers: Headers; text: string; body: unknown; capped: boolean } | { failure: string; kind: 'transient' | 'rejected'; sent: boolean };
+
+/**
+ * Sends one request; never throws, so that only the engine's own errors leave `schedule`.
+ * Redirects are never followed: fetch would resend a 301/302/303 as a GET without its body (an
+ * app that never got the record would count as a success), and a redirect may point at another
+ * origin, which must never see the request's credentials. A 3xx is a failure that names its
+ * `Location`. The body is read up to `maxBytes` (default {@link maxAnswerBytes}).
+ */
+export async function send(url: string | Request, init: RequestInit, timeoutMs: number, maxBytes = maxAnswerBytes): Promise<Answer> {
   try {
-    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, text, body: parseBody(text) };
+    const res = await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    if (res.status >= 300 && res.status < 400) {
+      await res.body?.cancel();
+      const location = res.headers.get('location');
+      return {
+        failure: `answered ${res.status} with a redirect to ${location ?? '(no Location)'}, which ebb does not follow: set the connection's URL to the address the app answers at`,
+        kind: 'rejected',
+        sent: true,
+      };
+    }
+    const { text, capped } = await readCapped(res, maxBytes);
+    return { status: res.status, headers: res.headers, text, body: capped ? text : parseBody(text), capped };
   } catch (e) {
-    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms`, sent: true };
+    if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms`, kind: 'transient', sent: true };
     const code = e instanceof Error && e.cause instanceof Error ? (e.cause as NodeJS.ErrnoException).code : undefined;
-    return { failure: errorText(e), sent: !notSent.has(code ?? '') };
+    return { failure: errorText(e), kind: 'transient', sent: !notSent.has(code ?? '') };
+  }
+}
+
+/** An answer's body as text, read up to `maxBytes` bytes: an app cannot make ebb hold more in memory. */
+async function readCapped(res: Response, maxBytes: number): Promise<{ text: string; capped: boolean }> {
+  if (!res.body) return { text: '', capped: false };
+  const decoder = new TextDecoder();
+  const reader = res.body.getReader();
+  let text = '';
+  let read = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { text: text + decoder.decode(), capped: false };
+    if (read + value.byteLength > maxBytes) {
+      text += decoder.decode(value.subarray(0, maxBytes - read));
+      await reader.cancel();
+      return { text, capped: true };
+    }
+    read += value.byteLength;
+    text += decoder.decode(value, { stream: true });
   }
 }
 
@@ -59,9 +99,13 @@ export function errorText(e: unknown, strip?: RegExp): string {
 
 // The texts below are masked before they are cut: a cut through a secret would leave half of it.
 
-/** A body's text as stored in a result: as it is up to `limit` characters, else cut there and marked truncated. */
-export function truncated(body: string, limit = 4096): string {
+/**
+ * A body's text as stored in a result: as it is up to `limit` characters, else cut there and marked
+ * truncated; `capped` (ebb stopped reading the answer at {@link maxAnswerBytes}) is noted too.
+ */
+export function truncated(body: string, limit = 4096, capped = false): string {
   const text = redact(body);
+  if (capped) return `${text.slice(0, limit)}… (truncated; the answer was longer than ${maxAnswerBytes} bytes, and ebb read no further)`;
   return text.length > limit ? `${text.slice(0, limit)}… (truncated; ${text.length} characters)` : text;
 }
 

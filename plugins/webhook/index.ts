@@ -177,7 +177,7 @@ async function applyOne(ctx: Context, run: string, change: Change): Promise<Outc
   const request = signedRequest(ctx.config, targetUrl(ctx), method, body, names(ctx), idempotencyKey(ctx, run, [change]));
   const answer = await ctx.schedule(() => send(request, {}, ctx.config.timeout_ms));
   const what = `${method} ${targetUrl(ctx)}`;
-  if ('failure' in answer) return failed(change, 'transient', `${what} failed: ${answer.failure}`);
+  if ('failure' in answer) return failed(change, answer.kind, `${what} failed: ${answer.failure}`);
   const response = parseBody(answer.text, truncated);
   const result = { status: answer.status, body: response };
   if (answer.status >= 200 && answer.status < 300) return { key: change.key, success: true, appId: idOf(response) ?? change.appId ?? change.key, result };
@@ -214,7 +214,7 @@ async function applyBatch(ctx: Context, run: string, changes: Change[]): Promise
   const answer = await ctx.schedule(() => send(request, {}, ctx.config.timeout_ms));
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
   const what = `${method} ${targetUrl(ctx)}${size}`;
-  if ('failure' in answer) return changes.map((c) => failed(c, 'transient', `${what} failed: ${answer.failure}`));
+  if ('failure' in answer) return changes.map((c) => failed(c, answer.kind, `${what} failed: ${answer.failure}`));
   const response = parseBody(answer.text, truncated);
   const result = { status: answer.status, body: response };
   if (answer.status >= 200 && answer.status < 300) {

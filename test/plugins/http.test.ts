@@ -6,7 +6,8 @@ import httpPlugin, { parseRetryAfter, renderLookup } from '../../plugins/http/in
 import type { Change, Session, Strategy } from '../../plugins/plugin.ts';
 import { ContactsServer } from '../support/contacts-server.ts';
 import { FaultServer } from '../support/fault-server.ts';
-import { pluginContext, sessionContext, testRenderer } from '../support/plugin-context.ts';
+import { pluginContext, sessionContext } from '../support/plugin-context.ts';
+import { templateRenderer } from '../../engine/templates.ts';
 
 let server: ContactsServer;
 let projectDir: string;
@@ -49,7 +50,7 @@ function open(options: OpenOptions = {}): Promise<Session> {
   );
 }
 
-const change = (action: Change['action'], key: string, record: Record<string, unknown>, appId?: string): Change => ({ key, action, record, appId });
+const change = (action: Change['action'], key: string, record: Record<string, unknown>, appId?: string | null): Change => ({ key, action, record, appId });
 const ann = { email: 'ann@x.io', name: 'Ann' };
 const bob = { email: 'bob@x.io', name: 'Bob' };
 
@@ -246,21 +247,35 @@ describe('http plugin: requests and answers', () => {
     expect(big.result).toEqual({ status: 200, body: `${'x'.repeat(4096)}… (truncated; 10000 characters)` });
   });
 
-  it('turns template errors into rejected outcomes that name the template, and sends nothing', async () => {
-    const session = await open({
+  it('refuses to open a run whose templates do not compile, use an unknown filter or an undefined variable', async () => {
+    const opening = open({
       requests: {
         create: { ...contactRequests.create, path: '/contacts/{{ record.email | nosuchfilter }}' },
-        update: { method: 'PATCH', path: '/contacts/{{ app_id }}', body: '{{ record | tojson ' },
+        update: { method: 'PATCH', path: '/contacts/{{ app_id }}', body: '{{ recrod | tojson }}', headers: { 'x-name': '{{ record.nmae }}' } },
       },
+    });
+    await expect(opening).rejects.toThrow(
+      'sync test_sync: destination.requests.create.path: filter not found: nosuchfilter; ' +
+        'destination.requests.update.headers.x-name: undefined variable "record.nmae"; destination.requests.update.body: undefined variable "recrod"',
+    );
+    expect(server.requests).toEqual([]);
+  });
+
+  it('turns template failures at run time into rejected outcomes that name the template, and sends nothing', async () => {
+    const session = await open({
+      requests: { create: { ...contactRequests.create, body: '{{ record.email | join(",") }}' }, update: contactRequests.update, delete: contactRequests.delete },
     });
     const [create] = await session.apply([change('create', 'k1', ann)]);
     expect(create.success).toBe(false);
     expect(create.error?.kind).toBe('rejected');
-    expect(create.error?.message).toMatch(/^cannot render requests\.create\.path: .*nosuchfilter/);
+    expect(create.error?.message).toMatch(/^cannot render requests\.create\.body: .*join/);
 
-    const [clear] = await session.apply([change('clear', 'k1', ann, 'c1')]);
-    expect(clear.error?.kind).toBe('rejected');
-    expect(clear.error?.message).toMatch(/^cannot render requests\.update\.body \(used for clear\): /);
+    // A clear of a record whose app_id ebb does not know would go to the collection URL.
+    const [clear] = await session.apply([change('clear', 'k1', ann, null)]);
+    expect(clear.error).toEqual({
+      kind: 'rejected',
+      message: 'cannot render requests.update.path (used for clear): {{ app_id | urlencode }} is empty, and a URL path segment needs a value',
+    });
 
     const [send] = await session.apply([change('send', 'k1', ann)]);
     expect(send.error).toEqual({ kind: 'rejected', message: 'no request template for send: add destination.requests.send' });
@@ -268,7 +283,7 @@ describe('http plugin: requests and answers', () => {
   });
 
   it('rejects a success whose app_id cannot be rendered, keeping the answer', async () => {
-    const session = await open({ requests: { create: { ...contactRequests.create, app_id: '{{ response.id | nosuchfilter }}' } }, strategy: 'create' });
+    const session = await open({ requests: { create: { ...contactRequests.create, app_id: '{{ response.tags | join(",") }}' } }, strategy: 'create' });
     const [outcome] = await session.apply([change('create', 'k1', ann)]);
     expect(outcome).toMatchObject({ success: false, result: { status: 201, body: { id: 'c1' } }, error: { kind: 'rejected' } });
     expect(outcome.error?.message).toMatch(/^POST \/contacts answered 201, but cannot render requests\.create\.app_id: /);
@@ -374,9 +389,8 @@ describe('http plugin: batch mode', () => {
       httpPlugin.destinationSchema!.safeParse({ connection: 'crm', object: 'contacts', requests }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     expect(issues(batchRequests)).toBeUndefined();
     expect(issues({ create: { method: 'POST', path: '/b', batch: true } })).toEqual(['requests.create.body: a batch request needs a body that lists the changes']);
-    expect(issues({ create: { method: 'POST', path: '/c', body: '{}', results: 'results', error: '{{ result.error }}' } })).toEqual([
+    expect(issues({ create: { method: 'POST', path: '/c', body: '{}', results: 'results', error: '{{ response.error }}' } })).toEqual([
       'requests.create.results: results only applies to a batch request (batch: true)',
-      'requests.create.error: error only applies to a batch request (batch: true)',
     ]);
     expect(issues({ create: { method: 'POST', path: '/b', batch: 'yes', body: '{}' } })?.[0]).toMatch(/^requests\.create\.batch: Invalid input: expected boolean/);
   });
@@ -501,11 +515,11 @@ describe('http plugin: batch mode', () => {
 
   it('refuses records whose templates fail: the body as a whole batch (no request), app_id and error per record', async () => {
     const session = await openBatch({
-      requests: { ...batchRequests, create: { ...batchRequests.create, body: '{{ records | nosuchfilter }}' }, update: { ...batchRequests.update, app_id: '{{ result.id | nosuchfilter }}' } },
+      requests: { ...batchRequests, create: { ...batchRequests.create, body: '{{ records[0].email | join(",") }}' }, update: { ...batchRequests.update, app_id: '{{ result.tags | join(",") }}' } },
     });
     const created = await session.apply(people(2));
     expect(created.map((o) => [o.error?.kind, o.error?.wholeBatch])).toEqual(Array(2).fill(['rejected', true]));
-    expect(created[0].error?.message).toMatch(/^cannot render requests\.create\.body: .*nosuchfilter/);
+    expect(created[0].error?.message).toMatch(/^cannot render requests\.create\.body: .*join/);
     expect((await session.apply(people(1)))[0].error).not.toHaveProperty('wholeBatch');
     expect(app.requests).toEqual([]);
 
@@ -518,7 +532,7 @@ describe('http plugin: batch mode', () => {
 
 describe('renderLookup', () => {
   it('renders a plain lookup exactly as nunjucks does, and leaves every other template to nunjucks', () => {
-    const nunjucks = testRenderer(tmpdir());
+    const nunjucks = templateRenderer(tmpdir());
     const context = { result: { id: 42, error: null, name: 'Ann', ok: true, tags: ['a', 'b'], nested: { deep: 'x' }, zero: 0, empty: '' }, key: 'k1', response: 'text' };
     const lookups = ['{{ result.id }}', '{{result.error}}', '{{ result.name }}', '{{ result.ok }}', '{{ result.tags }}', '{{ result.nested }}', '{{ result.nested.deep }}'];
     const more = ['/contacts/batch/create', 'plain } text', '', '{{ result.missing }}', '{{ result.missing.deeper }}', '{{ result.zero }}', '{{ result.empty }}', '{{ key }}', '{{ response.length }}', '{{- result.id -}}'];

@@ -1,24 +1,6 @@
 /** Builds what the engine gives a plugin, so that tests can drive a plugin directly. */
-import nunjucks from 'nunjucks';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Plugin, PluginContext, SessionContext, Strategy, TemplateRenderer } from '../../plugins/plugin.ts';
-
-const builtinTemplates = fileURLToPath(new URL('../../templates/', import.meta.url));
-
-/**
- * A nunjucks renderer set up like the engine's: the project's `templates/` first, then ebb's,
- * no autoescape, and a `tojson` filter (jinja's name; nunjucks itself only has `dump`).
- */
-export function testRenderer(projectDir: string): TemplateRenderer {
-  const loader = new nunjucks.FileSystemLoader([join(projectDir, 'templates'), builtinTemplates]);
-  const env = new nunjucks.Environment(loader, { autoescape: false, throwOnUndefined: false });
-  env.addFilter('tojson', (value: unknown) => JSON.stringify(value ?? null));
-  return {
-    renderString: (template, context) => env.renderString(template, context),
-    render: (name, context) => env.render(name, context),
-  };
-}
+import { templateRenderer } from '../../engine/templates.ts';
+import type { Plugin, PluginContext, SessionContext, Strategy } from '../../plugins/plugin.ts';
 
 /** Options of {@link pluginContext}; `config` is raw, as written in ebb.yml. */
 export interface PluginContextOptions {
@@ -35,7 +17,7 @@ export function pluginContext<C, D>(plugin: Plugin<C, D>, options: PluginContext
     config: plugin.configSchema.parse(options.config),
     connection: options.connection ?? 'test',
     projectDir: options.projectDir,
-    templates: testRenderer(options.projectDir),
+    templates: templateRenderer(options.projectDir),
     schedule: options.schedule ?? ((request) => request()),
   };
 }
