@@ -156,7 +156,7 @@ export default plugin;
 function checkTemplates(ctx: DestinationContext<HttpConfig, HttpDestination>): DestinationIssue[] {
   const issues: DestinationIssue[] = [];
   const record = strict(Object.fromEntries(ctx.fields.map((f) => [f, sampleValue(ctx.fieldTypes?.[f])])), 'record');
-  for (const [name, template] of Object.entries(ctx.destination.requests) as Array<[Action, RequestTemplate | undefined]>) {
+  for (const [name, template] of Object.entries(ctx.destination.requests) as Array<[string, RequestTemplate | undefined]>) {
     if (!template) continue;
     const base = { action: name, object: ctx.destination.object };
     const one = { key: 'sample-key', record, app_id: 'sample-id' };
@@ -327,8 +327,8 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
   }
 
   const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
-  const what = `${template.method} ${built.path}`;
-  if ('failure' in answer) return failed(change, 'transient', `${what} failed: ${answer.failure}`, answer.sent ? 'sent' : 'connect');
+  const what = describeRequest(template.method, built.path);
+  if ('failure' in answer) return failed(change, answer.kind, `${what} failed: ${answer.failure}`, unanswered(answer));
 
   const response = answer.body;
   const result = resultOf(answer, response);
@@ -376,9 +376,9 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
   }
 
   const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
-  const what = `${template.method} ${built.path}`;
+  const what = describeRequest(template.method, built.path);
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
-  if ('failure' in answer) return changes.map((c) => failed(c, 'transient', `${what}${size} failed: ${answer.failure}`, answer.sent ? 'sent' : 'connect'));
+  if ('failure' in answer) return changes.map((c) => failed(c, answer.kind, `${what}${size} failed: ${answer.failure}`, unanswered(answer)));
 
   const response = answer.body;
   if (answer.status < 200 || answer.status >= 300) {
@@ -429,7 +429,7 @@ async function lookupOne(ctx: Context, change: Change, template: RequestTemplate
     return { key, error: (e as Error).message };
   }
   const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
-  const what = `${template.method} ${built.path}`;
+  const what = describeRequest(template.method, built.path);
   if ('failure' in answer) return { key, error: `${what} failed: ${answer.failure}` };
   if (answer.status === 404) return { key, appId: null };
   if (answer.status < 200 || answer.status >= 300) return { key, error: `${what} answered ${answer.status}${snippetSuffix(answer.text)}` };
@@ -438,6 +438,11 @@ async function lookupOne(ctx: Context, change: Change, template: RequestTemplate
   } catch (e) {
     return { key, error: `${what} answered ${answer.status}, but ${errorText(e)}` };
   }
+}
+
+/** A request in a message, as `METHOD path`, without the query string: it may hold an API key. */
+function describeRequest(method: string, path: string): string {
+  return `${method} ${path.split('?')[0]}`;
 }
 
 /** What an answer is stored as in history: its status and its (truncated) body. */
@@ -510,6 +515,12 @@ function classify(status: number, action: Action): ErrorKind {
 
 function rejected(change: Change, message: string): Outcome {
   return failed(change, 'rejected', message);
+}
+
+/** For a request without an answer (not a redirect, which is one): whether it left at all. */
+function unanswered(answer: { kind: 'transient' | 'rejected'; sent: boolean }): 'connect' | 'sent' | undefined {
+  if (answer.kind !== 'transient') return undefined;
+  return answer.sent ? 'sent' : 'connect';
 }
 
 function failed(change: Change, kind: ErrorKind, message: string, noAnswer?: 'connect' | 'sent'): Outcome {

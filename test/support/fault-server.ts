@@ -14,8 +14,9 @@
  *   POST   /contacts/batch/delete  {inputs: [{id}]}                  → 200 {results: [{id} | {error}]}
  *   A batch answers 422 as a whole instead when `rejectWholeBatch` is on and a record in it is bad.
  *
- * Every request is logged with its arrival time and the records it carried, so that a test can
- * count creates per email, look for a record that must never arrive, or measure request rates.
+ * Every request is logged with its arrival time, headers and the records it carried, so that a test
+ * can count creates per email, look for a record that must never arrive, or measure request rates.
+ * Redirects (to another server: another origin) and non-JSON answers can be injected too.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,8 +25,12 @@ type Contact = Record<string, unknown>;
 
 /** A fault that hits a request before the app looks at it. */
 export interface Fault {
-  /** `error`: answer `status` (default 503); `rate_limit`: 429; `reset`: destroy the socket; `hang`: never answer. */
-  kind: 'error' | 'rate_limit' | 'reset' | 'hang';
+  /**
+   * `error`: answer `status` (default 503); `rate_limit`: 429; `reset`: destroy the socket; `hang`:
+   * never answer; `redirect`: answer `status` (default 307) with `Location: location`; `text`:
+   * answer `status` (default 200) with `text` as an HTML body (not JSON).
+   */
+  kind: 'error' | 'rate_limit' | 'reset' | 'hang' | 'redirect' | 'text';
   /** Each matching request is hit with this probability (seeded PRNG). */
   probability?: number;
   /**
@@ -46,6 +51,10 @@ export interface Fault {
   only?: (record: Contact) => boolean;
   /** The app does the work first, then the answer is lost: the client cannot know it landed. */
   afterApply?: boolean;
+  /** For `redirect`: the Location, e.g. another server's URL (another port is another origin). */
+  location?: string;
+  /** For `text`: the body. */
+  text?: string;
 }
 
 /** The app's behaviour; every field can change while the server runs (`configure`). */
@@ -77,6 +86,8 @@ export interface ReceivedRequest {
   records: Contact[];
   /** What it was answered; `reset` or `hang` for a dropped connection (set when answered). */
   answer?: number | 'reset' | 'hang';
+  /** Its headers, as Node gives them (lower-case names). */
+  headers: Record<string, string | string[] | undefined>;
 }
 
 const defaults: FaultConfig = {
@@ -231,7 +242,7 @@ export class FaultServer {
     } catch {
       malformed = true;
     }
-    const seen: ReceivedRequest = { at, method, path, records: recordsOf(path, method, body) };
+    const seen: ReceivedRequest = { at, method, path, records: recordsOf(path, method, body), headers: req.headers };
     this.requests.push(seen);
     if (malformed) return this.answer(seen, res, 400, { error: 'the body is not JSON' });
 
@@ -253,6 +264,13 @@ export class FaultServer {
     }
     if (fault.kind === 'hang') {
       seen.answer = 'hang'; // stop() or the client's timeout closes the connection
+      return;
+    }
+    if (fault.kind === 'redirect') return this.answer(seen, res, fault.status ?? 307, undefined, { location: fault.location ?? '/' });
+    if (fault.kind === 'text') {
+      seen.answer = fault.status ?? 200;
+      await this.wait();
+      if (!res.destroyed) res.writeHead(seen.answer, { 'content-type': 'text/html' }).end(fault.text ?? '');
       return;
     }
     const status = fault.kind === 'rate_limit' ? 429 : (fault.status ?? 503);
