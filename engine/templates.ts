@@ -41,13 +41,15 @@ export function templateRenderer(projectDir: string): TemplateRenderer {
   env.addFilter('urlencode', (value: unknown) => new internals.runtime.SafeString(urlencode(value)));
   env.addFilter('path_segment', pathSegment);
 
-  // Plugins render the same few templates for every record: compile each once.
+  // Plugins render the same few templates for every record: compile each once (a path template
+  // under its own key, as it compiles differently).
   const compiled = new Map<string, nunjucks.Template>();
-  const template = (source: string): nunjucks.Template => {
-    let t = compiled.get(source);
+  const template = (source: string, path = false): nunjucks.Template => {
+    const key = path ? `path:${source}` : `text:${source}`;
+    let t = compiled.get(key);
     if (!t) {
-      t = new nunjucks.Template(source, env, undefined, true);
-      if (compiled.size < 1000) compiled.set(source, t);
+      t = new nunjucks.Template(path ? segmentTemplate(source) : source, env, undefined, true);
+      if (compiled.size < 1000) compiled.set(key, t);
     }
     return t;
   };
@@ -66,7 +68,7 @@ export function templateRenderer(projectDir: string): TemplateRenderer {
     },
     renderPath: (source, context) => {
       try {
-        return render(template(segmentTemplate(source)), context);
+        return render(template(source, true), context);
       } catch (e) {
         return rethrow(e);
       }
@@ -81,7 +83,7 @@ export function templateRenderer(projectDir: string): TemplateRenderer {
     check: (source, context, options = {}) => {
       let t: nunjucks.Template;
       try {
-        t = template(options.path ? segmentTemplate(source) : source);
+        t = template(source, options.path);
       } catch (e) {
         return templateErrorText(e);
       }
