@@ -212,6 +212,28 @@ describe('templates', () => {
     expect(app.requests).toEqual([]);
   });
 
+  it('ebb validate checks a webhook body template the same way', async () => {
+    const dir = await makeProject({
+      version: 1,
+      name: 'hooks',
+      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+      connections: { hook: { plugin: 'webhook', config: { url: 'http://127.0.0.1:9/hook', secret: 'a-secret-of-16-chars-or-more' } } },
+      syncs: [
+        {
+          name: 'h',
+          source: { table: 'contacts', key: 'id' },
+          destination: { connection: 'hook', object: 'contacts', body: '{"email": {{ record.emial | tojson }}, "at": {{ sent_at | tojson }}}' },
+          strategy: 'send',
+          mapping: { email: 'email' },
+        },
+      ],
+    });
+    await duck(join(dir, 'warehouse.duckdb'), `CREATE TABLE contacts AS SELECT 1 AS id, 'ann@x.io' AS email`);
+    const validated = await ebb(dir, ['validate']);
+    expect(validated.code, validated.stderr).toBe(3);
+    expect(validated.stderr).toContain('syncs[0].destination.body: undefined variable "record.emial"');
+  });
+
   it('a null field still renders empty', async () => {
     const app = await server();
     const p = await project({ config: { base_url: app.url }, requests: { create: { ...create, body: '{"email": "{{ record.email }}", "name": "{{ record.name }}"}' } }, strategy: 'create' });

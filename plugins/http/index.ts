@@ -20,6 +20,7 @@
  */
 import { z } from 'zod';
 import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
+import { sampleRecord, strict } from '../shared/sample.ts';
 import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated } from '../shared/http.ts';
 
 export { parseRetryAfter };
@@ -155,7 +156,7 @@ export default plugin;
  */
 function checkTemplates(ctx: DestinationContext<HttpConfig, HttpDestination>): DestinationIssue[] {
   const issues: DestinationIssue[] = [];
-  const record = strict(Object.fromEntries(ctx.fields.map((f) => [f, sampleValue(ctx.fieldTypes?.[f])])), 'record');
+  const record = sampleRecord(ctx.fields, ctx.fieldTypes);
   for (const [name, template] of Object.entries(ctx.destination.requests) as Array<[string, RequestTemplate | undefined]>) {
     if (!template) continue;
     const base = { action: name, object: ctx.destination.object };
@@ -182,25 +183,6 @@ function checkTemplates(ctx: DestinationContext<HttpConfig, HttpDestination>): D
     }
   }
   return issues;
-}
-
-/** A sample value of a warehouse type, for checking templates. */
-function sampleValue(type: string | undefined): unknown {
-  if (type === undefined) return 'sample';
-  if (/^(BOOL)/i.test(type)) return true;
-  if (/INT|DECIMAL|NUMERIC|NUMBER|DOUBLE|FLOAT|REAL/i.test(type)) return 1;
-  return 'sample';
-}
-
-/** `value`, whose members that it does not have are errors (`undefined variable "record.emial"`). */
-function strict<T extends object>(value: T, name: string): T {
-  return new Proxy(value, {
-    get(target, member, receiver) {
-      // JSON.stringify asks every object for toJSON; symbols and inherited members are not data.
-      if (typeof member === 'symbol' || member in target || member === 'toJSON') return Reflect.get(target, member, receiver) as unknown;
-      throw new Error(`undefined variable "${name}.${member}"`);
-    },
-  });
 }
 
 /** A template failed to render: the change is rejected, the run goes on. */

@@ -22,6 +22,7 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext } from '../plugin.ts';
+import { sampleRecord } from '../shared/sample.ts';
 import { errorText as oneLine, joinUrl, parseBody, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
 
 const headerName = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -69,6 +70,13 @@ const plugin: Plugin<WebhookConfig, WebhookDestination> = {
   destinationSchema: webhookDestinationSchema,
   // replace needs a destination that can be emptied; an endpoint cannot be told to forget.
   capabilities: { strategies: ['send', 'create', 'update', 'upsert', 'mirror'] },
+
+  async validate(ctx) {
+    if (ctx.destination.body === undefined) return [];
+    const context = { record: sampleRecord(ctx.fields, ctx.fieldTypes), key: 'sample-key', action: 'create', object: ctx.destination.object, sync: ctx.sync, app_id: 'sample-id', sent_at: new Date().toISOString() };
+    const problem = ctx.templates.check(ctx.destination.body, context);
+    return problem ? [{ path: 'destination.body', message: problem }] : [];
+  },
 
   async check(ctx) {
     const body = JSON.stringify({ action: 'ping', sent_at: new Date().toISOString() });
