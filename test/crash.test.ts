@@ -526,4 +526,38 @@ describe('crash safety: ebb run killed with SIGKILL at random moments (SPEC §2-
     },
     120_000,
   );
+  it('without create_is_idempotent, an update answered "not found" and sent again as a create is in doubt if the run is killed during that create', async () => {
+    const s = await Scenario.create('doubt_reshaped', 'upsert', SEED + 5, 20, { idempotent: false, lookup: true });
+    let passed = false;
+    try {
+      await s.load();
+      expect((await spawnRun(s.dir, s.app)).code).toBe(0);
+      await s.verify(`${s.name}: the first run`);
+      // Someone deletes p5 in the app; then p5 changes in the source: its update is answered 404,
+      // and ebb creates it again. The kill lands once that create reached the app, before its answer.
+      const [id] = [...s.app.app.contacts].find(([, c]) => c.email === 'p5@x.io')!;
+      s.app.app.contacts.delete(id);
+      s.source.set(5, { ...s.source.get(5)!, name: 'Person 5 renamed' });
+      await s.load();
+      const killed = await spawnRun(s.dir, s.app, { after: 'request', n: 2, ms: 0 });
+      expect(killed.signal).toBe('SIGKILL');
+      await s.app.idle();
+      expect(s.app.exchanges.slice(-2).map((x) => `${x.method} ${x.status}`)).toEqual(['PATCH 404', 'POST 201']);
+      const heal = await healingRun(s.dir, s.app);
+      expect(heal.run.health).toBe('HEALTHY');
+      const rows = await duck(s.db, `SELECT action, apply_state, in_flight FROM ebb.sync_record_history WHERE record_key = '5' ORDER BY recorded_at`);
+      // The first run's create, the killed run's create in doubt, the lookup that found it, its update.
+      expect(rows.map((r) => `${String(r.action)} ${String(r.apply_state)}`)).toEqual(['create SUCCESS', 'update NEEDS_REVIEW', 'lookup SUCCESS', 'update SUCCESS']);
+      // p5 was created twice in all, once before and once after it was deleted by hand; the app holds it once.
+      expect(s.app.exchanges.filter((x) => x.method === 'POST' && x.status === 201 && x.body?.email === 'p5@x.io')).toHaveLength(2);
+      expect(s.app.app.contacts.size).toBe(20);
+      const [p5] = [...s.app.app.contacts].filter(([, c]) => c.email === 'p5@x.io');
+      expect(p5[1]).toEqual({ email: 'p5@x.io', name: 'Person 5 renamed', score: s.source.get(5)!.score * 10 });
+      const [state] = await duck(s.db, `SELECT apply_state, app_identifier FROM ebb.sync_record_state WHERE record_key = '5'`);
+      expect(state).toEqual({ apply_state: 'SUCCESS', app_identifier: p5[0] });
+      passed = true;
+    } finally {
+      await s.close(passed);
+    }
+  }, 120_000);
 });

@@ -256,11 +256,14 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     const last = new Map<number, Outcome>();
     let attempt = 0;
     const reshaped = new Set<number>();
+    const remarks: PlannedChange[] = [];
     while (pending.length > 0) {
       const retryNow: PlannedChange[] = [];
       let retryLater: PlannedChange[] = [];
       const done: Param[][] = [];
       let wait = 0;
+      // An update answered "not found" goes again as a create: marked as one before it is sent.
+      if (remarks.length > 0) await marks.add(remarks.splice(0).map((c) => [runId, c.action, c.seq, c.seq, new Date()]));
       const pairs = await sendSplitting(pending);
       observe(pairs);
       for (const [change, outcome] of pairs) {
@@ -273,7 +276,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
           done.push(rowOf(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } }));
         } else if (error?.kind === 'not_found' && change.action === 'update' && (strategy === 'upsert' || strategy === 'mirror') && !reshaped.has(change.seq)) {
           reshaped.add(change.seq);
-          retryNow.push({ ...change, action: 'create', appId: null });
+          const create: PlannedChange = { ...change, action: 'create', appId: null };
+          retryNow.push(create);
+          if (mayDuplicate(create)) remarks.push(create);
         } else if (error?.kind === 'conflict' && change.action === 'create' && error.existingAppId && strategy !== 'create' && strategy !== 'send' && !reshaped.has(change.seq)) {
           reshaped.add(change.seq);
           retryNow.push({ ...change, action: 'update', appId: error.existingAppId });

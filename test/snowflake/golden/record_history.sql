@@ -7,7 +7,7 @@ SELECT
   CASE
     WHEN c.source_error IS NOT NULL THEN 'SOURCE_FAILURE'
     WHEN c.action = 'untrack' THEN 'SUCCESS'
-    WHEN o.seq IS NULL AND f.run_id IS NOT NULL AND c.action IN ('create', 'send') AND NOT ? THEN 'NEEDS_REVIEW'
+    WHEN o.seq IS NULL AND f.creates = 1 AND NOT ? THEN 'NEEDS_REVIEW'
     WHEN o.seq IS NULL THEN 'DELAYED'
     WHEN o.success THEN 'SUCCESS'
     WHEN o.error_kind = 'delayed' THEN 'DELAYED'
@@ -18,16 +18,24 @@ SELECT
   coalesce(o.app_identifier, c.app_identifier),
   CASE
     WHEN c.source_error IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, c.source_error)
-    WHEN o.seq IS NULL AND f.run_id IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, 'in flight when the run stopped; it may or may not have reached the app')
+    WHEN o.seq IS NULL AND f.seq IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, 'in flight when the run stopped; it may or may not have reached the app')
     ELSE PARSE_JSON(o.result)
   END,
   c.transformed_record, c.record_hash,
   coalesce(o.recorded_at, SYSDATE()),
-  (o.seq IS NULL AND f.run_id IS NOT NULL) OR coalesce(o.error_kind = 'in_doubt', FALSE)
+  (o.seq IS NULL AND f.seq IS NOT NULL) OR coalesce(o.error_kind = 'in_doubt', FALSE)
 FROM "EBB"."SYNC_CHANGES" c
 LEFT JOIN "EBB"."SYNC_OUTCOMES" o ON o.run_id = c.run_id AND o.seq = c.seq
-LEFT JOIN "EBB"."SYNC_INFLIGHT" f ON f.run_id = c.run_id AND f.action = c.action AND c.seq BETWEEN f.seq_lo AND f.seq_hi
+-- In flight: under a mark of its batch; `creates` when a create or send of it was marked (a
+-- batch of creates, or an update answered "not found" and sent again as a create).
+LEFT JOIN (
+  SELECT x.seq, max(CASE WHEN m.action IN ('create', 'send') THEN 1 ELSE 0 END) AS creates
+  FROM "EBB"."SYNC_CHANGES" x
+  JOIN "EBB"."SYNC_INFLIGHT" m ON m.run_id = x.run_id AND x.seq BETWEEN m.seq_lo AND m.seq_hi
+  WHERE x.run_id = ?
+  GROUP BY x.seq
+) f ON f.seq = c.seq
 WHERE c.run_id = ?
   -- Recorded once: a run killed while it was being recorded is recorded again by the next run.
   AND NOT EXISTS (SELECT 1 FROM "EBB"."SYNC_RECORD_HISTORY" x WHERE x.run_id = ?)
--- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123"]
+-- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123"]
