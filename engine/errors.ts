@@ -49,6 +49,14 @@ export class WarehouseError extends EbbError {
 /** A run was refused before anything was sent (paused sync, empty source guard, lock held). */
 export class RunRefusedError extends EbbError {}
 
+/**
+ * A change would delete, orphan or recreate the records ebb holds in an app (a new key, strategy
+ * or destination, or keys whose text changed upstream): refused unless `--allow-destructive`.
+ */
+export class DestructiveChangeError extends RunRefusedError {
+  readonly reason = 'destructive_change';
+}
+
 /** Formats a path of keys and indexes the way users read it: `syncs[2].mapping.score`. */
 export function formatPath(path: readonly PropertyKey[]): string {
   return path

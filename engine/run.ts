@@ -5,7 +5,7 @@ import type { Row } from './warehouse/warehouse.ts';
 import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Action, type Session } from '../plugins/plugin.ts';
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
-import { plan, summarise, type PlanSummary } from './plan/plan.ts';
+import { markKeyed, plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health } from './record/record.ts';
 import { redact } from './redact.ts';
@@ -18,6 +18,8 @@ export interface RunOptions {
   trigger?: Trigger;
   fullResync?: boolean;
   allowEmptySource?: boolean;
+  /** Run even when the keys of most records ebb holds changed (a destructive change). */
+  allowDestructive?: boolean;
   /** Called after the plan with the number of records to send, then as records get outcomes. */
   onProgress?: (event: { sync: string; planned: number; applied: number }) => void;
   /** Once aborted, no new batch is sent; the batches in flight finish, and the records not sent are recorded DELAYED. */
@@ -110,14 +112,17 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const openSession = async () => (session ??= await plugin.open({ ...pluginContext(engine, connection, sync), sync: sync.name, strategy: sync.strategy, destination, fields: Object.keys(sync.mapping) }));
   const batchSize = Math.min(sync.batch_size, capabilities.maxBatchSize ?? Infinity);
   let committed = false;
+  let keyed = false;
   try {
     // Records left in doubt by earlier runs are looked up first, so that this run can finish them.
     const inDoubt = await sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
     if (inDoubt.length > 0) await findInDoubt(sql, sync, runId, await openSession(), inDoubt, batchSize);
-    summary = await plan(sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: options.allowEmptySource });
+    summary = await plan(sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: options.allowEmptySource, allowDestructive: options.allowDestructive });
+    keyed = true;
     const toSend = summary.total - (summary.actions.untrack ?? 0) - (summary.actions.source_failure ?? 0);
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });
-    if (toSend > 0) {
+    // replace writes the full set even when it is empty: the destination then becomes empty too.
+    if (toSend > 0 || sync.strategy === 'replace') {
       const { stopped } = await applyChanges({
         sql,
         runId,
@@ -147,6 +152,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     if (capabilities.atomicRun && !committed) await discardUncommitted(engine, runId);
   }
   const { counts, health } = await record(runId, summary.actions, error);
+  if (keyed) await markKeyed(sql, sync);
   await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
   return { run_id: runId, sync: sync.name, status: health, health, planned: summary.actions, counts, duration_ms: Date.now() - started, error };
 }

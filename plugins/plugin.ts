@@ -60,8 +60,11 @@ export type Match = { key: string; appId: string | null } | { key: string; error
 
 /** What a plugin can do. Each field has a default, so a plugin declares only what differs. */
 export interface Capabilities {
-  /** Strategies the plugin supports. Default: all six. */
-  strategies: Strategy[];
+  /**
+   * Strategies the plugin can honour; only those. It may depend on the sync's destination block
+   * (`http` can replace only with requests that empty and refill the set). Default: all six.
+   */
+  strategies: Strategy[] | ((destination: Record<string, unknown>) => Strategy[]);
   /** The largest batch the app accepts; the sync's `batch_size` is capped to it. Default: none. */
   maxBatchSize?: number;
   /**

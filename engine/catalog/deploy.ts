@@ -8,8 +8,9 @@ import type { Engine } from '../engine.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import { readCatalog, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
-import { RunRefusedError } from '../errors.ts';
+import { DestructiveChangeError, RunRefusedError } from '../errors.ts';
 import { unresolve } from '../redact.ts';
+import { assessChange, describeChange, type DestructiveChange } from './destructive.ts';
 
 /** What a deploy does with one sync. */
 export interface DeployStep {
@@ -23,6 +24,8 @@ export interface DeployStep {
   from?: string;
   /** For `orphaned`: how many records of state the sync holds. */
   records?: number;
+  /** For `updated` and `renamed`: a change that would delete, orphan or recreate the records it holds. */
+  destructive?: DestructiveChange;
 }
 
 export interface DeployPlan {
@@ -67,6 +70,13 @@ export async function analyseDeploy(engine: Engine): Promise<DeployPlan> {
     else if (entry.definitionHash === definitionHash(sync)) steps.push({ sync: sync.name, kind: 'identical', action: 'none' });
     else steps.push({ sync: sync.name, kind: 'updated', action: 'update', changed: changedFields(entry.definition, sync) });
   }
+  // The code against the deployed definition, for the syncs whose state the commit would carry over.
+  for (const step of steps.filter((s) => s.action === 'update' || s.action === 'rename')) {
+    const entry = byName.get(step.from ?? step.sync)!;
+    const sync = config.syncs.find((s) => s.name === step.sync)!;
+    const destructive = entry.definition && (await assessChange(engine, entry.definition, sync, entry.records, entry.name));
+    if (destructive) step.destructive = destructive;
+  }
   for (const entry of catalog) {
     if (claimed.has(entry.name)) continue;
     const action = entry.origin === 'admin' ? 'keep' : entry.records > 0 ? (entry.status === 'PAUSED' ? 'none' : 'pause') : 'delete';
@@ -80,8 +90,20 @@ export function isOutdated(plan: DeployPlan): boolean {
   return plan.catalogVersion !== null && plan.version < plan.catalogVersion;
 }
 
-/** Applies a deploy plan to the catalog. */
-export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { force?: boolean } = {}): Promise<void> {
+/** Throws a `destructive_change` refusal listing the plan's destructive changes, if it has any. */
+export function refuseDestructive(plan: DeployPlan): void {
+  const changes = plan.steps.flatMap((s) => (s.destructive ? [s.destructive] : []));
+  if (changes.length === 0) return;
+  throw new DestructiveChangeError(
+    `refusing a destructive change:\n${changes.map((c) => `  ${describeChange(c)}`).join('\n')}\n` +
+      'Pass --allow-destructive to accept it into the catalog' +
+      (changes.some((c) => c.resetsState) ? ' (a sync whose destination changes loses its record state; its history stays).' : '.'),
+  );
+}
+
+/** Applies a deploy plan to the catalog; a destructive change needs `allowDestructive`. */
+export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { force?: boolean; allowDestructive?: boolean } = {}): Promise<void> {
+  if (!options.allowDestructive) refuseDestructive(plan);
   if (isOutdated(plan) && !options.force) {
     throw new RunRefusedError(
       `project ${plan.project} is version ${plan.version}, but version ${plan.catalogVersion} already deployed to this catalog; ` +
@@ -105,6 +127,8 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
         former_names: JSON.stringify(former),
       });
       if (step.from) await sql.run('state_rename', { sync_name: step.sync, former_name: step.from });
+      // Its records are in the old destination: the next run sends every record to the new one.
+      if (step.destructive?.resetsState) await sql.run('catalog_delete', { table: 'sync_record_state', sync_name: step.sync });
     } else if (step.action === 'pause') {
       await sql.run('sync_set_status', { sync_name: step.sync, status: 'PAUSED' });
     } else if (step.action === 'delete') {
@@ -122,24 +146,36 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
   }
 }
 
-/**
- * What `run`, `scheduler` and `worker` do first: deploy the code, unless `catalog.auto_deploy` is
- * off. An older project never overwrites a newer catalog: the commit is skipped with a warning,
- * and the catalog runs as it is.
- */
 /** Deploys the code into the catalog (`ebb deploy` without its output; for scripts and benchmarks). */
-export async function deploySyncs(engine: Engine, options: { force?: boolean } = {}): Promise<DeployPlan> {
+export async function deploySyncs(engine: Engine, options: { force?: boolean; allowDestructive?: boolean } = {}): Promise<DeployPlan> {
   const plan = await analyseDeploy(engine);
   await commitDeploy(engine, plan, options);
   return plan;
 }
 
-export async function autoDeploy(engine: Engine, warn: (message: string) => void): Promise<void> {
+/** What an automatic deploy says about a destructive change it holds back. */
+export function heldBack(change: DestructiveChange): string {
+  return `not deploying ${describeChange(change)} The catalog keeps its deployed definition until \`ebb deploy --allow-destructive\`.`;
+}
+
+/**
+ * What `run`, `scheduler` and `worker` do first: deploy the code, unless `catalog.auto_deploy` is
+ * off. An older project never overwrites a newer catalog: the commit is skipped with a warning,
+ * and the catalog runs as it is. A destructive change is held back (the catalog keeps that sync's
+ * deployed definition) unless `allowDestructive`; `onHeld` hears of it (default: a warning).
+ */
+export async function autoDeploy(
+  engine: Engine,
+  warn: (message: string) => void,
+  options: { allowDestructive?: boolean; onHeld?: (change: DestructiveChange) => void } = {},
+): Promise<void> {
   if (!engine.project.config.catalog.auto_deploy) return;
   const plan = await analyseDeploy(engine);
   if (isOutdated(plan)) {
     warn(`project version ${plan.version} is older than the catalog's (${plan.catalogVersion}); not deploying, running the syncs as the catalog holds them`);
     return;
   }
-  await commitDeploy(engine, plan);
+  const held = options.allowDestructive ? [] : plan.steps.filter((s) => s.destructive);
+  for (const step of held) (options.onHeld ?? ((c) => warn(heldBack(c))))(step.destructive!);
+  await commitDeploy(engine, { ...plan, steps: plan.steps.filter((s) => !held.includes(s)) }, { allowDestructive: true });
 }

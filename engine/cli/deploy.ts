@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
-import { analyseDeploy, commitDeploy, type DeployStep } from '../catalog/deploy.ts';
+import { analyseDeploy, commitDeploy, refuseDestructive, type DeployStep } from '../catalog/deploy.ts';
 import { validateProject } from '../config/validate.ts';
 import { applyTasks, planTasks, scheduledSyncs, type TaskPlan, type TaskStep } from '../schedule/tasks.ts';
 
@@ -32,6 +32,11 @@ function printTasks(plan: TaskPlan, dryRun: boolean): void {
 }
 
 function describe(step: DeployStep): string {
+  const what = describeKind(step);
+  return step.destructive ? `${what}\n      destructive: ${step.destructive.effect}` : what;
+}
+
+function describeKind(step: DeployStep): string {
   switch (step.kind) {
     case 'new':
       return 'new';
@@ -56,9 +61,10 @@ export function register(program: Command): void {
       .command('deploy')
       .description('put the syncs defined in code into the warehouse catalog: validate, analyse, commit; on Snowflake, also create the tasks of scheduled syncs')
       .option('--dry-run', 'print the plan (and on Snowflake the task DDL); change nothing')
-      .option('--force', 'deploy even when the catalog holds a newer project version'),
+      .option('--force', 'deploy even when the catalog holds a newer project version')
+      .option('--allow-destructive', 'accept a change of key, strategy or destination of a sync that holds records (they may be deleted, orphaned or recreated)'),
   ).action(
-    action(async (options: CommonOptions & { dryRun?: boolean; force?: boolean }) =>
+    action(async (options: CommonOptions & { dryRun?: boolean; force?: boolean; allowDestructive?: boolean }) =>
       withEngine(options, async (engine, project) => {
         await validateProject(engine.sql, project.config.syncs);
         const plan = await analyseDeploy(engine);
@@ -66,7 +72,7 @@ export function register(program: Command): void {
         const snowflake = project.config.warehouse.type === 'snowflake';
         const tasks = snowflake ? await planTasks(engine) : null;
         if (!options.dryRun) {
-          await commitDeploy(engine, plan, { force: options.force });
+          await commitDeploy(engine, plan, { force: options.force, allowDestructive: options.allowDestructive });
           if (tasks) await applyTasks(engine, tasks);
         }
         if (options.json) {
@@ -75,15 +81,17 @@ export function register(program: Command): void {
             steps: tasks.steps.map(({ statements, ...step }) => ({ ...step, ddl: statements.map((st) => st.sql.trim()) })),
           };
           process.stdout.write(JSON.stringify({ ...plan, committed: !options.dryRun, tasks: taskJson }, null, 2) + '\n');
-          return;
+        } else {
+          process.stdout.write(`${options.dryRun ? 'deploy plan (dry run, nothing changed)' : 'deployed'}: project ${plan.project} version ${plan.version}\n`);
+          const width = Math.max(...plan.steps.map((s) => s.sync.length), 4);
+          for (const step of plan.steps) process.stdout.write(`  ${marks[step.kind]} ${step.sync.padEnd(width)}  ${describe(step)}\n`);
+          if (tasks) printTasks(tasks, Boolean(options.dryRun));
+          else if (scheduledSyncs(project).length > 0) {
+            process.stdout.write(`tasks: skipped, DuckDB has none; \`ebb scheduler\` runs the schedules of ${scheduledSyncs(project).join(', ')}\n`);
+          }
         }
-        process.stdout.write(`${options.dryRun ? 'deploy plan (dry run, nothing changed)' : 'deployed'}: project ${plan.project} version ${plan.version}\n`);
-        const width = Math.max(...plan.steps.map((s) => s.sync.length), 4);
-        for (const step of plan.steps) process.stdout.write(`  ${marks[step.kind]} ${step.sync.padEnd(width)}  ${describe(step)}\n`);
-        if (tasks) printTasks(tasks, Boolean(options.dryRun));
-        else if (scheduledSyncs(project).length > 0) {
-          process.stdout.write(`tasks: skipped, DuckDB has none; \`ebb scheduler\` runs the schedules of ${scheduledSyncs(project).join(', ')}\n`);
-        }
+        // A dry run shows the plan, then refuses as the deploy itself would.
+        if (options.dryRun && !options.allowDestructive) refuseDestructive(plan);
       }),
     ),
   );

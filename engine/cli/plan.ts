@@ -5,6 +5,9 @@ import { selectSyncs } from '../engine.ts';
 import { plan } from '../plan/plan.ts';
 import { newRunId } from '../run.ts';
 import { toJson } from '../redact.ts';
+import { readCatalog } from '../catalog/catalog.ts';
+import { assessChange, describeChange } from '../catalog/destructive.ts';
+import { DestructiveChangeError } from '../errors.ts';
 
 export function register(program: Command): void {
   common(
@@ -13,14 +16,23 @@ export function register(program: Command): void {
       .description('dry run: counts per action and reason, with sample records; changes no state and calls no app')
       .argument('<sync>', 'the sync to plan')
       .option('--limit <n>', 'how many sample records to show', (v) => Number.parseInt(v, 10), 10)
-      .option('--full-resync', 'plan as if every record had to be sent again'),
+      .option('--full-resync', 'plan as if every record had to be sent again')
+      .option('--allow-destructive', 'show the plan even when it deletes, orphans or recreates the records the sync holds (a new key, strategy or destination)'),
   ).action(
-    action(async (name: string, options: CommonOptions & { limit: number; fullResync?: boolean }) =>
+    action(async (name: string, options: CommonOptions & { limit: number; fullResync?: boolean; allowDestructive?: boolean }) =>
       withEngine(options, async (engine, project) => {
         const [sync] = selectSyncs(project, [name]);
+        // The code against the deployed definition, as `ebb deploy` compares them.
+        const catalog = await readCatalog(engine.sql);
+        const entry = catalog.find((e) => e.name === sync.name) ?? catalog.find((e) => e.name === sync.renamed_from);
+        const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.records, entry.name) : undefined;
+        if (change && !options.allowDestructive) {
+          throw new DestructiveChangeError(`${describeChange(change)} Refusing; pass --allow-destructive to see the plan (and to \`ebb deploy\` or \`ebb run\` to accept the change).`);
+        }
+        if (change) process.stderr.write(`destructive change: ${describeChange(change)}\n`);
         const runId = `plan-${newRunId()}`;
         try {
-          const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true });
+          const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive });
           const samples = await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit });
           if (options.json) {
             process.stdout.write(toJson({ sync: sync.name, strategy: sync.strategy, ...summary, samples }, 2) + '\n');

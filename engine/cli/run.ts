@@ -1,11 +1,12 @@
 /** `ebb run`: run syncs once, with honest exit codes and a stable `--json` contract. */
 import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
-import { autoDeploy } from '../catalog/deploy.ts';
+import { autoDeploy, heldBack } from '../catalog/deploy.ts';
+import { describeChange, type DestructiveChange } from '../catalog/destructive.ts';
 import { validateProject } from '../config/validate.ts';
 import { effectiveSync, readCatalog } from '../catalog/catalog.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
-import { ExitCode, RunRefusedError, UsageError } from '../errors.ts';
+import { DestructiveChangeError, ExitCode, RunRefusedError, UsageError } from '../errors.ts';
 import { progress } from './progress.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import { dbtModelMatches } from '../config/dbt.ts';
@@ -19,6 +20,7 @@ interface RunCliOptions extends CommonOptions {
   dbtModels?: string[];
   fullResync?: boolean;
   allowEmptySource?: boolean;
+  allowDestructive?: boolean;
   trigger: Trigger;
 }
 
@@ -65,15 +67,20 @@ export function register(program: Command): void {
       .option('--dbt-models <models>', 'run every sync whose source is one of these dbt models (comma separated, repeatable); none matching exits 0', (v: string, prev: string[] = []) => [...prev, ...v.split(',').map((m) => m.trim()).filter(Boolean)])
       .option('--full-resync', 'send every record again, changed or not')
       .option('--allow-empty-source', 'allow a run whose source is empty to remove every record from the app')
+      .option('--allow-destructive', 'accept a change of key, strategy or destination, or keys whose text changed upstream: records may be deleted, orphaned or recreated')
       .option('--trigger <trigger>', `what started the run: ${triggers.join(', ')}`, 'manual'),
   ).action(
     action(async (names: string[], options: RunCliOptions) => {
       if (!triggers.includes(options.trigger)) throw new UsageError(`--trigger ${options.trigger}: use one of ${triggers.join(', ')}`);
       return withEngine(options, async (engine) => {
-        await autoDeploy(engine, (message) => process.stderr.write(`warning: ${message}\n`));
+        const warn = (message: string) => process.stderr.write(`warning: ${message}\n`);
+        // A destructive change is not deployed: the sync is refused below, or named in a warning.
+        const held = new Map<string, DestructiveChange>();
+        await autoDeploy(engine, warn, { allowDestructive: options.allowDestructive, onHeld: (c) => held.set(c.sync, c) });
         // What runs is what the catalog holds: the deployed definitions with the admin's overrides.
         const deployed = (await readCatalog(engine.sql)).map(effectiveSync).filter((s): s is SyncConfig => s !== null);
         const syncs = chooseSyncs(deployed, names, options);
+        for (const change of held.values()) if (!syncs.some((s) => s.name === change.sync)) warn(heldBack(change));
         // The same checks as `ebb validate`, for the syncs about to run: nothing is sent when one fails.
         await validateProject(engine.sql, engine.project.config.syncs, syncs.map((s) => s.name), engine);
         if (options.dbtModels !== undefined && syncs.length === 0) process.stderr.write(`note: no deployed sync reads the dbt models ${options.dbtModels.join(', ') || '(none given)'}; nothing to run\n`);
@@ -83,10 +90,13 @@ export function register(program: Command): void {
         let refused = 0;
         for (const sync of syncs) {
           try {
+            const change = held.get(sync.name);
+            if (change) throw new DestructiveChangeError(`${describeChange(change)} Refusing to run it; pass --allow-destructive to accept the change.`);
             const result = await runSync(engine, sync, {
               trigger: options.trigger,
               fullResync: options.fullResync,
               allowEmptySource: options.allowEmptySource,
+              allowDestructive: options.allowDestructive,
               onProgress: (e) => bar?.update(e),
             });
             results.push(result);

@@ -136,13 +136,14 @@ async function checkProject(config: ProjectConfig, dir: string, plugins: Map<str
     }
     const plugin = plugins.get(conn);
     if (!plugin) return;
-    const caps = { ...defaultCapabilities, ...plugin.capabilities };
-    if (!caps.strategies.includes(sync.strategy)) {
-      issues.push({ path: at('strategy'), message: `plugin ${plugin.name} does not support ${sync.strategy}; it supports ${caps.strategies.join(', ')}` });
-    }
-    if (plugin.destinationSchema) {
-      const result = plugin.destinationSchema.safeParse(sync.destination);
-      if (!result.success) issues.push(...zodIssues(result.error, ['syncs', i, 'destination']));
+    const parsed = plugin.destinationSchema ? plugin.destinationSchema.safeParse(sync.destination) : { success: true as const, data: sync.destination };
+    if (!parsed.success) issues.push(...zodIssues(parsed.error, ['syncs', i, 'destination']));
+    const { strategies } = { ...defaultCapabilities, ...plugin.capabilities };
+    // A list that depends on the destination is known only for a valid destination block.
+    const supported = typeof strategies !== 'function' ? strategies : parsed.success ? strategies(parsed.data as Record<string, unknown>) : undefined;
+    if (supported && !supported.includes(sync.strategy)) {
+      const where = typeof strategies === 'function' ? ' with this destination (see its documentation)' : '';
+      issues.push({ path: at('strategy'), message: `plugin ${plugin.name} does not support ${sync.strategy}${where}; it supports ${supported.join(', ')}` });
     }
   });
 }

@@ -1,7 +1,7 @@
 /** Plan: render the transform and plan statements of a sync, and summarise the change set. */
 import type { SyncConfig } from '../config/schema.ts';
 import type { Sql } from '../warehouse/sql.ts';
-import { RunRefusedError } from '../errors.ts';
+import { DestructiveChangeError, RunRefusedError } from '../errors.ts';
 
 /** Splits `db.schema."My Table"` into its parts, so that each one is quoted on its own. */
 export function relationParts(name: string): string[] {
@@ -46,6 +46,58 @@ export interface PlanOptions {
   runId: string;
   fullResync?: boolean;
   allowEmptySource?: boolean;
+  /** Plan even when the keys of most records ebb holds changed (see {@link checkRekey}). */
+  allowDestructive?: boolean;
+}
+
+/** What a change set does to the records in the app, in words: `delete 3 from the app, create 3`. */
+export function effects(summary: PlanSummary): string {
+  const a = summary.actions;
+  const parts = [
+    a.delete && `delete ${a.delete} from the app`,
+    a.clear && `clear ${a.clear} in the app`,
+    a.untrack && `stop tracking ${a.untrack} (left in the app as they are)`,
+    a.create && `create ${a.create}`,
+    a.recreate && `recreate ${a.recreate}`,
+    a.send && `send ${a.send}`,
+    a.update && `update ${a.update}`,
+  ].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : 'change nothing in the app';
+}
+
+/** The key columns of a sync, as `keyed_by` stores them. */
+function keyedBy(sync: SyncConfig): string {
+  return JSON.stringify(sourceContext(sync).key);
+}
+
+/**
+ * Refuses a change set that re-keys the records ebb holds: when more than half of them no longer
+ * match a source key and as many source records have keys ebb has not seen, the key's text changed
+ * (say, an upstream INTEGER 42 became VARCHAR '042'), and the run would remove and recreate them.
+ * Skipped for `replace` (it rebuilds the destination anyway) and after a deploy that changed the
+ * key columns, which `ebb deploy` refuses on its own: until a run planned under the new key,
+ * `keyed_by` still names the old one.
+ */
+async function checkRekey(sql: Sql, sync: SyncConfig, context: Record<string, unknown>, summary: PlanSummary): Promise<void> {
+  const created = summary.reasons.NEW ?? 0;
+  if (sync.strategy === 'replace' || created === 0) return;
+  const [first] = await sql.runAndRead('plan_rekey', { ...context, kept: false });
+  const held = Number(first.held);
+  if (created * 2 <= held || (first.keyed_by !== null && first.keyed_by !== keyedBy(sync))) return;
+  const [{ kept }] = await sql.runAndRead('plan_rekey', { ...context, kept: true });
+  const gone = held - Number(kept);
+  if (Math.min(gone, created) * 2 <= held) return;
+  const key = sourceContext(sync).key.join(', ');
+  throw new DestructiveChangeError(
+    `sync ${sync.name}: the text of its keys changed (did the type of ${key} change upstream?): ${gone} of the ${held} records ebb holds in the app ` +
+      `no longer match a source key, and ${created} source records have keys ebb has not seen. This run would ${effects(summary)}. ` +
+      'Refusing; if the new keys are right, pass --allow-destructive.',
+  );
+}
+
+/** Notes, after a run, the key columns its record state is now keyed by (see {@link checkRekey}). */
+export async function markKeyed(sql: Sql, sync: SyncConfig): Promise<void> {
+  await sql.run('sync_set_keyed_by', { sync_name: sync.name, keyed_by: keyedBy(sync) });
 }
 
 /** Writes the change set of a run into `sync_changes` and returns its summary. */
@@ -53,16 +105,28 @@ export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Pr
   const context = { ...sourceContext(sync), run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
   await sql.run('plan', context);
   const summary = await summarise(sql, options.runId);
-  const removing = (summary.actions.delete ?? 0) + (summary.actions.clear ?? 0);
-  if (removing > 0 && !options.allowEmptySource) {
-    const [{ n }] = await sql.runAndRead('source_count', context);
-    if (Number(n) === 0) {
-      await sql.run('clear_run', { table: 'sync_changes', run_id: options.runId });
-      throw new RunRefusedError(
-        `sync ${sync.name}: the source returned no rows, so this run would remove all ${removing} records it holds in the app. ` +
-          'Refusing; if the source is really empty, run again with --allow-empty-source.',
-      );
-    }
+  try {
+    await checkEmptySource(sql, sync, context, summary, options);
+    if (!options.allowDestructive) await checkRekey(sql, sync, context, summary);
+  } catch (e) {
+    await sql.run('clear_run', { table: 'sync_changes', run_id: options.runId });
+    throw e;
   }
   return summary;
+}
+
+/**
+ * The empty-source guard: a run that would remove records while the source returns no rows is
+ * refused. Under `replace` the records left out of the full set leave the destination (they are
+ * only untracked in the state), so an empty full set would empty it.
+ */
+async function checkEmptySource(sql: Sql, sync: SyncConfig, context: Record<string, unknown>, summary: PlanSummary, options: PlanOptions): Promise<void> {
+  const removing = sync.strategy === 'replace' ? (summary.actions.untrack ?? 0) : (summary.actions.delete ?? 0) + (summary.actions.clear ?? 0);
+  if (removing === 0 || options.allowEmptySource) return;
+  const [{ n }] = await sql.runAndRead('source_count', context);
+  if (Number(n) > 0) return;
+  throw new RunRefusedError(
+    `sync ${sync.name}: the source returned no rows, so this run would remove all ${removing} records it holds in the app` +
+      `${sync.strategy === 'replace' ? ' (replace would empty the destination)' : ''}. Refusing; if the source is really empty, run again with --allow-empty-source.`,
+  );
 }

@@ -80,6 +80,8 @@ export const httpDestinationSchema = z.looseObject({
        * `app_id` from the answer): a create in doubt is then matched instead of left for review.
        */
       lookup: requestSchema.optional(),
+      /** replace's first request: removes the whole set from the app (it sees `object`), before the run recreates it. */
+      delete_all: requestSchema.optional(),
     })
     .refine((r) => Object.values(r).some(Boolean), 'define at least one request, such as requests.create')
     .refine((r) => !r.lookup || (r.lookup.app_id !== undefined && !r.lookup.batch), {
@@ -108,7 +110,15 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
   name: 'http',
   configSchema: httpConfigSchema,
   destinationSchema: httpDestinationSchema,
-  capabilities: { idempotentCreate: (destination) => destination.create_is_idempotent === true },
+  capabilities: {
+    idempotentCreate: (destination) => destination.create_is_idempotent === true,
+    // replace leaves exactly the run's records in the app: only with a request that removes the
+    // old set and one of its own that recreates each record (create may not recreate).
+    strategies: (destination) => {
+      const { recreate, delete_all } = (destination as HttpDestination).requests;
+      return Object.keys(strategyActions).filter((s) => s !== 'replace' || (recreate && delete_all)) as Strategy[];
+    },
+  },
 
   async check(ctx) {
     const { base_url, headers, timeout_ms } = ctx.config;
@@ -138,11 +148,21 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
       );
     }
     const lookup = ctx.destination.requests.lookup;
+    // replace empties the set once, just before its first record, or at the commit of an empty
+    // full set: never in a session that only looks records up, nor in a run that failed first.
+    const removeAll = ctx.strategy === 'replace' ? ctx.destination.requests.delete_all : undefined;
+    let emptied: Promise<void> | undefined;
+    const empty = () => (removeAll ? (emptied ??= deleteAll(ctx, removeAll)) : Promise.resolve());
     return {
       // ctx.schedule bounds how many of these run at once.
-      apply: (changes) => applyAll(ctx, changes),
+      apply: async (changes) => {
+        await empty();
+        return applyAll(ctx, changes);
+      },
       ...(lookup && { find: (changes: Change[]) => Promise.all(changes.map((c) => lookupOne(ctx, c, lookup))) }),
-      close: async () => {},
+      close: async (commit) => {
+        if (commit) await empty();
+      },
     };
   },
 };
@@ -185,6 +205,15 @@ function checkTemplates(ctx: DestinationContext<HttpConfig, HttpDestination>): D
   return issues;
 }
 
+/** Sends `requests.delete_all`, which empties the set before a replace run sends its first record; a failure fails the run. */
+async function deleteAll(ctx: Context, template: RequestTemplate): Promise<void> {
+  const { path, request } = buildRequest(ctx, 'delete_all', template, renderer(ctx, 'delete_all', 'delete_all'), { object: ctx.destination.object, action: 'delete_all' });
+  const answer = await ctx.schedule(() => send(request, {}, ctx.config.timeout_ms));
+  const what = `requests.delete_all (${template.method} ${path})`;
+  if ('failure' in answer) throw new Error(`sync ${ctx.sync}: ${what} failed: ${answer.failure}`);
+  if (answer.status < 200 || answer.status >= 300) throw new Error(`sync ${ctx.sync}: ${what} answered ${answer.status}${snippetSuffix(answer.text)}`);
+}
+
 /** A template failed to render: the change is rejected, the run goes on. */
 class TemplateError extends Error {}
 
@@ -198,7 +227,7 @@ function templateFor(requests: HttpDestination['requests'], action: Action): { n
 /** Renders one part of a request template; a failure names the template and the part. */
 type Render = (part: string, source: string, context: Record<string, unknown>) => string;
 
-function renderer(ctx: Context, name: string, action: Action): Render {
+function renderer(ctx: Context, name: string, action: Action | 'delete_all'): Render {
   return (part, source, context) => {
     try {
       if (part === 'path') return ctx.templates.renderPath(source, context);

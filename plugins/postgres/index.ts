@@ -234,7 +234,8 @@ class PostgresSession implements Session {
   private closed = false;
   /** A savepoint of an earlier batch is still open: the next batch releases it first. */
   private savepoint = false;
-  /** Changes written so far. */
+  /** Changes given, and changes written so far. */
+  private given = 0;
   private written = 0;
 
   constructor(
@@ -268,9 +269,10 @@ class PostgresSession implements Session {
         return;
       }
       if (this.broken) throw new Error(this.lostMessage(this.broken));
-      if (this.ctx.strategy === 'replace' && this.written === 0) {
+      if (this.ctx.strategy === 'replace' && this.given > 0 && this.written === 0) {
         // Every record failed: committing would leave the table emptied (owner) or nulled (shared)
-        // for nothing. Rolling back keeps the last full set, and falsifies no outcome.
+        // for nothing. Rolling back keeps the last full set, and falsifies no outcome. An empty
+        // full set (given none) commits: the table becomes empty.
         await this.client.query('ROLLBACK');
         return;
       }
@@ -294,6 +296,7 @@ class PostgresSession implements Session {
   private async applyNow(changes: Change[]): Promise<Outcome[]> {
     if (this.closed) throw new Error(`postgres plugin: apply() after close() on ${this.name}`);
     if (this.broken) throw new Error(this.lostMessage(this.broken));
+    this.given += changes.length;
     // The engine sends one action per batch; group anyway, so that every change gets its outcome.
     const groups = new Map<Action, Change[]>();
     for (const change of changes) groups.set(change.action, [...(groups.get(change.action) ?? []), change]);
