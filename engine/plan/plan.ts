@@ -61,8 +61,9 @@ export function effects(summary: PlanSummary): string {
     a.recreate && `recreate ${a.recreate}`,
     a.send && `send ${a.send}`,
     a.update && `update ${a.update}`,
-  ].filter(Boolean);
-  return parts.length > 0 ? parts.join(', ') : 'change nothing in the app';
+  ].filter((p): p is string => Boolean(p));
+  if (parts.length === 0) return 'change nothing in the app';
+  return parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
 }
 
 /** The key columns of a sync, as `keyed_by` stores them. */

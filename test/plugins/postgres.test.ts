@@ -635,6 +635,20 @@ describeWithService('postgres plugin', problem, 'test/plugins/postgres.test.ts',
       ]);
     });
 
+    it('replace in owner mode with an emptied source: refused without --allow-empty-source; with it, the table is emptied', async () => {
+      const table = await peopleTable();
+      const p = await project(table, 'replace', { replace_mode: 'owner' });
+      await p.load(`(1, 'ann@x.io', 'Ann', 1), (2, 'bob@x.io', 'Bob', 2)`);
+      await p.run(0);
+      await duck(join(p.dir, 'warehouse.duckdb'), 'DELETE FROM people');
+      const refused = await p.run(1);
+      expect(refused.error).toMatch(/the source returned no rows, so this run would remove all 2 records .*--allow-empty-source/);
+      expect(await rows(`SELECT email FROM ${ref(table)} ORDER BY email`)).toEqual([{ email: 'ann@x.io' }, { email: 'bob@x.io' }]);
+      const allowed = await ebb(p.dir, ['run', 's', '--allow-empty-source']);
+      expect(allowed.code, allowed.stderr).toBe(0);
+      expect(await rows(`SELECT * FROM ${ref(table)}`)).toEqual([]);
+    });
+
     it('the demo project of `ebb init` syncs its customers into a table', async () => {
       const dir = join(await mkdtemp(join(tmpdir(), 'ebb-postgres-demo-')), 'demo');
       await promisify(execFile)(process.execPath, [join(repoRoot, 'bin', 'ebb.js'), 'init', dir]);
