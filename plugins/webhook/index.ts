@@ -68,8 +68,14 @@ const plugin: Plugin<WebhookConfig, WebhookDestination> = {
   name: 'webhook',
   configSchema: webhookConfigSchema,
   destinationSchema: webhookDestinationSchema,
-  // replace needs a destination that can be emptied; an endpoint cannot be told to forget.
-  capabilities: { strategies: ['send', 'create', 'update', 'upsert', 'mirror'] },
+  capabilities: {
+    // replace needs a destination that can be emptied; an endpoint cannot be told to forget. A
+    // mirror's delete must be told from a create: by the envelope's `action`, or by a body of yours.
+    strategies: (destination) => {
+      const { envelope, body } = destination as WebhookDestination;
+      return envelope || body !== undefined ? ['send', 'create', 'update', 'upsert', 'mirror'] : ['send', 'create', 'update', 'upsert'];
+    },
+  },
 
   async validate(ctx) {
     if (ctx.destination.body === undefined) return [];

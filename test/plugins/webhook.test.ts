@@ -69,7 +69,11 @@ describe('webhook plugin: config', () => {
       signature_header: 'X-Ebb-Signature',
       timestamp_header: 'X-Ebb-Timestamp',
     });
-    expect(webhook.capabilities?.strategies).toEqual(['send', 'create', 'update', 'upsert', 'mirror']);
+    const strategies = webhook.capabilities?.strategies as (d: Record<string, unknown>) => string[];
+    expect(strategies({ object: 'contacts', envelope: true })).toEqual(['send', 'create', 'update', 'upsert', 'mirror']);
+    // Without the envelope, the default body is the record alone: a delete would look like a create.
+    expect(strategies({ object: 'contacts', envelope: false })).toEqual(['send', 'create', 'update', 'upsert']);
+    expect(strategies({ object: 'contacts', envelope: false, body: '{"op": {{ action | tojson }}}' })).toContain('mirror');
   });
 });
 

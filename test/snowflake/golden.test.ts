@@ -67,6 +67,8 @@ const context = {
   holder: 'host:123',
   expires_at: new Date('2026-01-01T00:01:00.000Z'),
   full_resync: false,
+  kept: false,
+  keyed_by: '["customer_id"]',
   idempotent_create: false,
   status: 'HEALTHY',
   health: 'HEALTHY',
@@ -93,6 +95,7 @@ const context = {
 const variants: Record<string, Record<string, unknown>> = {
   'plan.composite-clear': { ...context, ...sourceContext(composite), sync: { name: composite.name, strategy: 'upsert', on_remove: 'clear' } },
   'plan.replace': { ...context, sync: { ...context.sync, strategy: 'replace' } },
+  'plan_rekey.kept': { ...context, kept: true },
   'select_source.expr': { ...context, expr: 'round(score, 2)', filter: null },
   'history_list.failed': { ...context, failed: true, keys: null, run_id: null },
   'task_create.serverless': { ...context, task: { ...context.task, schedule: 'USING CRON 0 * * * * UTC', warehouse: null, trigger: 'task', stream: null } },
