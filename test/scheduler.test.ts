@@ -147,7 +147,7 @@ async function slowApp(delayMs: number): Promise<{ url: string; requests: Array<
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests, server };
 }
 
-/** A project with one sync `slow` that recreates every record on every run (strategy replace) in a slow app. */
+/** A project with one sync `slow` that empties the set and recreates every record on every run (strategy replace) in a slow app. */
 async function slowProject(url: string, schedule: unknown, rows: number): Promise<{ dir: string; db: string }> {
   const dir = await makeProject({
     version: 1,
@@ -158,7 +158,11 @@ async function slowProject(url: string, schedule: unknown, rows: number): Promis
       {
         name: 'slow',
         source: { table: 'people', key: 'id' },
-        destination: { connection: 'app', object: 'events', requests: { create: { method: 'POST', path: '/events', body: '{{ record | tojson }}', app_id: '{{ response.id }}' } } },
+        destination: {
+          connection: 'app',
+          object: 'events',
+          requests: { recreate: { method: 'POST', path: '/events', body: '{{ record | tojson }}', app_id: '{{ response.id }}' }, delete_all: { method: 'DELETE', path: '/events' } },
+        },
         strategy: 'replace',
         mapping: { id: 'id', name: 'name' },
         batch_size: 1,
@@ -321,7 +325,8 @@ describe('ebb scheduler', () => {
     expect(scheduler.log()).toMatch(/scheduler stopped/);
     const runs = await runsOf(db, 'slow');
     expect(runs.map((r) => [r.status, r.succeeded])).toEqual([['HEALTHY', 8]]);
-    expect(app.requests).toHaveLength(8);
+    // delete_all, then the 8 records.
+    expect(app.requests).toHaveLength(9);
   });
 
   it('lets other commands use the warehouse while it waits', async () => {
