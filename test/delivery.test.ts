@@ -519,6 +519,22 @@ describe('bounded runs', () => {
     expectAppHolds(s.app, rows);
   });
 
+  it('max_run_seconds with creates that are read ahead: those not sent when the limit comes are DELAYED, none in doubt', async () => {
+    // At 1 s an answer, one batch of 5 at a time, 40 creates need 8 s; the limit is 3 s.
+    const s = await setup({ batchSize: 5, concurrency: 1, app: { latencyMs: 1000 } });
+    await s.timeLimit(3);
+    const rows = people(1, 40);
+    await s.load(rows);
+    const run = await s.run(0);
+    expect(run).toMatchObject({ health: 'DELAYED', counts: { failed: 0, needs_review: 0 } });
+    expect(run.counts.succeeded).toBe(s.app.contacts.size);
+    expect(run.counts.succeeded + run.counts.delayed).toBe(40);
+    await s.timeLimit(undefined);
+    s.app.configure({ latencyMs: 0 });
+    expect(await s.run(0)).toMatchObject({ health: 'HEALTHY', counts: { succeeded: run.counts.delayed } });
+    expectAppHolds(s.app, rows);
+  });
+
   it('an app that refuses connections: the run stops after 3 batches in a row got no answer, FAILED with the error, every record DELAYED in history', async () => {
     const s = await setup({ batchSize: 10, concurrency: 4 });
     await s.app.stop(); // nothing listens on its port any more: every connection is refused
