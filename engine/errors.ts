@@ -46,15 +46,35 @@ export class WarehouseError extends EbbError {
   }
 }
 
-/** A run was refused before anything was sent (paused sync, empty source guard, lock held). */
-export class RunRefusedError extends EbbError {}
+/**
+ * Why a run was refused. `paused`, `error_status` and `completed` come from the sync's status in
+ * the catalog; `locked` from its run lock; the others from a guard before anything is sent.
+ */
+export type RefusalReason = 'paused' | 'error_status' | 'completed' | 'not_deployed' | 'locked' | 'empty_source' | 'destructive_change' | 'outdated_project' | 'no_connection';
+
+/** A run was refused before anything was sent; `reason` says why, for exit codes and schedulers. */
+export class RunRefusedError extends EbbError {
+  constructor(
+    readonly reason: RefusalReason,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  /** The sync's status keeps it from running: `run --all` skips it rather than fail. */
+  get byStatus(): boolean {
+    return this.reason === 'paused' || this.reason === 'error_status' || this.reason === 'completed';
+  }
+}
 
 /**
  * A change would delete, orphan or recreate the records ebb holds in an app (a new key, strategy
  * or destination, or keys whose text changed upstream): refused unless `--allow-destructive`.
  */
 export class DestructiveChangeError extends RunRefusedError {
-  readonly reason = 'destructive_change';
+  constructor(message: string) {
+    super('destructive_change', message);
+  }
 }
 
 /** Formats a path of keys and indexes the way users read it: `syncs[2].mapping.score`. */

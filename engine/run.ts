@@ -7,8 +7,9 @@ import { defaultCapabilities, type Action, type Session } from '../plugins/plugi
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
 import { markKeyed, plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
-import { recordRun, type RunCounts, type Health } from './record/record.ts';
+import { recordRun, type RunCounts, type Health, type TopError } from './record/record.ts';
 import { redact } from './redact.ts';
+import { RunRefusedError } from './errors.ts';
 import { acquireRunLock } from './run-lock.ts';
 import { afterRun, catalogEntry, checkRunnable } from './catalog/lifecycle.ts';
 
@@ -36,6 +37,14 @@ export interface RunResult {
   counts: RunCounts;
   duration_ms: number;
   error: string | null;
+  /** The most common error of the records that failed, or null when none failed. */
+  top_error: TopError | null;
+}
+
+const noCounts: RunCounts = { succeeded: 0, failed: 0, delayed: 0, skipped: 0, source_failures: 0, needs_review: 0, untracked: 0 };
+
+function messageOf(e: unknown): string {
+  return redact(e instanceof Error ? e.message : String(e));
 }
 
 /**
@@ -80,16 +89,27 @@ export async function runSync(engine: Engine, sync: SyncConfig, options: RunOpti
   const { sql } = engine;
   const started = Date.now();
   checkRunnable(await catalogEntry(sql, sync.name), sync.name, options.trigger ?? 'manual');
+  const connection = sync.destination.connection;
+  if (!engine.project.config.connections[connection] || !engine.project.plugins.has(connection)) {
+    throw new RunRefusedError(
+      'no_connection',
+      `sync ${sync.name}: its connection "${connection}" is not in ebb.yml (the catalog holds this sync, the code does not define its connection); ` +
+        `add the connection to ebb.yml, or remove the sync with \`ebb delete ${sync.name} --yes\``,
+    );
+  }
   const runId = newRunId();
   const lock = await acquireRunLock(sql, sync.name, runId);
   try {
-    return await runLocked(engine, sync, runId, started, options);
+    // A lost lock stops the sending as a SIGTERM does; the run then ends FAILED with the lock's reason.
+    const signal = options.signal ? AbortSignal.any([options.signal, lock.signal]) : lock.signal;
+    return await runLocked(engine, sync, runId, started, { ...options, signal }, lock.signal);
   } finally {
-    await lock.release();
+    // A lock that cannot be released (the warehouse is gone) expires on its own.
+    await lock.release().catch(() => undefined);
   }
 }
 
-async function runLocked(engine: Engine, sync: SyncConfig, runId: string, started: number, options: RunOptions): Promise<RunResult> {
+async function runLocked(engine: Engine, sync: SyncConfig, runId: string, started: number, options: RunOptions, lockLost: AbortSignal): Promise<RunResult> {
   const { sql, project } = engine;
   const connection = sync.destination.connection;
   const plugin = project.plugins.get(connection)!;
@@ -147,12 +167,21 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
       if (capabilities.atomicRun) await sql.run('clear_run', { table: 'sync_inflight', run_id: runId });
     }
   } catch (e) {
-    error = redact(e instanceof Error ? e.message : String(e));
+    error = messageOf(e);
     if (session && !committed) await session.close(false).catch(() => undefined);
-    if (capabilities.atomicRun && !committed) await discardUncommitted(engine, runId);
+    if (capabilities.atomicRun && !committed) await discardUncommitted(engine, runId).catch(() => undefined);
   }
-  const { counts, health } = await record(runId, summary.actions, error);
-  if (keyed) await markKeyed(sql, sync);
-  await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
-  return { run_id: runId, sync: sync.name, status: health, health, planned: summary.actions, counts, duration_ms: Date.now() - started, error };
+  if (lockLost.aborted) error = messageOf(lockLost.reason) + (error ? `; then: ${error}` : '');
+  const result = { run_id: runId, sync: sync.name, planned: summary.actions };
+  try {
+    const { counts, health, topError } = await record(runId, summary.actions, error);
+    if (keyed) await markKeyed(sql, sync);
+    await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
+    return { ...result, status: health, health, counts, duration_ms: Date.now() - started, error, top_error: topError };
+  } catch (e) {
+    // The warehouse refused the outcomes (a full disk, a lost connection): the run failed, and
+    // what it did stays in ebb's tables for the next run to record as interrupted.
+    const why = `${error ? `${error}; then ` : ''}its outcomes could not be recorded: ${messageOf(e)}. The next run of ${sync.name} records what this one did`;
+    return { ...result, status: 'FAILED', health: 'FAILED', counts: noCounts, duration_ms: Date.now() - started, error: why, top_error: null };
+  }
 }

@@ -239,7 +239,7 @@ describe('manual control', () => {
     expect(all.code, all.stderr).toBe(0);
     const report = JSON.parse(all.stdout) as { runs: Array<{ sync: string }>; skipped: Array<{ sync: string; reason: string }> };
     expect(report.runs.map((r) => r.sync)).toEqual(['b']);
-    expect(report.skipped).toEqual([{ sync: 'a', reason: expect.stringContaining('paused') }]);
+    expect(report.skipped).toEqual([{ sync: 'a', reason: expect.stringContaining('paused'), reason_code: 'paused' }]);
     expect(await runsOf('a')).toBe(0);
     expect(await output('a')).toBeNull();
     expect(await runsOf('b')).toBe(1);

@@ -5,20 +5,56 @@
 import { z } from 'zod';
 import { scheduleSchema, syncSchema, type SyncConfig } from '../config/schema.ts';
 import type { Sql } from '../warehouse/sql.ts';
-import { UsageError } from '../errors.ts';
-import { resolveEnvVars } from '../config/load.ts';
+import { UsageError, type ConfigIssue } from '../errors.ts';
+import { resolveEnvVars, zodIssues } from '../config/load.ts';
 
 /** The settings an admin may override in the warehouse, by `ebb pause` or a plain SQL UPDATE. */
-export const overridesSchema = z
-  .object({
-    status: z.enum(['ACTIVE', 'PAUSED']).optional(),
-    schedule: scheduleSchema.optional(),
-    batch_size: z.number().int().positive().optional(),
-    max_run_seconds: z.number().positive().optional(),
-    rate_limit: z.object({ requests: z.number().int().positive(), per_seconds: z.number().positive() }).optional(),
-  })
-  .catch({});
+const overrideFields = {
+  status: z.enum(['ACTIVE', 'PAUSED'], { error: 'expected "ACTIVE" or "PAUSED"' }),
+  schedule: scheduleSchema,
+  batch_size: z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' }),
+  max_run_seconds: z.number({ error: 'expected a positive number of seconds' }).positive({ error: 'expected a positive number of seconds' }),
+  rate_limit: z.strictObject(
+    { requests: z.number().int().positive(), per_seconds: z.number().positive() },
+    { error: 'expected { "requests": <positive integer>, "per_seconds": <positive number> }' },
+  ),
+};
+export const overridesSchema = z.object(overrideFields).partial();
 export type Overrides = z.infer<typeof overridesSchema>;
+
+/**
+ * Reads an admin's overrides field by field: a bad field is reported with its path and ignored,
+ * and never takes the others with it. Overrides that cannot be read at all, or a status that is
+ * not valid, keep the sync PAUSED: an admin who meant to stop it must not see it run.
+ */
+export function parseOverrides(raw: unknown): { overrides: Overrides; issues: ConfigIssue[] } {
+  const paused = (path: string, message: string) => ({ overrides: { status: 'PAUSED' as const }, issues: [{ path, message: `${message}; the sync stays PAUSED until this is fixed` }] });
+  let value: unknown = raw ?? {};
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value) as unknown;
+    } catch {
+      return paused('overrides', 'not valid JSON');
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return paused('overrides', 'expected a JSON object');
+  const overrides: Record<string, unknown> = {};
+  const issues: ConfigIssue[] = [];
+  for (const [key, field] of Object.entries(value)) {
+    const schema = overrideFields[key as keyof typeof overrideFields] as z.ZodType | undefined;
+    if (!schema) {
+      issues.push({ path: `overrides.${key}`, message: `unknown setting; an admin may override ${Object.keys(overrideFields).join(', ')}` });
+      continue;
+    }
+    const parsed = schema.safeParse(field);
+    if (parsed.success) overrides[key] = parsed.data;
+    else if (key === 'status') {
+      overrides.status = 'PAUSED';
+      issues.push(...paused('overrides.status', parsed.error.issues[0].message).issues);
+    } else issues.push(...zodIssues(parsed.error, ['overrides', key]).map((i) => ({ ...i, message: `${i.message}; ignored, the value from the code applies` })));
+  }
+  return { overrides: overrides as Overrides, issues };
+}
 
 export type Status = 'ACTIVE' | 'PAUSED' | 'COMPLETED' | 'ERROR';
 
@@ -34,6 +70,8 @@ export interface CatalogEntry {
   status: Status;
   health: string;
   overrides: Overrides;
+  /** Fields of the overrides that could not be read, with their paths: reported, never applied. */
+  overrideIssues: ConfigIssue[];
   formerNames: string[];
   records: number;
 }
@@ -47,7 +85,7 @@ export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
   return (await sql.runAndRead('catalog_list')).map((r) => {
     // The catalog stores `env_var()` calls, not secrets: resolve them as ebb.yml's are.
     const parsed = syncSchema.safeParse(resolveEnvVars(json(r.definition), [], []));
-    const overrides = overridesSchema.parse(json(r.overrides) ?? {});
+    const { overrides, issues } = parseOverrides(r.overrides);
     return {
       name: String(r.sync_name),
       definition: parsed.success ? parsed.data : null,
@@ -57,6 +95,7 @@ export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
       status: (overrides.status ?? r.status ?? 'ACTIVE') as Status,
       health: String(r.health ?? 'PENDING'),
       overrides,
+      overrideIssues: issues,
       formerNames: (json(r.former_names) as string[] | null) ?? [],
       records: Number(r.records ?? 0),
     };

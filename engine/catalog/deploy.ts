@@ -11,6 +11,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DestructiveChangeError, RunRefusedError } from '../errors.ts';
 import { unresolve } from '../redact.ts';
 import { assessChange, describeChange, type DestructiveChange } from './destructive.ts';
+import { validateProject } from '../config/validate.ts';
 
 /** What a deploy does with one sync. */
 export interface DeployStep {
@@ -106,6 +107,7 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
   if (!options.allowDestructive) refuseDestructive(plan);
   if (isOutdated(plan) && !options.force) {
     throw new RunRefusedError(
+      'outdated_project',
       `project ${plan.project} is version ${plan.version}, but version ${plan.catalogVersion} already deployed to this catalog; ` +
         'refusing to overwrite newer definitions with older ones. Deploy from the newer project, raise `version` in ebb.yml, or pass --force.',
     );
@@ -170,6 +172,8 @@ export async function autoDeploy(
   options: { allowDestructive?: boolean; onHeld?: (change: DestructiveChange) => void } = {},
 ): Promise<void> {
   if (!engine.project.config.catalog.auto_deploy) return;
+  // The checks of `ebb deploy`: an invalid sync commits nothing (ConfigError, exit 3).
+  await validateProject(engine.sql, engine.project.config.syncs);
   const plan = await analyseDeploy(engine);
   if (isOutdated(plan)) {
     warn(`project version ${plan.version} is older than the catalog's (${plan.catalogVersion}); not deploying, running the syncs as the catalog holds them`);

@@ -19,10 +19,10 @@ export async function catalogEntry(sql: Sql, name: string): Promise<CatalogEntry
 
 /** Throws when the sync's status forbids this run: PAUSED always, COMPLETED and ERROR for automatic triggers. */
 export function checkRunnable(entry: CatalogEntry | undefined, name: string, trigger: Trigger): void {
-  if (!entry) throw new RunRefusedError(`sync ${name} is not in the catalog; run \`ebb deploy\` (or turn catalog.auto_deploy on)`);
-  if (entry.status === 'PAUSED') throw new RunRefusedError(`sync ${name} is paused; resume it with \`ebb resume ${name}\` to run it`);
+  if (!entry) throw new RunRefusedError('not_deployed', `sync ${name} is not in the catalog; run \`ebb deploy\` (or turn catalog.auto_deploy on)`);
+  if (entry.status === 'PAUSED') throw new RunRefusedError('paused', `sync ${name} is paused; resume it with \`ebb resume ${name}\` to run it`);
   if (automatic.includes(trigger) && (entry.status === 'ERROR' || entry.status === 'COMPLETED')) {
-    throw new RunRefusedError(`sync ${name} is ${entry.status}; ${entry.status === 'ERROR' ? `its last runs failed; fix the cause and \`ebb resume ${name}\`` : 'its `once` schedule already ran'}`);
+    throw new RunRefusedError(entry.status === 'ERROR' ? 'error_status' : 'completed', `sync ${name} is ${entry.status}; ${entry.status === 'ERROR' ? `its last runs failed; fix the cause and \`ebb resume ${name}\`` : 'its `once` schedule already ran'}`);
   }
 }
 

@@ -3,12 +3,17 @@ import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
 import type { Engine } from '../engine.ts';
 import { readCatalog, type CatalogEntry } from '../catalog/catalog.ts';
-import { UsageError } from '../errors.ts';
+import { ConfigError, UsageError } from '../errors.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
 
 async function entryOf(engine: Engine, name: string): Promise<CatalogEntry> {
-  // As `run` does: the code is deployed first, so a sync can be paused before it ever ran.
-  await autoDeploy(engine, (message) => process.stderr.write(`warning: ${message}\n`));
+  // As `run` does: the code is deployed first, so a sync can be paused before it ever ran. An
+  // invalid ebb.yml deploys nothing, but a broken sync can still be paused.
+  const warn = (message: string) => process.stderr.write(`warning: ${message}\n`);
+  await autoDeploy(engine, warn).catch((e: unknown) => {
+    if (!(e instanceof ConfigError)) throw e;
+    warn(`not deploying, acting on the catalog as it is: ${e.message}`);
+  });
   const catalog = await readCatalog(engine.sql);
   const entry = catalog.find((e) => e.name === name);
   if (!entry) throw new UsageError(`unknown sync "${name}"; the catalog holds: ${catalog.map((e) => e.name).join(', ') || '(none; run `ebb deploy`)'}`);

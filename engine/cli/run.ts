@@ -6,7 +6,7 @@ import { describeChange, type DestructiveChange } from '../catalog/destructive.t
 import { validateProject } from '../config/validate.ts';
 import { effectiveSync, readCatalog } from '../catalog/catalog.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
-import { DestructiveChangeError, ExitCode, RunRefusedError, UsageError } from '../errors.ts';
+import { DestructiveChangeError, ExitCode, RunRefusedError, UsageError, type RefusalReason } from '../errors.ts';
 import { progress } from './progress.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import { dbtModelMatches } from '../config/dbt.ts';
@@ -78,38 +78,46 @@ export function register(program: Command): void {
         const held = new Map<string, DestructiveChange>();
         await autoDeploy(engine, warn, { allowDestructive: options.allowDestructive, onHeld: (c) => held.set(c.sync, c) });
         // What runs is what the catalog holds: the deployed definitions with the admin's overrides.
-        const deployed = (await readCatalog(engine.sql)).map(effectiveSync).filter((s): s is SyncConfig => s !== null);
+        const catalog = await readCatalog(engine.sql);
+        const deployed = catalog.map(effectiveSync).filter((s): s is SyncConfig => s !== null);
         const syncs = chooseSyncs(deployed, names, options);
         for (const change of held.values()) if (!syncs.some((s) => s.name === change.sync)) warn(heldBack(change));
+        for (const entry of catalog.filter((e) => syncs.some((s) => s.name === e.name))) {
+          for (const issue of entry.overrideIssues) process.stderr.write(`warning: sync ${entry.name}: ${issue.path}: ${issue.message}\n`);
+        }
         // The same checks as `ebb validate`, for the syncs about to run: nothing is sent when one fails.
         await validateProject(engine.sql, engine.project.config.syncs, syncs.map((s) => s.name), engine);
         if (options.dbtModels !== undefined && syncs.length === 0) process.stderr.write(`note: no deployed sync reads the dbt models ${options.dbtModels.join(', ') || '(none given)'}; nothing to run\n`);
         const results: RunResult[] = [];
-        const skipped: Array<{ sync: string; reason: string }> = [];
+        const skipped: Array<{ sync: string; reason: string; reason_code: RefusalReason }> = [];
         const bar = options.json ? undefined : progress();
         let refused = 0;
-        for (const sync of syncs) {
-          try {
-            const change = held.get(sync.name);
-            if (change) throw new DestructiveChangeError(`${describeChange(change)} Refusing to run it; pass --allow-destructive to accept the change.`);
-            const result = await runSync(engine, sync, {
-              trigger: options.trigger,
-              fullResync: options.fullResync,
-              allowEmptySource: options.allowEmptySource,
-              allowDestructive: options.allowDestructive,
-              onProgress: (e) => bar?.update(e),
-            });
-            results.push(result);
-            bar?.done(result);
-          } catch (e) {
-            if (!(e instanceof RunRefusedError)) throw e;
-            const paused = /is (paused|ERROR|COMPLETED)/.test(e.message);
-            skipped.push({ sync: sync.name, reason: e.message });
-            if (!(paused && (options.all || options.select || options.dbtModels))) refused += 1;
-            if (!options.json) process.stderr.write(`${paused && (options.all || options.dbtModels) ? 'skipped' : 'refused'}: ${e.message}\n`);
+        try {
+          for (const sync of syncs) {
+            try {
+              const change = held.get(sync.name);
+              if (change) throw new DestructiveChangeError(`${describeChange(change)} Refusing to run it; pass --allow-destructive to accept the change.`);
+              const result = await runSync(engine, sync, {
+                trigger: options.trigger,
+                fullResync: options.fullResync,
+                allowEmptySource: options.allowEmptySource,
+                allowDestructive: options.allowDestructive,
+                onProgress: (e) => bar?.update(e),
+              });
+              results.push(result);
+              bar?.done(result);
+            } catch (e) {
+              if (!(e instanceof RunRefusedError)) throw e;
+              // A sync that its status holds back is skipped by a selection; any other refusal fails the command.
+              const skip = e.byStatus && Boolean(options.all || options.select || options.dbtModels);
+              skipped.push({ sync: sync.name, reason: e.message, reason_code: e.reason });
+              if (!skip) refused += 1;
+              bar?.say(`${skip ? 'skipped' : 'refused'}: ${e.message}`);
+            }
           }
+        } finally {
+          bar?.stop();
         }
-        bar?.stop();
         const code = exitCodeOf(results, refused);
         if (options.json) process.stdout.write(toJson({ exit_code: code, runs: results, skipped }, 2) + '\n');
         return code;

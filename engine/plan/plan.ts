@@ -127,6 +127,7 @@ async function checkEmptySource(sql: Sql, sync: SyncConfig, context: Record<stri
   const [{ n }] = await sql.runAndRead('source_count', context);
   if (Number(n) > 0) return;
   throw new RunRefusedError(
+    'empty_source',
     `sync ${sync.name}: the source returned no rows, so this run would remove all ${removing} records it holds in the app` +
       `${sync.strategy === 'replace' ? ' (replace would empty the destination)' : ''}. Refusing; if the source is really empty, run again with --allow-empty-source.`,
   );

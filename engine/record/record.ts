@@ -5,16 +5,29 @@ export type Health = 'HEALTHY' | 'INCOMPLETE' | 'FAILED' | 'DELAYED';
 
 /** Records per final apply_state in one run. */
 export interface RunCounts {
+  /** Records the app received and accepted. */
   succeeded: number;
   failed: number;
   delayed: number;
+  /** Records that `ebb skip` kept out of the run. */
   skipped: number;
   source_failures: number;
   /** Records of the sync in doubt after this run (NEEDS_REVIEW, from this run or earlier ones): a lookup or a person decides. */
   needs_review: number;
+  /** Records that left the source and that ebb stopped tracking, without a request (on_remove: none). */
+  untracked: number;
 }
 
-/** Health from a run's counts (SPEC §4). A source failure is an unresolved failure. */
+/** The most common error of a run's failed records. */
+export interface TopError {
+  error: string;
+  /** Records that failed with this error. */
+  records: number;
+  /** Records that failed in all (refused by the app, and source failures). */
+  failures: number;
+}
+
+/** Health from a run's counts (SPEC §4). A source failure is an unresolved failure; an untrack is not a success. */
 export function healthOf(counts: RunCounts, error: string | null): Health {
   if (error) return 'FAILED';
   const failures = counts.failed + counts.source_failures + counts.needs_review;
@@ -23,19 +36,39 @@ export function healthOf(counts: RunCounts, error: string | null): Health {
   return 'HEALTHY';
 }
 
+/** The message of a history row's error: a plugin's error is JSON (`{kind, message}`), a source failure's is text. */
+function errorMessage(text: unknown): string {
+  if (text === null || text === undefined) return '(no message)';
+  try {
+    const error = JSON.parse(String(text)) as { message?: unknown };
+    if (typeof error?.message === 'string') return error.message;
+  } catch {
+    // plain text
+  }
+  return String(text);
+}
+
+/** The most common error of each run that has failed records, by run id. */
+export async function topErrors(sql: Sql, runIds: string[]): Promise<Map<string, TopError>> {
+  if (runIds.length === 0) return new Map();
+  const rows = await sql.runAndRead('run_top_errors', { run_ids: runIds });
+  return new Map(rows.map((r) => [String(r.run_id), { error: errorMessage(r.error), records: Number(r.n), failures: Number(r.failures) }]));
+}
+
 /** Writes history and state in bulk, then the run's totals and the sync's health. */
 export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null; idempotentCreate: boolean }) {
   const ctx = { run_id: run.runId };
   await sql.run('record_history', { ...ctx, idempotent_create: run.idempotentCreate });
   await sql.run('record_state', ctx);
-  const byState = Object.fromEntries((await sql.runAndRead('run_counts', ctx)).map((r) => [String(r.apply_state), Number(r.n)]));
+  const byState = Object.fromEntries((await sql.runAndRead('run_counts', { ...ctx, sync_name: run.syncName })).map((r) => [String(r.apply_state), Number(r.n)]));
   const counts: RunCounts = {
     succeeded: byState.SUCCESS ?? 0,
     failed: byState.FAILED ?? 0,
     delayed: byState.DELAYED ?? 0,
-    skipped: (byState.SKIPPED_ONCE ?? 0) + (byState.SKIPPED_ALWAYS ?? 0),
+    skipped: byState.SKIPPED ?? 0,
     source_failures: byState.SOURCE_FAILURE ?? 0,
     needs_review: byState.NEEDS_REVIEW ?? 0,
+    untracked: byState.UNTRACKED ?? 0,
   };
   let health = healthOf(counts, run.error);
   // Records left in doubt by any run keep the sync from being HEALTHY until they are resolved.
@@ -44,8 +77,10 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
   counts.needs_review = Number(outstanding.n);
   if (counts.needs_review > 0 && (health === 'HEALTHY' || health === 'DELAYED')) health = 'INCOMPLETE';
   for (const table of ['sync_changes', 'sync_outcomes', 'sync_inflight']) await sql.run('clear_run', { table, run_id: run.runId });
-  const { needs_review: _review, ...columns } = counts;
+  // The run row keeps the untracked records in `planned` (each untrack is planned and done at once).
+  const { needs_review: _review, untracked: _untracked, ...columns } = counts;
   await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + fresh, error: run.error });
   await sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId });
-  return { counts, health };
+  const topError = counts.failed + counts.source_failures > 0 ? ((await topErrors(sql, [run.runId])).get(run.runId) ?? null) : null;
+  return { counts, health, topError };
 }

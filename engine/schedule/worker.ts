@@ -226,7 +226,7 @@ export class Worker {
     const sync = entry ? effectiveSync(entry) : null;
     try {
       checkRunnable(entry, request.sync, request.trigger);
-      if (!sync) throw new RunRefusedError(`sync ${request.sync}: its definition in the catalog is not valid; deploy it again`);
+      if (!sync) throw new RunRefusedError('not_deployed', `sync ${request.sync}: its definition in the catalog is not valid; deploy it again`);
     } catch (e) {
       if (!(e instanceof RunRefusedError)) throw e;
       await sql.run('request_finish', { ...ids, run_id: null });

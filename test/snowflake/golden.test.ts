@@ -39,6 +39,7 @@ const context = {
   ...sourceContext(sync),
   sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove },
   run_id: '20260101T000000Z-abc123',
+  run_ids: ['20260101T000000Z-abc123', '20260101T000000Z-def456'],
   sync_name: sync.name,
   match_name: sync.name,
   former_name: 'old_customers',

@@ -59,6 +59,7 @@ const FUNCTIONS: Record<string, string> = {
   OBJECT_CONSTRUCT_KEEP_NULL: 'json_object',
   ARRAY_CONSTRUCT: 'json_array',
   PARSE_JSON: 'json',
+  JSON_EXTRACT_PATH_TEXT: 'json_extract_string',
 };
 /** Types: Snowflake name → DuckDB name. */
 const TYPES: Record<string, string> = { VARIANT: 'JSON', TIMESTAMP_NTZ: 'TIMESTAMP' };

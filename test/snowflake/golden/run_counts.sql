@@ -1,5 +1,9 @@
-SELECT apply_state, count(*) AS n
+SELECT CASE WHEN action = 'untrack' AND apply_state = 'SUCCESS' THEN 'UNTRACKED' ELSE apply_state END AS apply_state, count(*) AS n
 FROM "EBB"."SYNC_RECORD_HISTORY"
 WHERE run_id = ?
 GROUP BY 1
--- binds: ["20260101T000000Z-abc123"]
+UNION ALL
+SELECT 'SKIPPED' AS apply_state, count(*) AS n
+FROM "EBB"."SYNC_RECORD_STATE"
+WHERE sync_name = ? AND apply_state IN ('SKIPPED_ONCE', 'SKIPPED_ALWAYS')
+-- binds: ["20260101T000000Z-abc123","customers_to_crm"]
