@@ -1,6 +1,7 @@
 /** Finds a plugin by its name in ebb.yml: a built-in, or a module path relative to the project. */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { register } from 'node:module';
 import type { Plugin } from '../plugins/plugin.ts';
 
 // Each plugin has its own config types; the engine only sees the erased contract.
@@ -14,6 +15,15 @@ const builtins: Record<string, () => Promise<{ default: unknown }>> = {
   webhook: () => import('../plugins/webhook/index.ts'),
 };
 
+let hooked = false;
+
+/** Lets a project's TypeScript plugin load as an ES module and import ebb's dependencies (see plugin-hooks.js). */
+function registerHooks(): void {
+  if (hooked) return;
+  hooked = true;
+  register('./plugin-hooks.js', import.meta.url, { data: { ebbUrl: import.meta.url } });
+}
+
 /** Loads a plugin; throws with a message that lists the built-ins when the name is unknown. */
 export async function loadPlugin(name: string, projectDir: string): Promise<Plugin> {
   const builtin = builtins[name];
@@ -22,6 +32,7 @@ export async function loadPlugin(name: string, projectDir: string): Promise<Plug
     throw new Error(`unknown plugin "${name}"; built-in plugins are ${Object.keys(builtins).join(', ')}, or give a path such as ./plugins/my-app.ts`);
   }
   let mod: { default?: Plugin };
+  registerHooks();
   try {
     mod = (await import(pathToFileURL(resolve(projectDir, name)).href)) as { default?: Plugin };
   } catch (e) {

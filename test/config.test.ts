@@ -74,6 +74,20 @@ const staticCases: Array<{ title: string; config: Config | string; lines: Array<
   { title: 'file plugin destination', config: edit((c) => (c.syncs[0].destination.object = 'people.txt')), lines: ['syncs[0].destination.object: must end in .jsonl or .csv'] },
   { title: 'on_remove with a strategy other than upsert', config: edit((c) => Object.assign(c.syncs[0], { strategy: 'mirror', on_remove: 'delete' })), lines: ['syncs[0].on_remove: applies to the upsert strategy only'] },
   { title: 'reserved __ebb_ field', config: edit((c) => (c.syncs[0].mapping.__ebb_score = 'score')), lines: ['syncs[0].mapping.__ebb_score: names starting with __ebb_ are reserved'] },
+  { title: 'invalid cron expression', config: edit((c) => (c.syncs[0].schedule = { cron: 'every tuesday' })), lines: [/^ {2}syncs\[0\]\.schedule\.cron: not a valid cron expression \(.*\); write five fields/m] },
+  { title: 'an interval of zero', config: edit((c) => (c.syncs[0].schedule = { every: '0s' })), lines: ['syncs[0].schedule.every: must be longer than 0'] },
+  { title: 'unknown key under destination', config: edit((c) => (c.syncs[0].destination.objct = 'x')), lines: ['syncs[0].destination.objct: unknown key for plugin file; it knows object'] },
+  {
+    title: 'env_var() without quotes, and with a missing parenthesis',
+    config: edit((c) => {
+      c.connections.crm.config.headers.authorization = 'Bearer {{ env_var(EBB_TEST_TOKEN) }}';
+      c.connections.crm.config.headers['x-api-key'] = "{{ env_var('EBB_TEST_TOKEN' }}";
+    }),
+    lines: [
+      "connections.crm.config.headers.authorization: malformed env_var() call; write {{ env_var('NAME') }} or {{ env_var('NAME', 'default') }}, with the name in quotes",
+      'connections.crm.config.headers.x-api-key: malformed env_var() call',
+    ],
+  },
 ];
 
 const expectLines = (stderr: string, lines: Array<string | RegExp>) => {
@@ -156,6 +170,16 @@ describe('`ebb validate` against the warehouse', () => {
     const runs = await duck(db, `SELECT count(*) AS n FROM duckdb_tables() t WHERE schema_name = 'ebb' AND table_name = 'sync_runs' AND estimated_size > 0`);
     expect(runs).toEqual([{ n: 0 }]);
     expect(await access(join(dir, 'out')).then(() => true, () => false)).toBe(false);
+  });
+
+  it('`ebb plan` reports config errors as `ebb validate` does (exit 3, same lines)', async () => {
+    const { dir } = await project(edit((c) => (c.syncs[0].mapping.score = 'scroe')));
+    const validate = await ebb(dir, ['validate']);
+    const plan = await ebb(dir, ['plan', 'scores']);
+    expect(plan.code, plan.stderr).toBe(3);
+    expect(plan.stderr).toBe(validate.stderr);
+    expectLines(plan.stderr, ['syncs[0].mapping.score: unknown column "scroe"; did you mean "score"?']);
+    expect(plan.stdout).toBe('');
   });
 
   it('accepts a valid project and sends nothing', async () => {

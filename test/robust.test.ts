@@ -5,13 +5,15 @@
  * nothing that `ebb deploy` would refuse.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { stringify } from 'yaml';
 import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { FaultServer } from './support/fault-server.ts';
 import { SnowflakeEmulator } from './snowflake/emulator.ts';
+import { CrmApp } from './support/crm-app.ts';
 
 const stops: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -163,5 +165,63 @@ describe('the automatic deploy of `ebb run`', () => {
     expect(run.stderr).toContain('syncs[1].mapping.score: unknown column "scroe"; did you mean "score"?');
     expect(await duck(db, `SELECT sync_name, definition_hash FROM ebb.syncs ORDER BY 1`)).toEqual(before);
     expect(await duck(db, `SELECT count(*) AS n FROM ebb.sync_runs`)).toEqual([{ n: 0 }]);
+  });
+});
+
+/** A project plugin as the README describes it: TypeScript, a default export, a zod config schema. */
+const myAppPlugin = `import { z } from 'zod';
+import type { Change, Outcome, Plugin } from 'ebb/plugins/plugin.ts';
+
+const configSchema = z.object({ base_url: z.string() });
+
+const plugin = {
+  name: 'my-app',
+  configSchema,
+  async check() {},
+  async open({ config }: { config: z.infer<typeof configSchema> }) {
+    return {
+      async apply(changes: Change[]): Promise<Outcome[]> {
+        return Promise.all(
+          changes.map(async (c) => {
+            const answer = await fetch(\`\${config.base_url}/contacts\`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(c.record) });
+            const body = (await answer.json()) as { id?: string };
+            return answer.ok ? { key: c.key, success: true, appId: body.id } : { key: c.key, success: false, error: { kind: 'rejected', message: \`answered \${answer.status}\` } };
+          }),
+        );
+      },
+      async close() {},
+    };
+  },
+};
+export default plugin as unknown as Plugin;
+`;
+
+describe('a project plugin written in TypeScript', () => {
+  it('loads from an `ebb init` project outside the repository, as the README shows, and runs', async () => {
+    const app = await CrmApp.start();
+    stops.push(() => app.stop());
+    const dir = join(await mkdtemp(join(tmpdir(), 'ebb-init-')), 'my-project');
+    const bin = join(repoRoot, 'bin', 'ebb.js');
+    const inProject = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, [bin, ...args], { cwd: dir }, (error, stdout, stderr) => resolve({ code: error ? Number(error.code) : 0, stdout, stderr })),
+      );
+    const init = await ebb(tmpdir(), ['init', dir]);
+    expect(init.code, init.stderr).toBe(0);
+    await mkdir(join(dir, 'plugins'));
+    await writeFile(join(dir, 'plugins', 'my-app.ts'), myAppPlugin);
+    const yml = (await readFile(join(dir, 'ebb.yml'), 'utf8'))
+      .replace('connections:\n', `connections:\n  my_app:\n    plugin: ./plugins/my-app.ts\n    config: { base_url: "${app.url}" }\n`)
+      .replace('syncs:\n', 'syncs:\n  - name: to_my_app\n    source: { table: analytics.customers, key: customer_id }\n    destination: { connection: my_app, object: contacts }\n    strategy: create\n    mapping: { email: email }\n');
+    await writeFile(join(dir, 'ebb.yml'), yml);
+
+    const validate = await inProject(['validate']);
+    expect(validate.code, validate.stderr).toBe(0);
+    const run = await inProject(['run', 'to_my_app', '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const [customers] = await duck(join(dir, 'warehouse.duckdb'), 'SELECT count(*) AS n FROM analytics.customers');
+    expect(JSON.parse(run.stdout).runs[0]).toMatchObject({ health: 'HEALTHY', counts: { succeeded: customers.n } });
+    expect(app.contacts.size).toBe(customers.n);
+    expect(app.sentEmails('POST')).toHaveLength(Number(customers.n));
   });
 });

@@ -8,6 +8,7 @@ import { toJson } from '../redact.ts';
 import { readCatalog } from '../catalog/catalog.ts';
 import { assessChange, describeChange } from '../catalog/destructive.ts';
 import { DestructiveChangeError } from '../errors.ts';
+import { validateProject } from '../config/validate.ts';
 
 export function register(program: Command): void {
   common(
@@ -22,6 +23,8 @@ export function register(program: Command): void {
     action(async (name: string, options: CommonOptions & { limit: number; fullResync?: boolean; allowDestructive?: boolean }) =>
       withEngine(options, async (engine, project) => {
         const [sync] = selectSyncs(project, [name]);
+        // The checks of `ebb validate` for this sync: a problem is reported as validate reports it (exit 3).
+        await validateProject(engine.sql, project.config.syncs, [name], engine);
         // The code against the deployed definition, as `ebb deploy` compares them.
         const catalog = await readCatalog(engine.sql);
         const entry = catalog.find((e) => e.name === sync.name) ?? catalog.find((e) => e.name === sync.renamed_from);

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve, join } from 'node:path';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
+import { ZodObject, type z } from 'zod';
 import { closest } from 'fastest-levenshtein';
 import { ConfigError, formatPath, type ConfigIssue } from '../errors.ts';
 import { projectSchema, type ProjectConfig } from './schema.ts';
@@ -23,10 +23,14 @@ const ENV_VAR = /\{\{\s*env_var\(\s*(['"])([^'"]+)\1\s*(?:,\s*(['"])([^'"]*)\3\s
 
 /**
  * Replaces `{{ env_var('NAME', 'default') }}` in every string and registers the values used as
- * secrets (see redact.ts); reports missing variables, unless `optional` (then they are empty).
+ * secrets (see redact.ts); reports missing variables (unless `optional`: then they are empty) and malformed calls.
  */
 export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[], optional = false): unknown {
   if (typeof value === 'string') {
+    // A call that the pattern does not match (`env_var(FOO)`, a missing quote or brace) would stay in the value as text.
+    if ((value.match(/env_var\s*\(/g)?.length ?? 0) > (value.match(ENV_VAR)?.length ?? 0)) {
+      issues.push({ path: formatPath(path), message: "malformed env_var() call; write {{ env_var('NAME') }} or {{ env_var('NAME', 'default') }}, with the name in quotes" });
+    }
     return value.replace(ENV_VAR, (_m, _q, name: string, _q2, fallback: string | undefined) => {
       const set = process.env[name];
       if (set !== undefined) {
@@ -96,6 +100,13 @@ export async function loadProject(projectDir = '.', options: LoadOptions = {}): 
   return { dir, file, config, plugins };
 }
 
+/** The keys of a loose object schema (one that lets unknown keys through), else null. */
+function looseKeys(schema: z.ZodType): string[] | null {
+  if (!(schema instanceof ZodObject)) return null;
+  const catchall = (schema.def.catchall as z.ZodType | undefined)?.def.type;
+  return catchall === 'unknown' || catchall === 'any' ? Object.keys(schema.shape as Record<string, unknown>) : null;
+}
+
 /** The checks that zod cannot express: names, references, plugin configs and capabilities. */
 async function checkProject(config: ProjectConfig, dir: string, plugins: Map<string, Plugin>, issues: ConfigIssue[], withPlugins: boolean) {
   for (const [name, conn] of Object.entries(withPlugins ? config.connections : {})) {
@@ -144,6 +155,13 @@ async function checkProject(config: ProjectConfig, dir: string, plugins: Map<str
     if (supported && !supported.includes(sync.strategy)) {
       const where = typeof strategies === 'function' ? ' with this destination (see its documentation)' : '';
       issues.push({ path: at('strategy'), message: `plugin ${plugin.name} does not support ${sync.strategy}${where}; it supports ${supported.join(', ')}` });
+    }
+    // A loose schema lets any key through: a misspelt option would be ignored without a word.
+    const known = plugin.destinationSchema && looseKeys(plugin.destinationSchema);
+    for (const key of Object.keys(sync.destination)) {
+      if (known && key !== 'connection' && !known.includes(key)) {
+        issues.push({ path: at('destination', key), message: `unknown key for plugin ${plugin.name}; it knows ${known.join(', ')}` });
+      }
     }
   });
 }

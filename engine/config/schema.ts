@@ -1,5 +1,6 @@
 /** The zod schema of ebb.yml (SPEC §1), and the types derived from it. */
 import { z } from 'zod';
+import { Cron } from 'croner';
 
 const name = z.string().min(1, 'must not be empty');
 const positiveInt = z.number().int().positive();
@@ -54,10 +55,30 @@ const mappingValue = z.union(
   { error: 'must be a source column name, { sql: "<expression>" } or { value: <static value> }' },
 );
 
+/** Croner's reason when a cron expression is not valid (five fields, or six with seconds first), else null. */
+function cronProblem(pattern: string): string | null {
+  try {
+    new Cron(pattern, { timezone: 'UTC', paused: true }).stop();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 export const scheduleSchema = z.union([
   z.enum(['manual', 'once', 'live']),
-  z.strictObject({ every: z.string().regex(/^\d+\s*(s|m|h|d)$/, 'must look like 30s, 15m, 2h or 1d') }),
-  z.strictObject({ cron: z.string().min(1) }),
+  z.strictObject({
+    every: z
+      .string()
+      .regex(/^\d+\s*(s|m|h|d)$/, 'must look like 30s, 15m, 2h or 1d')
+      .refine((every) => Number.parseInt(every, 10) > 0, 'must be longer than 0'),
+  }),
+  z.strictObject({
+    cron: z.string().superRefine((pattern, ctx) => {
+      const problem = cronProblem(pattern);
+      if (problem) ctx.addIssue({ code: 'custom', message: `not a valid cron expression (${problem}); write five fields, e.g. "0 * * * *", or six with seconds first` });
+    }),
+  }),
 ]);
 
 export const strategies = ['create', 'update', 'upsert', 'mirror', 'replace', 'send'] as const;
