@@ -213,6 +213,8 @@ describe('strategies, end to end through `ebb run` and the file plugin', () => {
     const db = join(dir, 'warehouse.duckdb');
     const keyOf = new Map([1, 2, 3, 4, 5].map((n) => [recordOf(s, n, null).key, n]));
     if (s.seed) {
+      // `ebb run` deploys every sync of ebb.yml first, after checking each source: s's must exist.
+      await load(db, 'people', s, '');
       await load(db, 'seed_people', s, s.seed);
       await run(dir, 'seed');
     }
