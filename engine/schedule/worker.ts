@@ -218,6 +218,13 @@ export class Worker {
     return false;
   }
 
+  /** Finishes a request that cannot run, without a run, and says why. */
+  private async drop(sql: Engine['sql'], request: Request, e: RunRefusedError): Promise<void> {
+    await sql.run('request_finish', { request_id: request.id, holder: this.id, run_id: null });
+    this.summary.dropped += 1;
+    this.log({ level: 'warn', event: 'dropped', sync: request.sync, request: request.id, message: `request ${request.id}: not run, ${e.message}` });
+  }
+
   /** Runs a claimed request's sync and finishes the request; gives it back when the sync is running elsewhere. */
   private async serve(engine: Engine, request: Request): Promise<void> {
     const { sql } = engine;
@@ -229,10 +236,7 @@ export class Worker {
       if (!sync) throw new RunRefusedError('not_deployed', `sync ${request.sync}: its definition in the catalog is not valid; deploy it again`);
     } catch (e) {
       if (!(e instanceof RunRefusedError)) throw e;
-      await sql.run('request_finish', { ...ids, run_id: null });
-      this.summary.dropped += 1;
-      this.log({ level: 'warn', event: 'dropped', sync: request.sync, request: request.id, message: `request ${request.id}: not run, ${e.message}` });
-      return;
+      return this.drop(sql, request, e);
     }
     this.current = request;
     const renew = setInterval(() => {
@@ -246,6 +250,8 @@ export class Worker {
         result = await runSync(engine, sync, { trigger: request.trigger, signal: this.abort.signal });
       } catch (e) {
         if (!(e instanceof RunRefusedError)) throw e;
+        // A refusal that waiting cannot cure (say, its connection is gone from ebb.yml) finishes the request.
+        if (e.reason !== 'locked') return await this.drop(sql, request, e);
         // Already running (elsewhere, or a race with a status change): back in the queue, for later.
         await sql.run('request_release', ids);
         this.heldBack.set(request.sync, Date.now() + this.pollMs);
