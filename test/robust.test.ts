@@ -36,25 +36,40 @@ function ebbChild(dir: string, args: string[], env: Record<string, string>) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr })));
 }
 
+/**
+ * A sync of 200 contacts to a slow app, one record per request, on Snowflake (emulated): the test
+ * can change ebb's tables while a run holds its session.
+ */
+async function slowSnowflakeProject() {
+  const emulator = await SnowflakeEmulator.start({ users: { ebb_user: { password: 'pw' } } });
+  stops.push(() => emulator.stop());
+  const app = await FaultServer.start({ latencyMs: 100 });
+  stops.push(() => app.stop());
+  await emulator.sql('CREATE SCHEMA analytics');
+  await emulator.sql('CREATE TABLE analytics.contacts (id INTEGER, email VARCHAR, name VARCHAR)');
+  await emulator.sql(`INSERT INTO analytics.contacts SELECT i, 'p' || i || '@x.io', 'P' || i FROM range(1, 201) t(i)`);
+  const dir = await makeProject(
+    stringify({
+      version: 1,
+      name: 'slow',
+      warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'pw', database: 'DB', access_url: emulator.url },
+      connections: { app: { plugin: 'http', config: { base_url: app.url }, concurrency: 1, retry: { delays_seconds: [] } } },
+      syncs: [{ name: 's', source: { table: 'analytics.contacts', key: 'id' }, destination: { connection: 'app', object: 'contacts', requests: singleRequests }, strategy: 'upsert', mapping: { email: 'email', name: 'name' }, batch_size: 1 }],
+    }),
+  );
+  return { emulator, app, dir };
+}
+
+interface RunReport {
+  run_id: string;
+  health: string;
+  error: string;
+  counts: Record<string, number>;
+}
+
 describe('a lost run lock', () => {
   it('stops the run from sending; the run ends FAILED with a message, exit 1, no stack trace', async () => {
-    // Snowflake (emulated), so that the test can take the lock while the run holds its session.
-    const emulator = await SnowflakeEmulator.start({ users: { ebb_user: { password: 'pw' } } });
-    stops.push(() => emulator.stop());
-    const app = await FaultServer.start({ latencyMs: 100 });
-    stops.push(() => app.stop());
-    await emulator.sql('CREATE SCHEMA analytics');
-    await emulator.sql('CREATE TABLE analytics.contacts (id INTEGER, email VARCHAR, name VARCHAR)');
-    await emulator.sql(`INSERT INTO analytics.contacts SELECT i, 'p' || i || '@x.io', 'P' || i FROM range(1, 201) t(i)`);
-    const dir = await makeProject(
-      stringify({
-        version: 1,
-        name: 'lock',
-        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'pw', database: 'DB', access_url: emulator.url },
-        connections: { app: { plugin: 'http', config: { base_url: app.url }, concurrency: 1, retry: { delays_seconds: [] } } },
-        syncs: [{ name: 's', source: { table: 'analytics.contacts', key: 'id' }, destination: { connection: 'app', object: 'contacts', requests: singleRequests }, strategy: 'upsert', mapping: { email: 'email', name: 'name' }, batch_size: 1 }],
-      }),
-    );
+    const { emulator, app, dir } = await slowSnowflakeProject();
     const run = ebbChild(dir, ['run', 's', '--json'], { EBB_LOCK_TTL_SECONDS: '1.5' });
     while (app.requests.length < 5) await new Promise((r) => setTimeout(r, 20));
     // Another run takes the lock (as one would after this one's lock expired).
@@ -64,7 +79,7 @@ describe('a lost run lock', () => {
 
     expect(result.code, result.stderr).toBe(1);
     expect(result.stderr).not.toMatch(/\n\s+at |internal error|Unhandled/);
-    const [report] = (JSON.parse(result.stdout) as { runs: Array<{ run_id: string; health: string; error: string; counts: Record<string, number> }> }).runs;
+    const [report] = (JSON.parse(result.stdout) as { runs: RunReport[] }).runs;
     expect(report.health).toBe('FAILED');
     expect(report.error).toMatch(/the run lock of sync s was taken by another run; this run stopped sending/);
     // The renewal (every 0.5 s) found the lock taken: what was in flight finished, nothing new was sent.
@@ -76,6 +91,25 @@ describe('a lost run lock', () => {
     expect(row).toMatchObject({ STATUS: 'FAILED', ERROR: expect.stringContaining('taken by another run') });
     // The thief's lock is left alone.
     expect(await emulator.sql(`SELECT lock_run_id FROM ebb.syncs WHERE sync_name = 's'`)).toEqual([{ LOCK_RUN_ID: 'thief' }]);
+  });
+});
+
+describe('an outcome write that fails', () => {
+  it('stops the sending and ends the run FAILED with a message, exit 1, no stack trace', async () => {
+    const { emulator, app, dir } = await slowSnowflakeProject();
+    // The warehouse refuses ebb's first write of outcomes (as a full disk would): the table is gone.
+    const refused = emulator.interpose(/^INSERT INTO "EBB"\."SYNC_OUTCOMES"/, 'ALTER TABLE ebb.sync_outcomes RENAME TO sync_outcomes_gone');
+    const result = await ebbChild(dir, ['run', 's', '--json'], {});
+    await refused;
+
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).not.toMatch(/\n\s+at |internal error|Unhandled/);
+    const [report] = (JSON.parse(result.stdout) as { runs: RunReport[] }).runs;
+    expect(report.health).toBe('FAILED');
+    expect(report.error).toMatch(/SYNC_OUTCOMES.*; then its outcomes could not be recorded: .*The next run of s records what this one did/is);
+    // What was sent after the write failed: at most the batches already in flight.
+    const sentAtFailure = app.requests.length;
+    expect(sentAtFailure).toBeLessThan(200);
   });
 });
 
