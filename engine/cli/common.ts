@@ -31,12 +31,17 @@ export function action<A extends unknown[]>(body: (...args: A) => Promise<number
         process.stderr.write(`error: ${redact(e.message)}\n`);
         process.exitCode = e.exitCode;
       } else {
-        const err = e as Error;
-        process.stderr.write(`internal error: ${redact(err.message)}\n${process.env.EBB_DEBUG ? redact(err.stack ?? '') + '\n' : 'Set EBB_DEBUG=1 to see where.\n'}`);
+        reportInternalError(e);
         process.exitCode = ExitCode.failed;
       }
     }
   };
+}
+
+/** Prints an error that ebb did not expect: its message, and its stack only with EBB_DEBUG=1. */
+export function reportInternalError(e: unknown): void {
+  const err = e instanceof Error ? e : new Error(String(e));
+  process.stderr.write(`internal error: ${redact(err.message)}\n${process.env.EBB_DEBUG ? redact(err.stack ?? '') + '\n' : 'Set EBB_DEBUG=1 to see where.\n'}`);
 }
 
 /**

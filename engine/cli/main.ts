@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { ExitCode } from '../errors.ts';
+import { reportInternalError } from './common.ts';
 import * as init from './init.ts';
 import * as validate from './validate.ts';
 import * as check from './check.ts';
@@ -28,5 +29,12 @@ const program = new Command('ebb')
   });
 
 for (const command of [init, validate, check, plan, run, status, runs, history, lifecycle, records, deploy, scheduler, worker]) command.register(program);
+
+// The last line of defence: a promise nobody awaited that fails is still reported as ebb reports
+// errors (a message, exit 1), never as a stack trace.
+process.on('unhandledRejection', (e) => {
+  reportInternalError(e);
+  process.exit(ExitCode.failed);
+});
 
 await program.parseAsync(process.argv);
