@@ -166,7 +166,7 @@ describe('source.dbt_model', () => {
     expect(paused.code, paused.stderr).toBe(0);
     const result = JSON.parse(paused.stdout) as { runs: Array<{ sync: string }>; skipped: Array<{ sync: string; reason: string }> };
     expect(result.runs.map((r) => r.sync)).toEqual(['customers_to_file']);
-    expect(result.skipped).toEqual([{ sync: 'leads_to_file', reason: expect.stringContaining('is paused') }]);
+    expect(result.skipped).toEqual([{ sync: 'leads_to_file', reason: expect.stringContaining('is paused'), reason_code: 'paused' }]);
     const both = await ebb(dir, ['run', 'customers_to_file', '--dbt-models', 'customers']);
     expect(both.code).toBe(3);
     expect(both.stderr).toContain('--dbt-models chooses the syncs itself');
