@@ -58,13 +58,19 @@ const createsDown: Rule = (r) => (r.method === 'POST' ? { status: 500, body: { e
 describe('honest counts', () => {
   it('an untracked record is not a success: a run whose records sent all failed is FAILED (exit 1), untracks counted apart', async () => {
     const s = await setup();
-    await s.load([[1, 'ann@x.io', 'Ann']]);
+    await s.load([
+      [1, 'ann@x.io', 'Ann'],
+      [2, 'bob@x.io', 'Bob'],
+      [3, 'cat@x.io', 'Cat'],
+    ]);
     await s.run(0);
 
     // Ann leaves the source (on_remove none: untrack), and both new contacts are refused.
     await s.load([
       [2, 'bob@x.io', 'Bob'],
       [3, 'cat@x.io', 'Cat'],
+      [4, 'dan@x.io', 'Dan'],
+      [5, 'eve@x.io', 'Eve'],
     ]);
     s.app.rules = [createsDown];
     const run = await s.run(1);
@@ -84,7 +90,7 @@ describe('honest counts', () => {
     const statusJson = JSON.parse((await ebb(s.dir, ['status', '--json'])).stdout) as Array<Record<string, unknown>>;
     expect(statusJson[0]).toMatchObject({ sync_name: 's', health: 'FAILED', top_error: { records: 2, failures: 2 } });
     const failed = JSON.parse((await ebb(s.dir, ['history', 's', '--run', run.run_id, '--failed', '--json'])).stdout) as Array<{ record_key: string }>;
-    expect(failed.map((h) => h.record_key).sort()).toEqual(['2', '3']);
+    expect(failed.map((h) => h.record_key).sort()).toEqual(['4', '5']);
   });
 
   it('`skipped` counts the records that `ebb skip` held back from the run', async () => {
