@@ -5,7 +5,7 @@ import type { Row } from './warehouse/warehouse.ts';
 import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Action, type Session } from '../plugins/plugin.ts';
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
-import { markKeyed, plan, summarise, type PlanSummary } from './plan/plan.ts';
+import { configIndex, markKeyed, plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health, type TopError } from './record/record.ts';
 import { redact } from './redact.ts';
@@ -137,7 +137,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     // Records left in doubt by earlier runs are looked up first, so that this run can finish them.
     const inDoubt = await sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
     if (inDoubt.length > 0) await findInDoubt(sql, sync, runId, await openSession(), inDoubt, batchSize);
-    summary = await plan(sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: options.allowEmptySource, allowDestructive: options.allowDestructive });
+    summary = await plan(sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: options.allowEmptySource, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
     keyed = true;
     const toSend = summary.total - (summary.actions.untrack ?? 0) - (summary.actions.source_failure ?? 0);
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });

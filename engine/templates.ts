@@ -7,6 +7,7 @@ import nunjucks from 'nunjucks';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TemplateRenderer } from '../plugins/plugin.ts';
+import { stringifyJson } from '../plugins/shared/json.ts';
 
 const builtinTemplates = fileURLToPath(new URL('../templates/', import.meta.url));
 
@@ -34,8 +35,10 @@ const undefinedVariable = (name: string) => `undefined variable "${name}"`;
 export function templateRenderer(projectDir: string): TemplateRenderer {
   const loader = new nunjucks.FileSystemLoader([join(projectDir, 'templates'), builtinTemplates]);
   const env = new nunjucks.Environment(loader, { autoescape: false, throwOnUndefined: false });
-  // `tojson` as in Jinja: a value as JSON text (nunjucks calls it `dump`).
-  env.addFilter('tojson', (value: unknown) => JSON.stringify(value ?? null));
+  // `tojson` as in Jinja: a value as JSON text (nunjucks calls it `dump`). Both keep the exact
+  // digits of a record's numbers (plugins/shared/json.ts), which JSON.stringify would not.
+  env.addFilter('tojson', (value: unknown) => stringifyJson(value));
+  env.addFilter('dump', (value: unknown, space?: number | string) => stringifyJson(value, space));
   // A value already encoded by `urlencode` is not encoded again in a path.
   const urlencode = env.getFilter('urlencode') as (value: unknown) => string;
   env.addFilter('urlencode', (value: unknown) => new internals.runtime.SafeString(urlencode(value)));

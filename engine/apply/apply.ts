@@ -10,6 +10,7 @@ import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/p
 import type { Sql } from '../warehouse/sql.ts';
 import type { Param, Row } from '../warehouse/warehouse.ts';
 import { toJson } from '../redact.ts';
+import { parseJson } from '../../plugins/shared/json.ts';
 import { LimiterUnavailableError } from './limiter.ts';
 
 /** A change of the change set, with its position in it. */
@@ -57,7 +58,8 @@ const INFLIGHT_COLUMNS = ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'];
 const BREAKER_SENDS = 3;
 
 function toChange(row: Row): PlannedChange {
-  const record = typeof row.record === 'string' ? (JSON.parse(row.record) as Record<string, unknown>) : ((row.record ?? {}) as Record<string, unknown>);
+  // Parsed losslessly: the app must get the warehouse's digits, not a double's (see plugins/shared/json.ts).
+  const record = typeof row.record === 'string' ? (parseJson(row.record) as Record<string, unknown>) : ((row.record ?? {}) as Record<string, unknown>);
   const change: PlannedChange = { seq: Number(row.seq), key: String(row.record_key), action: row.action as Action, record, appId: (row.app_identifier as string | null) ?? null };
   // To remove a record that may be in the app under an unknown id, learn the id first: the
   // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the

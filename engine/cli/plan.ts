@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { action, common, print, withEngine, type CommonOptions } from './common.ts';
 import { selectSyncs } from '../engine.ts';
-import { plan } from '../plan/plan.ts';
+import { configIndex, plan } from '../plan/plan.ts';
 import { newRunId } from '../run.ts';
 import { toJson } from '../redact.ts';
 import { readCatalog } from '../catalog/catalog.ts';
@@ -35,7 +35,7 @@ export function register(program: Command): void {
         if (change) process.stderr.write(`destructive change: ${describeChange(change)}\n`);
         const runId = `plan-${newRunId()}`;
         try {
-          const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive });
+          const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
           const samples = await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit });
           if (options.json) {
             process.stdout.write(toJson({ sync: sync.name, strategy: sync.strategy, ...summary, samples }, 2) + '\n');

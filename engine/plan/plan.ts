@@ -1,7 +1,7 @@
 /** Plan: render the transform and plan statements of a sync, and summarise the change set. */
 import type { SyncConfig } from '../config/schema.ts';
 import type { Sql } from '../warehouse/sql.ts';
-import { DestructiveChangeError, RunRefusedError } from '../errors.ts';
+import { DestructiveChangeError, formatPath, RunRefusedError, WarehouseError } from '../errors.ts';
 
 /** Splits `db.schema."My Table"` into its parts, so that each one is quoted on its own. */
 export function relationParts(name: string): string[] {
@@ -48,6 +48,8 @@ export interface PlanOptions {
   allowEmptySource?: boolean;
   /** Plan even when the keys of most records ebb holds changed (see {@link checkRekey}). */
   allowDestructive?: boolean;
+  /** The sync's place in ebb.yml, for error paths such as `syncs[2].mapping.n`. */
+  index?: number;
 }
 
 /** What a change set does to the records in the app, in words: `delete 3 from the app, create 3`. */
@@ -101,10 +103,66 @@ export async function markKeyed(sql: Sql, sync: SyncConfig): Promise<void> {
   await sql.run('sync_set_keyed_by', { sync_name: sync.name, keyed_by: keyedBy(sync) });
 }
 
+type SourceContext = ReturnType<typeof sourceContext>;
+
+/** A sync's place in ebb.yml; undefined for a sync that is only in the catalog. */
+export function configIndex(syncs: readonly SyncConfig[], name: string): number | undefined {
+  const i = syncs.findIndex((s) => s.name === name);
+  return i < 0 ? undefined : i;
+}
+
+/**
+ * Marks the SQL expressions of the mapping that the warehouse can evaluate row by row, so that a
+ * row where one fails becomes a source failure instead of failing the run (DuckDB's try(), which
+ * refuses aggregates, window functions, subqueries and volatile functions such as random()).
+ */
+async function markTried(sql: Sql, ctx: SourceContext): Promise<SourceContext> {
+  if (!sql.warehouse.dialect.catchesRowErrors) return ctx;
+  const mapping = await Promise.all(
+    ctx.mapping.map(async (m) => {
+      if (m.kind !== 'sql') return m;
+      const tried = await sql.describe('select_source', { ...ctx, filter: null, expr: m.value, tried: true }).then(() => true, () => false);
+      return { ...m, tried };
+    }),
+  );
+  return { ...ctx, mapping };
+}
+
+/** A warehouse error on one line, without DuckDB's quote of the statement (`LINE 1: …`). */
+function reason(e: Error): string {
+  const lines = e.message.split('\n');
+  const end = lines.findIndex((l) => /^LINE \d+:/.test(l));
+  return (end < 0 ? lines : lines.slice(0, end)).join(' ').replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * After the plan statement failed: the mapping expression that fails on the source's rows, as a
+ * run error that names its field; undefined when each of them runs (the failure is elsewhere).
+ */
+async function failingExpression(sql: Sql, sync: SyncConfig, ctx: SourceContext, index?: number): Promise<WarehouseError | undefined> {
+  for (const m of ctx.mapping) {
+    if (m.kind !== 'sql' || ('tried' in m && m.tried)) continue;
+    const failure = await sql.runAndRead('mapping_probe', { ...ctx, expr: m.value }).then(() => undefined, (e: Error) => e);
+    if (failure) {
+      const path = index === undefined ? `mapping.${m.field} of sync ${sync.name}` : formatPath(['syncs', index, 'mapping', m.field]);
+      return new WarehouseError(
+        `${path}: the SQL expression failed on a row of the source: ${reason(failure)}. ` +
+          'Fix the source, or make the expression return null for such values (TRY_CAST).',
+      );
+    }
+  }
+  return undefined;
+}
+
 /** Writes the change set of a run into `sync_changes` and returns its summary. */
 export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Promise<PlanSummary> {
-  const context = { ...sourceContext(sync), run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
-  await sql.run('plan', context);
+  const source = await markTried(sql, sourceContext(sync));
+  const context = { ...source, run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
+  try {
+    await sql.run('plan', context);
+  } catch (e) {
+    throw (e instanceof WarehouseError && (await failingExpression(sql, sync, source, options.index))) || e;
+  }
   const summary = await summarise(sql, options.runId);
   try {
     await checkEmptySource(sql, sync, context, summary, options);

@@ -11,6 +11,7 @@ import { normaliseValue, type Column, type Dialect, type Param, type Row, type W
 export const duckdbDialect: Dialect = {
   name: 'duckdb',
   quote: (id) => `"${id.replaceAll('"', '""')}"`,
+  catchesRowErrors: true,
 };
 
 /** The warehouse file is held by another process (DuckDB allows one writer per file). */

@@ -30,7 +30,8 @@ export function unquotedName(name: string): string {
   return /^[A-Z_][A-Z0-9_$]*$/.test(name) ? name.toLowerCase() : name;
 }
 
-export const snowflakeDialect: Dialect = { name: 'snowflake', quote: quoteSnowflake };
+/** Snowflake has TRY_CAST, but no try() of any expression: a failing mapping expression fails the statement. */
+export const snowflakeDialect: Dialect = { name: 'snowflake', quote: quoteSnowflake, catchesRowErrors: false };
 
 /** A timestamp as the UTC text that a TIMESTAMP_NTZ column takes. */
 function utcText(d: Date): string {

@@ -22,6 +22,8 @@ export interface Dialect {
   name: 'duckdb' | 'snowflake';
   /** Quotes one identifier so that no name can break out of it. */
   quote(identifier: string): string;
+  /** Whether a SQL expression's error on one row can be caught on that row (DuckDB's try()). */
+  catchesRowErrors: boolean;
 }
 
 /** A connection to the warehouse that holds the sources and ebb's tables. */

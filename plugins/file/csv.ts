@@ -1,17 +1,8 @@
 /** The CSV format of the file plugin: RFC 4180 quoting, "\n" between records. */
+import { stringifyJson } from '../shared/json.ts';
 
 /** A CSV field as parsed: null for an empty unquoted field, else its text. */
 export type CsvValue = string | null;
-
-/**
- * Text of a JSON value. JSON.stringify throws on a bigint (a warehouse BIGINT), so it becomes a
- * number when that is exact, else a string, rather than failing the run.
- */
-export function toJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    typeof v === 'bigint' ? (Number.isSafeInteger(Number(v)) ? Number(v) : v.toString()) : v,
-  );
-}
 
 /**
  * One field. null is an empty field and '' is `""`, so the two stay distinct for readers that
@@ -22,7 +13,7 @@ function field(value: unknown): string {
   const text =
     typeof value === 'string' ? value
     : value instanceof Date ? value.toISOString()
-    : typeof value === 'object' ? toJson(value)
+    : typeof value === 'object' ? stringifyJson(value)
     : String(value);
   return text === '' || /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }

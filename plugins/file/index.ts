@@ -19,7 +19,8 @@ import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import type { Change, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
-import { csvRecord, csvRecords, csvRow, parseCsvRecord, toJson } from './csv.ts';
+import { csvRecord, csvRecords, csvRow, parseCsvRecord } from './csv.ts';
+import { parseJson, stringifyJson } from '../shared/json.ts';
 import { FileWriter, readLines } from './lines.ts';
 
 /** The connection's config. */
@@ -141,7 +142,7 @@ class FileSession implements Session {
         outcomes.push(failed(change, 'conflict', `${this.ctx.destination.object} already holds a record with key ${id}`, id));
         continue;
       }
-      text += `${toJson([id, this.payload(change)])}\n`;
+      text += `${stringifyJson([id, this.payload(change)])}\n`;
       this.journaled++;
       outcomes.push(succeeded(change));
     }
@@ -178,7 +179,7 @@ class FileSession implements Session {
   }
 
   private encode(record: Row): string {
-    return this.csv ? csvRecord(record, this.ctx.fields) : toJson(record);
+    return this.csv ? csvRecord(record, this.ctx.fields) : stringifyJson(record);
   }
 
   /** Writes the new file and index to temp files (listed in `temps`), then renames them over. */
@@ -190,7 +191,7 @@ class FileSession implements Session {
     const keys = new FileWriter(indexTemp);
     const put = async (id: string, line: string) => {
       await data.write(`${line}\n`);
-      await keys.write(`${toJson(id)}\n`);
+      await keys.write(`${stringifyJson(id)}\n`);
     };
     try {
       await keys.write(`${' '.repeat(headerWidth)}\n`); // the header needs the final size: written last
@@ -203,7 +204,7 @@ class FileSession implements Session {
         }
       }
       for await (const line of readLines(this.journal.path)) {
-        const [id, record] = JSON.parse(line) as [string, Row];
+        const [id, record] = parseJson(line) as [string, Row];
         await put(id, this.encode(record));
       }
       await data.close();

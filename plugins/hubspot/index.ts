@@ -26,6 +26,7 @@
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
 import { errorText, parseRetryAfter, send, snippet, type Answer } from '../shared/http.ts';
+import { stringifyJson } from '../shared/json.ts';
 import { asError, existingIdOf, kindOfCategory, rateLimitWaitMs, type HubSpotError } from './request.ts';
 
 /** The connection's config. */
@@ -471,7 +472,7 @@ export function properties(record: Record<string, unknown>, mode: 'create' | 'wr
       if (mode !== 'create') out[name] = '';
       continue;
     }
-    out[name] = typeof value === 'object' ? JSON.stringify(value) : String(value);
+    out[name] = typeof value === 'object' ? stringifyJson(value) : String(value);
   }
   return out;
 }
@@ -479,7 +480,7 @@ export function properties(record: Record<string, unknown>, mode: 'create' | 'wr
 /** A value as the text HubSpot matches on; undefined when empty. */
 function textOf(value: unknown): string | undefined {
   if (value === null || value === undefined) return undefined;
-  const text = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const text = typeof value === 'object' ? stringifyJson(value) : String(value);
   return text.trim() === '' ? undefined : text;
 }
 

@@ -38,6 +38,7 @@ import {
   type Statement,
 } from './statements.ts';
 import { checkDestination, DestinationError, missingTable, readTable, splitObject, type Target } from './table.ts';
+import { parseJson, stringifyJson } from '../shared/json.ts';
 
 const quote = pg.escapeIdentifier;
 
@@ -329,7 +330,7 @@ class PostgresSession implements Session {
       }
       if (action === 'update' && prepared.m) {
         // UPDATE … FROM writes a row once, whichever record it picks: two records for one row are ambiguous.
-        const target = JSON.stringify(prepared.m);
+        const target = stringifyJson(prepared.m);
         if (targets.has(target)) {
           outcomes[i] = failed(change, 'rejected', `another record of the same batch updates the same row of ${this.name} (${describeKey(prepared.m)})`);
           return;
@@ -341,7 +342,7 @@ class PostgresSession implements Session {
     });
 
     if (payload.length > 0) {
-      const answer = await this.execute(statement.sql, JSON.stringify(payload));
+      const answer = await this.execute(statement.sql, stringifyJson(payload));
       if ('failure' in answer) {
         let { message } = answer.failure;
         if (sent.length === 1 && answer.failure.error.code?.startsWith('22')) message = (await this.diagnose(payload[0].r as Record<string, unknown> | undefined)) ?? message;
@@ -445,11 +446,11 @@ class PostgresSession implements Session {
       const value = record[field];
       if (value === null || value === undefined) continue;
       const answer = await this.ctx.schedule(() =>
-        this.inSavepoint(() => this.client.query(`SELECT json_populate_record(NULL::${this.target.info.ref}, $1::json)`, [JSON.stringify({ [field]: value })])).catch(() => null),
+        this.inSavepoint(() => this.client.query(`SELECT json_populate_record(NULL::${this.target.info.ref}, $1::json)`, [stringifyJson({ [field]: value })])).catch(() => null),
       );
       if (answer === null) return undefined; // the connection broke: the next statement reports it
       if (answer instanceof pg.DatabaseError) {
-        return `column "${field}" (${this.target.info.columns.get(field)?.type}) cannot take ${truncate(JSON.stringify(value))}: ${answer.message} [SQLSTATE ${answer.code}]`;
+        return `column "${field}" (${this.target.info.columns.get(field)?.type}) cannot take ${truncate(stringifyJson(value))}: ${answer.message} [SQLSTATE ${answer.code}]`;
       }
     }
     return undefined;
@@ -461,7 +462,7 @@ function matchValues(change: Change, keys: string[]): Record<string, unknown> {
   if (change.appId !== null && change.appId !== undefined) {
     if (keys.length === 1) return { [keys[0]]: change.appId };
     try {
-      const values = JSON.parse(change.appId) as unknown;
+      const values = parseJson(change.appId);
       if (Array.isArray(values) && values.length === keys.length) return Object.fromEntries(keys.map((k, i) => [k, values[i]]));
     } catch {
       // Not an identifier of this plugin (the table's key changed): match on the record.
@@ -477,7 +478,7 @@ function jsonColumnValue(value: unknown, json: boolean): unknown {
   const text = value.trim();
   if (!(text.startsWith('{') || text.startsWith('['))) return value;
   try {
-    return JSON.parse(text) as unknown;
+    return parseJson(text);
   } catch {
     return value;
   }
@@ -485,7 +486,7 @@ function jsonColumnValue(value: unknown, json: boolean): unknown {
 
 function describeKey(m: Record<string, unknown>): string {
   return Object.entries(m)
-    .map(([k, v]) => `${k} = ${JSON.stringify(v)}`)
+    .map(([k, v]) => `${k} = ${stringifyJson(v)}`)
     .join(', ');
 }
 

@@ -462,6 +462,9 @@ export class SnowflakeEmulator {
     await conn.run(`CREATE SCHEMA IF NOT EXISTS ${quote(database)}.${quote(schema)}`);
     await conn.run(`USE ${quote(database)}.${quote(schema)}`);
     await conn.run(`SET TimeZone = 'UTC'`);
+    // Snowflake's functions of a VARIANT (TO_VARIANT becomes to_json): a number, and its text.
+    await conn.run(`CREATE OR REPLACE TEMP MACRO is_real(v) AS json_type(v) IN ('DOUBLE', 'BIGINT', 'UBIGINT')`);
+    await conn.run(`CREATE OR REPLACE TEMP MACRO to_varchar(v) AS CAST(v AS VARCHAR)`);
     return conn;
   }
 

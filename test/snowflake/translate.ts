@@ -60,6 +60,8 @@ const FUNCTIONS: Record<string, string> = {
   ARRAY_CONSTRUCT: 'json_array',
   PARSE_JSON: 'json',
   JSON_EXTRACT_PATH_TEXT: 'json_extract_string',
+  // A VARIANT is JSON here; IS_REAL and TO_VARCHAR of one are macros of the emulator's sessions.
+  TO_VARIANT: 'to_json',
 };
 /** Types: Snowflake name → DuckDB name. */
 const TYPES: Record<string, string> = { VARIANT: 'JSON', TIMESTAMP_NTZ: 'TIMESTAMP' };

@@ -84,6 +84,8 @@ export interface ReceivedRequest {
   path: string;
   /** The records it carried (a batch's inputs; `{id}` for a delete). */
   records: Contact[];
+  /** The body as it arrived, byte for byte (JSON.parse would round big numbers in `records`). */
+  text: string;
   /** What it was answered; `reset` or `hang` for a dropped connection (set when answered). */
   answer?: number | 'reset' | 'hang';
   /** Its headers, as Node gives them (lower-case names). */
@@ -242,7 +244,7 @@ export class FaultServer {
     } catch {
       malformed = true;
     }
-    const seen: ReceivedRequest = { at, method, path, records: recordsOf(path, method, body), headers: req.headers };
+    const seen: ReceivedRequest = { at, method, path, records: recordsOf(path, method, body), headers: req.headers, text };
     this.requests.push(seen);
     if (malformed) return this.answer(seen, res, 400, { error: 'the body is not JSON' });
 

@@ -2,11 +2,19 @@ INSERT INTO "EBB"."SYNC_CHANGES"
   (run_id, sync_name, seq, record_key, action, apply_reason, record_hash, transformed_record, app_identifier, source_error, in_doubt)
 WITH transformed AS (
 SELECT
-  CASE WHEN "CUSTOMER_ID" IS NULL THEN NULL ELSE CAST("CUSTOMER_ID" AS VARCHAR) END AS __ebb_key,
-  OBJECT_CONSTRUCT_KEEP_NULL(?, "EMAIL", ?, (round(score, 2)), ?, PARSE_JSON(?)) AS __ebb_record
-FROM "ANALYTICS"."CUSTOMERS" WHERE (lifecycle_stage = 'customer')),
+  __ebb_key,
+  OBJECT_CONSTRUCT_KEEP_NULL(?, CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN NULL ELSE __ebb_v0 END, ?, CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN NULL ELSE __ebb_v1 END, ?, PARSE_JSON(?)) AS __ebb_record,
+CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v0)) || ? WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v1)) || ? END AS __ebb_error
+FROM (
+  SELECT
+    CASE WHEN "CUSTOMER_ID" IS NULL THEN NULL ELSE CAST("CUSTOMER_ID" AS VARCHAR) END AS __ebb_key,
+"EMAIL" AS __ebb_v0,
+(round(score, 2)) AS __ebb_v1
+  FROM "ANALYTICS"."CUSTOMERS" WHERE (lifecycle_stage = 'customer')
+) AS __ebb_mapped
+),
 counted AS (
-  SELECT __ebb_key, __ebb_record, MD5(TO_JSON(__ebb_record)) AS __ebb_hash,
+  SELECT __ebb_key, __ebb_record, __ebb_error, MD5(TO_JSON(__ebb_record)) AS __ebb_hash,
          count(*) OVER (PARTITION BY __ebb_key) AS __ebb_count
   FROM transformed
 ),
@@ -17,7 +25,7 @@ joined AS (
   SELECT
     coalesce(c.__ebb_key, s.record_key) AS record_key,
     c.__ebb_record IS NOT NULL AS in_source,
-    c.__ebb_record, c.__ebb_hash, c.__ebb_count,
+    c.__ebb_record, c.__ebb_error, c.__ebb_hash, c.__ebb_count,
     s.record_key AS state_key, s.app_identifier, s.record_hash, s.transformed_record AS state_record,
     s.apply_state, s.apply_reason AS state_reason, s.last_action, s.first_synced_at,
     coalesce(s.maybe_in_app, FALSE) AND s.first_synced_at IS NULL AS in_doubt
@@ -29,6 +37,8 @@ checked AS (
       -- the message is bound, not inlined: a column name may hold a quote
       WHEN in_source AND record_key IS NULL THEN CAST(? AS VARCHAR)
       WHEN in_source AND __ebb_count > 1 THEN 'duplicate key: ' || CAST(__ebb_count AS VARCHAR) || ' source rows have this key; keys must be unique'
+      -- a mapped value that cannot be sent (see transform.sql.njk)
+      WHEN in_source THEN __ebb_error
     END AS source_error
   FROM joined
 ),
@@ -71,4 +81,4 @@ SELECT
   app_identifier, source_error, in_doubt
 FROM planned
 WHERE action IS NOT NULL OR source_error IS NOT NULL
--- binds: ["email","score","source_system","\"warehouse\"","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","score","source_system"]
+-- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","score","source_system"]
