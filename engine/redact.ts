@@ -9,6 +9,7 @@
  * it stands alone, not inside a longer word or number, so that a 4-character key does not
  * turn every word that contains it into `***`.
  */
+import { ExactNumber, stringifyJson } from '../plugins/shared/json.ts';
 
 /** Below this length, a secret is masked only where no letter or digit touches it. */
 const SHORT = 8;
@@ -137,7 +138,7 @@ export function redact(text: string): string {
 export function redactValue<T>(value: T): T {
   if (typeof value === 'string') return redact(value) as T;
   if (Array.isArray(value)) return value.map(redactValue) as T;
-  if (value && typeof value === 'object' && !(value instanceof Date)) {
+  if (value && typeof value === 'object' && !(value instanceof Date) && !(value instanceof ExactNumber)) {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [redact(k), redactValue(v)])) as T;
   }
   return value;
@@ -145,7 +146,8 @@ export function redactValue<T>(value: T): T {
 
 /** JSON text of a value with every secret masked (masked before serialising, so the JSON stays valid). */
 export function toJson(value: unknown, indent?: number): string {
-  return JSON.stringify(redactValue(value), (_key, v: unknown) => (typeof v === 'bigint' ? Number(v) : v), indent);
+  // Every digit of a big number (a bigint, a record's ExactNumber), where JSON.stringify would round or throw.
+  return stringifyJson(redactValue(value), indent);
 }
 
 /**

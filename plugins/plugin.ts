@@ -13,7 +13,11 @@ export type Action = 'create' | 'update' | 'delete' | 'clear' | 'recreate' | 'se
 /** The sync strategies of SPEC §3. */
 export type Strategy = 'create' | 'update' | 'upsert' | 'mirror' | 'replace' | 'send';
 
-/** One record to apply. `record` is the transformed record: the exact payload for the app. */
+/**
+ * One record to apply. `record` is the transformed record: the exact payload for the app. A
+ * number in it that a JS number cannot hold exactly is an ExactNumber (plugins/shared/json.ts):
+ * serialise records with stringifyJson from there, which writes every digit.
+ */
 export interface Change {
   /** The record key: the key column's value as text, or a JSON array for a composite key. */
   key: string;

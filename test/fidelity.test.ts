@@ -6,11 +6,14 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import pg from 'pg';
 import { duck, ebb, makeProject } from './support/project.ts';
 import { FaultServer } from './support/fault-server.ts';
 import { SnowflakeEmulator } from './snowflake/emulator.ts';
 import './snowflake/support.ts';
+import { describeWithService } from './support/services.ts';
 
 const servers: FaultServer[] = [];
 afterEach(async () => {
@@ -94,6 +97,11 @@ describe('exact numbers, NaN and failing expressions', () => {
     expect(outcomes.get('5')!.record).toBe('{"email":"e@x.io","big":5,"huge":5,"ubig":5,"amount":5.5000000000,"score":0.1,"n":10}');
     expect(fifth).toBe('{"email": "e@x.io", "big": 5, "amount": 5.5, "next": 11, "all": {"email":"e@x.io","big":5,"huge":5,"ubig":5,"amount":5.5,"score":0.1,"n":10}}');
 
+    // `ebb history` shows the digits that were sent.
+    const shown = await ebb(dir, ['history', 'nums', '--key', '1', '--json']);
+    expect(shown.stdout).toContain(`"big": ${BIG},\n`);
+    expect(shown.stdout).toContain(`"amount": ${WIDE},\n`);
+
     // Fixed at the source, the failed rows go in the next run; the sent ones are not sent again.
     await duck(join(dir, 'warehouse.duckdb'), `update nums set score = 2, raw = '1' where id in (2, 3, 4)`);
     app.requests.length = 0;
@@ -172,6 +180,43 @@ describe('exact numbers and NaN on Snowflake (emulated)', () => {
       expect(String(state[1].LAST_RESULT)).toContain('score is NaN; JSON has no NaN or Infinity');
     } finally {
       await emulator.stop();
+    }
+  });
+});
+
+const PG_URL = process.env.EBB_TEST_POSTGRES_URL ?? 'postgresql://postgres@127.0.0.1:5432/test';
+const pgProblem = await (async () => {
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return null;
+  } catch (e) {
+    return `no PostgreSQL at ${PG_URL}: ${(e as Error).message}`;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+})();
+
+describeWithService('exact numbers into PostgreSQL', pgProblem, 'test/fidelity.test.ts', () => {
+  it('writes BIGINT, HUGEINT and DECIMAL(38,10) values into bigint and numeric columns digit for digit', async () => {
+    const schema = `ebb_fidelity_${randomBytes(4).toString('hex')}`;
+    const db = new pg.Client({ connectionString: PG_URL });
+    await db.connect();
+    try {
+      await db.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.nums (email text PRIMARY KEY, big bigint, huge numeric, ubig numeric(20,0), amount numeric(38,10), score double precision, n integer)`);
+      const dir = await project({ pg: { plugin: 'postgres', config: { connection_string: PG_URL, schema } } }, { connection: 'pg', object: 'nums' });
+      const run = await ebb(dir, ['run', 'nums']);
+      expect(run.code, run.stderr).toBe(2);
+      expectSourceFailures(await history(dir));
+      const { rows } = await db.query<Record<string, string>>(`SELECT email, big::text, huge::text, ubig::text, amount::text, score::text, n::text FROM ${schema}.nums ORDER BY email`);
+      expect(rows).toEqual([
+        { email: 'a@x.io', big: BIG, huge: HUGE, ubig: UBIG, amount: WIDE, score: '1.5', n: '7' },
+        { email: 'e@x.io', big: '5', huge: '5', ubig: '5', amount: '5.5000000000', score: '0.1', n: '10' },
+      ]);
+    } finally {
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await db.end();
     }
   });
 });

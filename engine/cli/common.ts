@@ -80,6 +80,6 @@ export function print(rows: Record<string, unknown>[], options: { json?: boolean
 function text(v: unknown): string {
   if (v === null || v === undefined) return '';
   if (v instanceof Date) return v.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-  if (typeof v === 'object') return JSON.stringify(v);
+  if (typeof v === 'object') return toJson(v);
   return String(v);
 }

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { action, common, print, withEngine, type CommonOptions } from './common.ts';
 import { namesOf } from '../catalog/catalog.ts';
+import { parseJson } from '../../plugins/shared/json.ts';
 
 export function register(program: Command): void {
   common(
@@ -26,6 +27,7 @@ export function register(program: Command): void {
   );
 }
 
+/** Parsed losslessly: history shows the digits that were sent (plugins/shared/json.ts). */
 function parse(v: unknown): unknown {
-  return typeof v === 'string' ? JSON.parse(v) : v;
+  return typeof v === 'string' ? parseJson(v) : v;
 }
