@@ -72,8 +72,9 @@ planned AS (
 )
 SELECT
   ?, ?,
-  -- Apply reads in seq order: records delayed by the last run first, then one action at a time.
-  row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action),
+  -- Apply reads in seq order: records delayed by the last run first, then one action at a time,
+  -- by key, so that a run sends in the same order whatever plan the warehouse picks.
+  row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key),
   record_key,
   coalesce(action, 'none'), apply_reason,
   CASE WHEN action = 'clear' THEN MD5(TO_JSON(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL))) ELSE coalesce(__ebb_hash, record_hash) END,
