@@ -1,8 +1,16 @@
 WITH transformed AS (
 SELECT
-  CASE WHEN "CUSTOMER_ID" IS NULL THEN NULL ELSE CAST("CUSTOMER_ID" AS VARCHAR) END AS __ebb_key,
-  OBJECT_CONSTRUCT_KEEP_NULL(?, "EMAIL", ?, (round(score, 2)), ?, PARSE_JSON(?)) AS __ebb_record
-FROM "ANALYTICS"."CUSTOMERS" WHERE (lifecycle_stage = 'customer'))
+  __ebb_key,
+  OBJECT_CONSTRUCT_KEEP_NULL(?, CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN NULL ELSE __ebb_v0 END, ?, CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN NULL ELSE __ebb_v1 END, ?, PARSE_JSON(?)) AS __ebb_record,
+CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v0)) || ? WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v1)) || ? END AS __ebb_error
+FROM (
+  SELECT
+    CASE WHEN "CUSTOMER_ID" IS NULL THEN NULL ELSE CAST("CUSTOMER_ID" AS VARCHAR) END AS __ebb_key,
+"EMAIL" AS __ebb_v0,
+(round(score, 2)) AS __ebb_v1
+  FROM "ANALYTICS"."CUSTOMERS" WHERE (lifecycle_stage = 'customer')
+) AS __ebb_mapped
+)
 SELECT (SELECT keyed_by FROM "EBB"."SYNCS" WHERE sync_name = ?) AS keyed_by, h.held, h.kept
 FROM (
   SELECT count(*) AS held, count(k.__ebb_key) AS kept
@@ -10,4 +18,4 @@ FROM (
   LEFT JOIN (SELECT DISTINCT __ebb_key FROM transformed) k ON k.__ebb_key = s.record_key
   WHERE s.sync_name = ? AND s.first_synced_at IS NOT NULL
 ) h
--- binds: ["email","score","source_system","\"warehouse\"","customers_to_crm","customers_to_crm"]
+-- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","customers_to_crm","customers_to_crm"]
