@@ -39,6 +39,8 @@ export interface RunResult {
   error: string | null;
   /** The most common error of the records that failed, or null when none failed. */
   top_error: TopError | null;
+  /** Why records were delayed to the next run, when some were and the run did not fail. */
+  note: string | null;
 }
 
 const noCounts: RunCounts = { succeeded: 0, failed: 0, delayed: 0, skipped: 0, source_failures: 0, needs_review: 0, untracked: 0 };
@@ -133,6 +135,8 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const batchSize = Math.min(sync.batch_size, capabilities.maxBatchSize ?? Infinity);
   let committed = false;
   let keyed = false;
+  let stopped: string | undefined;
+  let deferred: string | undefined;
   try {
     // Records left in doubt by earlier runs are looked up first, so that this run can finish them.
     const inDoubt = await sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
@@ -143,7 +147,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });
     // replace writes the full set even when it is empty: the destination then becomes empty too.
     if (toSend > 0 || sync.strategy === 'replace') {
-      const { stopped } = await applyChanges({
+      ({ stopped, deferred } = await applyChanges({
         sql,
         runId,
         session: await openSession(),
@@ -157,7 +161,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
         deadline: sync.max_run_seconds ? started + sync.max_run_seconds * 1000 : undefined,
         signal: options.signal,
         onProgress: (applied) => options.onProgress?.({ sync: sync.name, planned: toSend, applied }),
-      });
+      }));
       if (stopped) throw new Error(stopped);
     }
     if (session) {
@@ -177,11 +181,12 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     const { counts, health, topError } = await record(runId, summary.actions, error);
     if (keyed) await markKeyed(sql, sync);
     await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
-    return { ...result, status: health, health, counts, duration_ms: Date.now() - started, error, top_error: topError };
+    const note = !error && deferred && counts.delayed > 0 ? `${counts.delayed} record${counts.delayed === 1 ? '' : 's'} delayed to the next run: ${deferred}` : null;
+    return { ...result, status: health, health, counts, duration_ms: Date.now() - started, error, top_error: topError, note };
   } catch (e) {
     // The warehouse refused the outcomes (a full disk, a lost connection): the run failed, and
     // what it did stays in ebb's tables for the next run to record as interrupted.
     const why = `${error ? `${error}; then ` : ''}its outcomes could not be recorded: ${messageOf(e)}. The next run of ${sync.name} records what this one did`;
-    return { ...result, status: 'FAILED', health: 'FAILED', counts: noCounts, duration_ms: Date.now() - started, error: why, top_error: null };
+    return { ...result, status: 'FAILED', health: 'FAILED', counts: noCounts, duration_ms: Date.now() - started, error: why, top_error: null, note: null };
   }
 }

@@ -60,6 +60,7 @@ interface RunJson {
   health: string;
   counts: Record<string, number>;
   error: string | null;
+  note: string | null;
 }
 
 interface SetupOptions {
@@ -479,7 +480,11 @@ describe('bounded runs', () => {
     const rows = people(1, 3);
     await s.load(rows);
     const run = await s.run(0);
-    expect(run).toMatchObject({ health: 'DELAYED', counts: { succeeded: 0, failed: 0, delayed: 3 } });
+    expect(run).toMatchObject({
+      health: 'DELAYED',
+      counts: { succeeded: 0, failed: 0, delayed: 3 },
+      note: '3 records delayed to the next run: the app asked to wait 3600 s (Retry-After), more than retry.max_wait_seconds (60)',
+    });
     expect(s.app.requests.map((r) => r.answer)).toEqual([429, 429, 429]);
     const history = await duck(s.db, `SELECT apply_state, result::VARCHAR AS result FROM ebb.sync_record_history WHERE run_id = '${run.run_id}'`);
     expect(history).toHaveLength(3);
@@ -498,8 +503,9 @@ describe('bounded runs', () => {
   it('retry.max_wait_seconds sets the cap', async () => {
     const s = await setup({ retry: { delays_seconds: [0.05], max_wait_seconds: 1 }, app: { faults: [{ kind: 'rate_limit', retryAfterSeconds: 2, firstRequests: 1 }] }, concurrency: 1 });
     await s.load(people(1, 2));
-    const run = await s.run(0);
-    expect(run).toMatchObject({ health: 'DELAYED', counts: { succeeded: 1, delayed: 1 } });
+    // The result line says why.
+    const { stderr } = await s.cli(0, 'run', 's');
+    expect(stderr).toMatch(/^s: DELAYED in [\d.]+s — 1 succeeded, 0 failed, 1 delayed, 0 source failures \(run \S+\)\n {2}note: 1 record delayed to the next run: the app asked to wait 2 s \(Retry-After\), more than retry\.max_wait_seconds \(1\)$/m);
     expect(s.app.requests.map((r) => r.answer)).toEqual([429, 201]);
   });
 
@@ -510,10 +516,14 @@ describe('bounded runs', () => {
     const rows = people(1, 5);
     await s.load(rows);
     const run = await s.run(0);
-    expect(run).toMatchObject({ health: 'DELAYED', counts: { succeeded: 0, failed: 0, delayed: 5 } });
+    expect(run).toMatchObject({
+      health: 'DELAYED',
+      counts: { succeeded: 0, failed: 0, delayed: 5 },
+      note: '5 records delayed to the next run: the time limit (max_run_seconds) comes before a retry, 30 s later',
+    });
     expect(s.app.requests.map((r) => r.answer)).toEqual(Array(5).fill(503));
     const notes = await duck(s.db, `SELECT DISTINCT json_extract_string(result, '$.note') AS note FROM ebb.sync_record_history WHERE run_id = '${run.run_id}'`);
-    expect(notes).toEqual([{ note: 'not tried again in this run: the time limit (max_run_seconds) comes before the retry, 30 s later' }]);
+    expect(notes).toEqual([{ note: 'not tried again in this run: the time limit (max_run_seconds) comes before a retry, 30 s later' }]);
     await s.timeLimit(undefined);
     expect(await s.run(0)).toMatchObject({ health: 'HEALTHY', counts: { succeeded: 5 } });
     expectAppHolds(s.app, rows);
@@ -527,6 +537,7 @@ describe('bounded runs', () => {
     await s.load(rows);
     const run = await s.run(0);
     expect(run).toMatchObject({ health: 'DELAYED', counts: { failed: 0, needs_review: 0 } });
+    expect(run.note).toBe(`${run.counts.delayed} records delayed to the next run: the time limit (max_run_seconds) was reached`);
     expect(run.counts.succeeded).toBe(s.app.contacts.size);
     expect(run.counts.succeeded + run.counts.delayed).toBe(40);
     await s.timeLimit(undefined);
@@ -543,6 +554,7 @@ describe('bounded runs', () => {
     expect(run.health).toBe('FAILED');
     expect(run.error).toMatch(/^stopped after 3 batches in a row got no answer from the app: POST \/contacts failed: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
     expect(run.counts).toMatchObject({ succeeded: 0, failed: 0, delayed: 1000 });
+    expect(run.note).toBeNull();
     const [tried] = await duck(s.db, `SELECT count(*) AS n FROM ebb.sync_record_history WHERE run_id = '${run.run_id}' AND result IS NOT NULL`);
     // Only the batches sent before the breaker opened were tried: at most one per concurrent slot.
     expect(tried.n).toBeGreaterThan(0);

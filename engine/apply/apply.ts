@@ -50,6 +50,8 @@ export interface ApplyResult {
   applied: number;
   /** Why sending stopped early as a failure of the run (the app unreachable); undefined otherwise. */
   stopped?: string;
+  /** Why records were left for the next run (the time limit, a long Retry-After, a signal), if they were. */
+  deferred?: string;
 }
 
 const OUTCOME_COLUMNS = ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'];
@@ -185,6 +187,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const onAbort = () => halt.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
+  let deferred: string | undefined;
   const stopReason = (): string | undefined => {
     if (stopped) return stopped;
     if (failure !== undefined) return 'the run failed';
@@ -197,7 +200,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     const before = stopReason();
     if (before) return before;
     // A wait never runs past the deadline: the records go to the next run at once instead.
-    if (deadline !== undefined && Date.now() + ms > deadline) return `the time limit (max_run_seconds) comes before the retry, ${Math.round(ms / 100) / 10} s later`;
+    if (deadline !== undefined && Date.now() + ms > deadline) return `the time limit (max_run_seconds) comes before a retry, ${Math.round(ms / 100) / 10} s later`;
     await sleep(ms, undefined, { signal: halt.signal }).catch(() => undefined);
     return stopReason();
   };
@@ -249,7 +252,11 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const deliver = async (batch: PlannedChange[]) => {
     // Checked now, when the batch is about to be sent: a batch never sent has no mark and no
     // outcome, and is recorded DELAYED.
-    if (stopReason()) return;
+    const notSent = stopReason();
+    if (notSent) {
+      deferred ??= notSent;
+      return;
+    }
     // Marked in flight before it is sent: if the process dies now, the next run knows these
     // records may have reached the app (see record_history.sql.njk).
     await mark(batch);
@@ -291,8 +298,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
         } else if ((error?.kind === 'transient' || error?.kind === 'rate_limited') && attempt < retryDelaysMs.length) {
           const asked = error.retryAfterMs ?? 0;
           if (asked > maxWaitMs) {
-            const note = `the app asked to wait ${Math.round(asked / 1000)} s (Retry-After), more than retry.max_wait_seconds (${maxWaitMs / 1000}); it goes first in the next run`;
-            done.push(rowOf(change, outcome, 'delayed', note));
+            const reason = `the app asked to wait ${Math.round(asked / 1000)} s (Retry-After), more than retry.max_wait_seconds (${maxWaitMs / 1000})`;
+            deferred ??= reason;
+            done.push(rowOf(change, outcome, 'delayed', `${reason}; it goes first in the next run`));
           } else {
             retryLater.push(change);
             last.set(change.seq, outcome);
@@ -306,6 +314,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
         attempt += 1;
         const reason = await pause(wait);
         if (reason) {
+          deferred ??= reason;
           await write(retryLater.map((c) => rowOf(c, last.get(c.seq)!, 'delayed', `not tried again in this run: ${reason}`)));
           retryLater = [];
         }
@@ -314,6 +323,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       // A business retry is sent at once, unless sending has stopped meanwhile.
       const reason = pending.length > 0 ? stopReason() : undefined;
       if (reason) {
+        deferred ??= reason;
         await write(retryNow.map((c) => rowOf(c, { key: c.key, success: false, appId: c.appId, error: { kind: 'transient', message: reason } }, 'delayed', `not sent in this run: ${reason}`)));
         await write(retryLater.map((c) => rowOf(c, last.get(c.seq)!, 'delayed', `not tried again in this run: ${reason}`)));
         pending = [];
@@ -345,5 +355,5 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     await Promise.all(behind);
   }
   if (failure !== undefined) throw failure;
-  return { applied, stopped };
+  return { applied, stopped, deferred: deferred ?? stopReason() };
 }

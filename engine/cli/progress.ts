@@ -22,7 +22,7 @@ export function topErrorText(sync: string, runId: string, top: TopError): string
   return `${top.records} × ${error}${share}; see them all: ebb history ${sync} --run ${runId} --failed`;
 }
 
-/** The line that ends a run: health, duration, counts, then the run error and the most common record error. */
+/** The line that ends a run: health, duration, counts, then the run error, the most common record error and why records were delayed. */
 export function resultLine(r: RunResult): string {
   const c = r.counts;
   const extra = [
@@ -37,7 +37,8 @@ export function resultLine(r: RunResult): string {
     `${r.sync}: ${r.health} in ${(r.duration_ms / 1000).toFixed(1)}s — ${c.succeeded} succeeded, ${c.failed} failed, ` +
     `${c.delayed} delayed, ${c.source_failures} source failures${extra} (run ${r.run_id})` +
     (r.error ? `\n  error: ${r.error}` : '') +
-    (r.top_error ? `\n  most common error: ${topErrorText(r.sync, r.run_id, r.top_error)}` : '')
+    (r.top_error ? `\n  most common error: ${topErrorText(r.sync, r.run_id, r.top_error)}` : '') +
+    (r.note ? `\n  note: ${r.note}` : '')
   );
 }
 

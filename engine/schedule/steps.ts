@@ -83,6 +83,7 @@ export function resultLine(r: RunResult): string {
   return (
     `${r.sync}: ${r.health} in ${formatDuration(r.duration_ms)} (run ${r.run_id}): planned ${planned || 'nothing'}; ` +
     `${c.succeeded} succeeded, ${c.failed} failed, ${c.delayed} delayed, ${c.source_failures} source failures` +
-    (r.error ? `; error: ${r.error}` : '')
+    (r.error ? `; error: ${r.error}` : '') +
+    (r.note ? `; note: ${r.note}` : '')
   );
 }
