@@ -129,6 +129,31 @@ describe('redirects and credentials', () => {
   });
 });
 
+describe('redirects in the other app plugins', () => {
+  it('a webhook answered 308 fails its events (not retried, not followed), and the other origin receives nothing', async () => {
+    const elsewhere = await server();
+    const app = await server([{ kind: 'redirect', status: 308, location: `${elsewhere.url}/hook` }]);
+    const dir = await makeProject({
+      version: 1,
+      name: 'hooks',
+      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+      connections: {
+        hook: { plugin: 'webhook', config: { url: `${app.url}/hook`, secret: "{{ env_var('HOOK_SECRET') }}", headers: { authorization: "Bearer {{ env_var('HOOK_TOKEN') }}" } }, retry },
+      },
+      syncs: [{ name: 'h', source: { table: 'contacts', key: 'id' }, destination: { connection: 'hook', object: 'contacts' }, strategy: 'send', mapping: { email: 'email' } }],
+    });
+    await duck(join(dir, 'warehouse.duckdb'), `CREATE TABLE contacts AS SELECT * FROM (VALUES (1, 'ann@x.io'), (2, 'bob@x.io')) t(id, email)`);
+    const run = await ebb(dir, ['run', 'h'], { HOOK_SECRET: 'a-secret-of-16-chars-or-more', HOOK_TOKEN: 'token-5ecret' });
+    expect(run.code, run.stderr).toBe(1);
+    expect(app.requests.map((r) => `${r.method} ${r.path} ${String(r.answer)}`)).toEqual(Array(2).fill('POST /hook 308'));
+    expect(app.requests[0].headers.authorization).toBe('Bearer token-5ecret');
+    expect(elsewhere.requests).toEqual([]);
+    const rows = await duck(join(dir, 'warehouse.duckdb'), `SELECT apply_state, CAST(result AS VARCHAR) AS result FROM ebb.sync_record_history`);
+    expect(rows.map((r) => r.apply_state)).toEqual(['FAILED', 'FAILED']);
+    expect(String(rows[0].result)).toContain(`answered 308 with a redirect to ${elsewhere.url}/hook, which ebb does not follow`);
+  });
+});
+
 describe('URLs', () => {
   it('a warehouse value in a path is one segment: "/", "?", ".." cannot change the path or add a query', async () => {
     const app = await server();

@@ -4,7 +4,7 @@ import { action, common, withEngine, type CommonOptions } from './common.ts';
 import { validateProject } from '../config/validate.ts';
 
 export function register(program: Command): void {
-  common(program.command('validate').description('check ebb.yml, the plugin configs, the source columns and the mappings; sends nothing'), false).action(
+  common(program.command('validate').description('check ebb.yml, the plugin configs, the source columns, the mappings and the request templates; sends nothing'), false).action(
     action(async (options: CommonOptions) =>
       withEngine(options, async (engine, project) => {
         await validateProject(engine.sql, project.config.syncs, undefined, engine);

@@ -448,6 +448,21 @@ describe('http plugin: batch mode', () => {
     ]);
   });
 
+  it('fails a created record whose app_id renders empty: ebb never records a create without its identifier', async () => {
+    const requests = { create: { method: 'POST', path: '/contacts', batch: true, body: '{{ records | tojson }}', app_id: '{{ result.id }}' } };
+    const session = await open({ requests, strategy: 'create' });
+    server.inject({ status: 200, body: [{ id: 'c1' }, { status: 'ok' }] });
+    const outcomes = await session.apply([change('create', 'k1', ann), change('create', 'k2', bob)]);
+    expect(outcomes[0]).toMatchObject({ success: true, appId: 'c1' });
+    expect(outcomes[1]).toMatchObject({ success: false, result: { status: 200, body: { status: 'ok' } } });
+    expect(outcomes[1].error).toEqual({
+      kind: 'rejected',
+      message:
+        'POST /contacts (a batch of 2) answered 200, but requests.create.app_id ({{ result.id }}) rendered empty: the answer holds no identifier there. ' +
+        "Without the record's identifier, ebb could not update or delete it later; make app_id read the identifier from the answer",
+    });
+  });
+
   it('refuses every record when the per-record answers are missing or misaligned', async () => {
     const requests = { create: { method: 'POST', path: '/contacts', batch: true, body: '{{ records | tojson }}', results: 'data.items' } };
     const session = await open({ requests, strategy: 'create' });
