@@ -131,6 +131,22 @@ describe('exact numbers, NaN and failing expressions', () => {
     expect(rewritten.find((l) => l.includes('a2@x.io'))).toBe(`{"email":"a2@x.io","big":${BIG},"huge":${HUGE},"ubig":${UBIG},"amount":${WIDE},"score":1.5,"n":7}`);
   });
 
+  it('fails a record whose list holds a NaN alone, naming the field', async () => {
+    const dir = await makeProject({
+      version: 1,
+      name: 'nested',
+      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+      connections: { files: { plugin: 'file', config: { directory: './out' } } },
+      syncs: [{ name: 'lists', source: { table: 'lists', key: 'id' }, destination: { connection: 'files', object: 'lists.jsonl' }, strategy: 'upsert', mapping: { l: 'l', s: 's' } }],
+    });
+    await duck(join(dir, 'warehouse.duckdb'), `create table lists as select * from (values (1, [1.0, 'nan'::double], 'a,NaN]'), (2, [2.5], 'b')) v(id, l, s)`);
+    const run = await ebb(dir, ['run', 'lists']);
+    expect(run.code, run.stderr).toBe(2);
+    expect(await readFile(join(dir, 'out', 'lists.jsonl'), 'utf8')).toBe('{"l":[2.5],"s":"b"}\n');
+    const failed = await ebb(dir, ['history', 'lists', '--failed', '--json']);
+    expect(JSON.parse(failed.stdout)).toMatchObject([{ record_key: '1', apply_state: 'SOURCE_FAILURE', result: { error: expect.stringMatching(/^l holds NaN or Infinity; JSON has no NaN or Infinity/) } }]);
+  });
+
   it('names the field when a mapping expression that DuckDB cannot try fails, and plan shows the source failures', async () => {
     const dir = await project({ files: { plugin: 'file', config: { directory: './out' } } }, { connection: 'files', object: 'nums.jsonl' });
     const planned = await ebb(dir, ['plan', 'nums', '--json']);

@@ -27,7 +27,15 @@ export function register(program: Command): void {
   );
 }
 
-/** Parsed losslessly: history shows the digits that were sent (plugins/shared/json.ts). */
+/**
+ * Parsed losslessly: history shows the digits that were sent (plugins/shared/json.ts). Text that is
+ * not JSON (a NaN that an older ebb stored) is shown as it is.
+ */
 function parse(v: unknown): unknown {
-  return typeof v === 'string' ? parseJson(v) : v;
+  if (typeof v !== 'string') return v;
+  try {
+    return parseJson(v);
+  } catch {
+    return v;
+  }
 }
