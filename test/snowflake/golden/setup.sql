@@ -5,9 +5,10 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNCS" (
   project_version INTEGER, status VARCHAR, health VARCHAR, overrides VARIANT, schedule VARCHAR,
   last_run_id VARCHAR, created_at TIMESTAMP_NTZ, updated_at TIMESTAMP_NTZ,
   lock_run_id VARCHAR, lock_holder VARCHAR, lock_expires_at TIMESTAMP_NTZ,
-  former_names VARIANT,
-  keyed_by VARCHAR
+  former_names VARIANT
 );
+-- Added later: an ALTER, so that a warehouse set up by an older ebb gets it too.
+ALTER TABLE "EBB"."SYNCS" ADD COLUMN IF NOT EXISTS keyed_by VARCHAR;
 CREATE TABLE IF NOT EXISTS "EBB"."DEPLOYS" (
   deploy_id VARCHAR, project_name VARCHAR, project_version INTEGER, deployed_at TIMESTAMP_NTZ,
   deployed_by VARCHAR, summary VARIANT
