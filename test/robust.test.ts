@@ -94,6 +94,23 @@ describe('a lost run lock', () => {
   });
 });
 
+describe('a run lock that cannot be renewed', () => {
+  it('stops the run from sending once the lock may have expired; the run ends FAILED with a message', async () => {
+    const { emulator, app, dir } = await slowSnowflakeProject();
+    // From the first renewal on, the catalog table is gone: every renewal fails.
+    const broken = emulator.interpose(/^UPDATE "EBB"\."SYNCS" SET lock_expires_at/, 'ALTER TABLE ebb.syncs RENAME TO syncs_gone');
+    const result = await ebbChild(dir, ['run', 's', '--json'], { EBB_LOCK_TTL_SECONDS: '1.5' });
+    await broken;
+
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).not.toMatch(/\n\s+at |internal error|Unhandled/);
+    const [report] = (JSON.parse(result.stdout) as { runs: RunReport[] }).runs;
+    expect(report.health).toBe('FAILED');
+    expect(report.error).toMatch(/^the run lock of sync s could not be renewed for 1\.5s \(.*\); this run stopped sending/);
+    expect(app.requests.length).toBeLessThan(200);
+  });
+});
+
 describe('an outcome write that fails', () => {
   it('stops the sending and ends the run FAILED with a message, exit 1, no stack trace', async () => {
     const { emulator, app, dir } = await slowSnowflakeProject();
