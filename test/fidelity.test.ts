@@ -8,6 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { duck, ebb, makeProject } from './support/project.ts';
 import { FaultServer } from './support/fault-server.ts';
@@ -129,6 +131,34 @@ describe('exact numbers, NaN and failing expressions', () => {
     expect((await ebb(dir, ['run', 'nums'])).code).toBe(2);
     const rewritten = (await readFile(join(dir, 'out', 'nums.jsonl'), 'utf8')).trimEnd().split('\n');
     expect(rewritten.find((l) => l.includes('a2@x.io'))).toBe(`{"email":"a2@x.io","big":${BIG},"huge":${HUGE},"ubig":${UBIG},"amount":${WIDE},"score":1.5,"n":7}`);
+  });
+
+  it("keeps every digit of an app's identifier beyond 2^53, and updates the record under it", async () => {
+    const seen: string[] = [];
+    const app = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(`{"id": ${BIG}}`));
+    });
+    await new Promise<void>((ok) => app.listen(0, '127.0.0.1', ok));
+    try {
+      const requests = { create: { method: 'POST', path: '/items', body: '{{ record | tojson }}', app_id: '{{ response.id }}' }, update: { method: 'PATCH', path: '/items/{{ app_id }}', body: '{{ record | tojson }}' } };
+      const dir = await makeProject({
+        version: 1,
+        name: 'ids',
+        warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+        connections: { app: { plugin: 'http', config: { base_url: `http://127.0.0.1:${(app.address() as AddressInfo).port}` } } },
+        syncs: [{ name: 'items', source: { table: 'items', key: 'id' }, destination: { connection: 'app', object: 'items', requests }, strategy: 'upsert', mapping: { name: 'name' } }],
+      });
+      await duck(join(dir, 'warehouse.duckdb'), `create table items as select 1 as id, 'a' as name`);
+      expect((await ebb(dir, ['run', 'items'])).code).toBe(0);
+      expect(await duck(join(dir, 'warehouse.duckdb'), `select app_identifier from ebb.sync_record_state`)).toEqual([{ app_identifier: BIG }]);
+      await duck(join(dir, 'warehouse.duckdb'), `update items set name = 'b'`);
+      expect((await ebb(dir, ['run', 'items'])).code).toBe(0);
+      expect(seen).toEqual(['POST /items', `PATCH /items/${BIG}`]);
+    } finally {
+      await new Promise((ok) => app.close(ok));
+    }
   });
 
   it('fails a record whose list holds a NaN alone, naming the field', async () => {

@@ -22,6 +22,7 @@ import { z } from 'zod';
 import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
 import { sampleRecord, strict } from '../shared/sample.ts';
 import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated } from '../shared/http.ts';
+import { idText } from '../shared/json.ts';
 
 export { parseRetryAfter };
 
@@ -553,5 +554,5 @@ function existingId(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const { id, existing_id } = body as { id?: unknown; existing_id?: unknown };
   const value = id ?? existing_id;
-  return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+  return idText(value);
 }

@@ -4,6 +4,7 @@
  */
 import type { ErrorKind } from '../plugin.ts';
 import { parseRetryAfter } from '../shared/http.ts';
+import { idText } from '../shared/json.ts';
 
 /** HubSpot's error body: `{status: "error", message, correlationId, category, errors?, context?, policyName?}`. */
 export interface HubSpotError {
@@ -26,7 +27,8 @@ export function asError(body: unknown): HubSpotError {
 export function existingIdOf(error: HubSpotError): string | undefined {
   const fromContext = error.context?.existingId;
   if (Array.isArray(fromContext) && fromContext.length > 0) return String(fromContext[0]);
-  if (typeof fromContext === 'string' || typeof fromContext === 'number') return String(fromContext);
+  const id = idText(fromContext);
+  if (id !== undefined) return id;
   return /Existing ID:\s*(\d+)/i.exec(error.message ?? '')?.[1];
 }
 

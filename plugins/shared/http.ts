@@ -4,6 +4,7 @@
  * What an app's error bodies mean stays in its plugin.
  */
 import { redact } from '../../engine/redact.ts';
+import { parseJson } from './json.ts';
 
 /** The most of an answer's body that ebb reads (1 MiB); past it, the body is cut and `capped` is set. */
 export const maxAnswerBytes = 1024 * 1024;
@@ -71,7 +72,8 @@ async function readCapped(res: Response, maxBytes: number): Promise<{ text: stri
 export function parseBody(text: string, notJson: (text: string) => unknown = (t) => t): unknown {
   if (text === '') return null;
   try {
-    return JSON.parse(text) as unknown;
+    // Losslessly: an app's identifier beyond 2^53 keeps its digits (json.ts).
+    return parseJson(text);
   } catch {
     return notJson(text);
   }

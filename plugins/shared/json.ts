@@ -42,3 +42,8 @@ export function parseJson(text: string): unknown {
 export function stringifyJson(value: unknown, space?: number | string): string {
   return stringify(value ?? null, null, space) ?? 'null';
 }
+
+/** An identifier in an app's answer, as text: a string, or a number with all its digits. */
+export function idText(value: unknown): string | undefined {
+  return typeof value === 'string' || typeof value === 'number' || value instanceof ExactNumber ? String(value) : undefined;
+}

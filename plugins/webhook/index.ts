@@ -24,6 +24,7 @@ import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext } from '../plugin.ts';
 import { sampleRecord } from '../shared/sample.ts';
 import { errorText as oneLine, joinUrl, parseBody, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
+import { idText } from '../shared/json.ts';
 
 const headerName = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
@@ -279,7 +280,7 @@ function failed(change: Change, kind: ErrorKind, message: string, wholeBatch = f
 function idOf(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   const id = (body as { id?: unknown }).id;
-  return typeof id === 'string' || typeof id === 'number' ? String(id) : undefined;
+  return idText(id);
 }
 
 /** The existing record of a 409 answer: its `id` or `existing_id`. */
@@ -287,7 +288,7 @@ function existingId(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const { id, existing_id } = body as { id?: unknown; existing_id?: unknown };
   const value = existing_id ?? id;
-  return typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+  return idText(value);
 }
 
 /** An error's message on one line, less nunjucks' `Template render error: (unknown path)`. */
