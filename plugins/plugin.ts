@@ -51,9 +51,10 @@ export interface Outcome {
      */
     wholeBatch?: boolean;
     /**
-     * A failure without an answer: `connect` when the request never reached the app (connection
-     * refused, DNS, disk full), `sent` when it was sent and no answer came (timeout, reset), so the
-     * app may have applied it. A create that failed after `sent` is not resent blindly.
+     * A failure that tells nothing of the record: `connect` when the request never reached the app (connection
+     * refused, DNS, disk full), `sent` when it was sent and the app may have applied it without
+     * ebb learning its identifier (a timeout, a reset, a 2xx without a readable identifier). A
+     * create that failed after `sent` is not resent blindly.
      */
     noAnswer?: 'connect' | 'sent';
   };

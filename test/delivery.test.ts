@@ -408,7 +408,7 @@ describe('creates in doubt: sent, never answered (without create_is_idempotent)'
     expect(posts(s.app, 'p5@x.io').map((r) => r.answer)).toEqual(['hang']);
     expect(await s.states()).toMatchObject({ 3: 'NEEDS_REVIEW', 5: 'NEEDS_REVIEW' });
     const [doubt] = await duck(s.db, `SELECT result::VARCHAR AS result FROM ebb.sync_record_history WHERE run_id = '${first.run_id}' AND record_key = '3'`);
-    expect(JSON.parse(String(doubt.result))).toMatchObject({ note: expect.stringMatching(/no answer came/) as unknown, error: { kind: 'transient', noAnswer: 'sent' } });
+    expect(JSON.parse(String(doubt.result))).toMatchObject({ note: expect.stringMatching(/did not learn the outcome/) as unknown, error: { kind: 'transient', noAnswer: 'sent' } });
     expect(await health(s)).toEqual({ view: 'INCOMPLETE', status: 'INCOMPLETE' });
 
     s.app.requests.length = 0;

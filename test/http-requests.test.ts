@@ -6,7 +6,9 @@
  * create without an identifier is a failure, and answers are read up to a cap.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseDocument } from 'yaml';
 import { duck, ebb, makeProject } from './support/project.ts';
 import { FaultServer, type Fault } from './support/fault-server.ts';
 
@@ -272,25 +274,36 @@ describe('templates', () => {
 });
 
 describe('answers', () => {
-  it('a create whose app_id renders empty (a non-JSON 200) is FAILED, and its next run matches the record instead of leaving it without an id', async () => {
+  it('a create whose app_id renders empty (a non-JSON 200) is in doubt, never SUCCESS without an id nor sent again blindly; a lookup settles it', async () => {
     const app = await server([{ kind: 'text', status: 200, text: '<html>Saved!</html>', afterApply: true, firstRequests: 1 }]);
+    const lookup = { method: 'GET', path: '/contacts?email={{ record.email | urlencode }}', app_id: '{{ response.id }}' };
     const p = await project({ config: { base_url: app.url }, requests: { create, update } });
     await p.load([{ id: '1', email: 'ann@x.io', name: 'Ann' }]);
-    await p.run(1);
+    // Its one record ended in doubt, none succeeded: FAILED (exit 1).
+    const run = await p.run(1);
+    expect(run.counts).toMatchObject({ succeeded: 0, failed: 0, needs_review: 1 });
     const [first] = Object.values(await p.lastRun());
-    expect(first).toMatchObject({ state: 'FAILED', appId: null, result: { response: { status: 200, body: '<html>Saved!</html>' } } });
+    expect(first).toMatchObject({ state: 'NEEDS_REVIEW', appId: null, result: { response: { status: 200, body: '<html>Saved!</html>' } } });
     expect(first.result.error).toEqual({
       kind: 'rejected',
+      noAnswer: 'sent',
       message:
         'POST /contacts answered 200, but requests.create.app_id ({{ response.id }}) rendered empty: the answer is not JSON (<html>Saved!</html>). ' +
         "Without the record's identifier, ebb could not update or delete it later; make app_id read the identifier from the answer",
     });
 
-    // The app holds the contact: the next run's create is answered 409 with its id, and becomes an update of it.
+    // Without a way to find it, the next run leaves it in doubt (INCOMPLETE, exit 2): the create is not sent again.
+    expect((await p.run(2)).health).toBe('INCOMPLETE');
+    expect(app.requests).toHaveLength(1);
+
+    // With requests.lookup, the next run finds the contact the app holds, takes its id and updates it: one contact, no duplicate.
+    const yml = parseDocument(await readFile(join(p.dir, 'ebb.yml'), 'utf8'));
+    yml.setIn(['syncs', 0, 'destination', 'requests', 'lookup'], lookup);
+    await writeFile(join(p.dir, 'ebb.yml'), yml.toString());
     await p.run(0);
     const id = app.idOf('ann@x.io')!;
-    expect((await p.lastRun())['1']).toMatchObject({ state: 'SUCCESS', appId: id });
-    expect(app.requests.map((r) => `${r.method} ${r.path} ${String(r.answer)}`)).toEqual(['POST /contacts 200', 'POST /contacts 409', `PATCH /contacts/${id} 200`]);
+    expect(await duck(p.db, `SELECT apply_state, app_identifier FROM ebb.sync_record_state`)).toEqual([{ apply_state: 'SUCCESS', app_identifier: id }]);
+    expect(app.requests.map((r) => `${r.method} ${r.path.split('?')[0]} ${String(r.answer)}`)).toEqual(['POST /contacts 200', 'GET /contacts 200', `PATCH /contacts/${id} 200`]);
     expect(app.createdPerEmail().get('ann@x.io')).toBe(1);
   });
 

@@ -294,7 +294,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
         } else if (error?.noAnswer === 'sent' && mayDuplicate(change)) {
           // Sent, and no answer: the app may have made the record. Sending it again could make a
           // second one, so a lookup or a person decides (NEEDS_REVIEW).
-          done.push(rowOf(change, outcome, 'in_doubt', 'sent, but no answer came: the app may or may not hold the record'));
+          done.push(rowOf(change, outcome, 'in_doubt', 'sent, but ebb did not learn the outcome and the identifier: the app may hold the record'));
         } else if ((error?.kind === 'transient' || error?.kind === 'rate_limited') && attempt < retryDelaysMs.length) {
           const asked = error.retryAfterMs ?? 0;
           if (asked > maxWaitMs) {

@@ -351,9 +351,7 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
       if (refusal) return { ...rejected(change, refusal), result };
       if (template.app_id === undefined) return { key: change.key, success: true, appId: change.appId ?? change.key, result };
       const appId = render('app_id', template.app_id, answered).trim();
-      if (!appId && createsRecord(change.action)) {
-        return { ...rejected(change, `${what} answered ${answer.status}, but ${noIdentifier(name, template.app_id, answer)}`), result };
-      }
+      if (!appId && createsRecord(change.action)) return { ...withoutId(change, `${what} answered ${answer.status}, but ${noIdentifier(name, template.app_id, answer)}`), result };
       // An update's empty id (say, a 204 without a body) keeps the one ebb already knows.
       return { key: change.key, success: true, appId: appId || change.appId, result };
     } catch (e) {
@@ -421,7 +419,7 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
       if (refusal) return { ...rejected(change, refusal), result };
       if (template.app_id === undefined) return { key: change.key, success: true, appId: change.appId ?? change.key, result };
       const appId = render('app_id', template.app_id, context).trim();
-      if (!appId && createsRecord(action)) return { ...rejected(change, `${what}${size} answered ${answer.status}, but ${noIdentifier(name, template.app_id, answer)}`), result };
+      if (!appId && createsRecord(action)) return { ...withoutId(change, `${what}${size} answered ${answer.status}, but ${noIdentifier(name, template.app_id, answer)}`), result };
       return { key: change.key, success: true, appId: appId || change.appId, result };
     } catch (e) {
       return { ...rejected(change, `${what}${size} answered ${answer.status}, but ${errorText(e)}`), result };
@@ -465,6 +463,16 @@ function resultOf(answer: { status: number; text: string; capped: boolean }, res
 /** A create or recreate makes a record, whose identifier ebb needs for its later updates and deletes. */
 function createsRecord(action: Action): boolean {
   return action === 'create' || action === 'recreate';
+}
+
+/**
+ * A create the app accepted without an identifier ebb could read. The record is in the app, so
+ * sending the create again could make a second one: like a create that got no answer, it is in
+ * doubt (`sent`), for a lookup or `ebb resolve` to settle. A recreate is simply failed: the next
+ * run rebuilds the whole set anyway.
+ */
+function withoutId(change: Change, message: string): Outcome {
+  return failed(change, 'rejected', message, change.action === 'create' ? 'sent' : undefined);
 }
 
 /** Why a create that succeeded in the app is still a failure: no identifier came out of its answer. */

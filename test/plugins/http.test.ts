@@ -448,7 +448,7 @@ describe('http plugin: batch mode', () => {
     ]);
   });
 
-  it('fails a created record whose app_id renders empty: ebb never records a create without its identifier', async () => {
+  it('fails a created record whose app_id renders empty, as in doubt (`sent`): ebb never records a create without its identifier', async () => {
     const requests = { create: { method: 'POST', path: '/contacts', batch: true, body: '{{ records | tojson }}', app_id: '{{ result.id }}' } };
     const session = await open({ requests, strategy: 'create' });
     server.inject({ status: 200, body: [{ id: 'c1' }, { status: 'ok' }] });
@@ -457,6 +457,7 @@ describe('http plugin: batch mode', () => {
     expect(outcomes[1]).toMatchObject({ success: false, result: { status: 200, body: { status: 'ok' } } });
     expect(outcomes[1].error).toEqual({
       kind: 'rejected',
+      noAnswer: 'sent',
       message:
         'POST /contacts (a batch of 2) answered 200, but requests.create.app_id ({{ result.id }}) rendered empty: the answer holds no identifier there. ' +
         "Without the record's identifier, ebb could not update or delete it later; make app_id read the identifier from the answer",
