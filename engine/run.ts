@@ -4,6 +4,7 @@ import type { Sql } from './warehouse/sql.ts';
 import type { Row } from './warehouse/warehouse.ts';
 import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Action, type Session } from '../plugins/plugin.ts';
+import { parseJson } from '../plugins/shared/json.ts';
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
 import { configIndex, markKeyed, plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
@@ -70,7 +71,7 @@ async function findInDoubt(sql: Sql, sync: SyncConfig, runId: string, session: S
     const changes = rows.slice(at, at + batchSize).map((r) => ({
       key: String(r.record_key),
       action: (r.last_action ?? 'create') as Action,
-      record: (typeof r.record === 'string' ? JSON.parse(r.record) : (r.record ?? {})) as Record<string, unknown>,
+      record: (typeof r.record === 'string' ? parseJson(r.record) : (r.record ?? {})) as Record<string, unknown>,
       appId: null,
     }));
     const matches = await session.find(changes);
