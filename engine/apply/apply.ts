@@ -263,6 +263,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     let pending = batch;
     // The last answer of each record that waits for a retry, kept for its history if it is not retried.
     const last = new Map<number, Outcome>();
+    // Records that wait for a technical retry which will not come in this run: DELAYED, with their last answer.
+    const notRetried = (changes: PlannedChange[], reason: string) => changes.map((c) => rowOf(c, last.get(c.seq)!, 'delayed', `not tried again in this run: ${reason}`));
     let attempt = 0;
     const reshaped = new Set<number>();
     const remarks: PlannedChange[] = [];
@@ -315,7 +317,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
         const reason = await pause(wait);
         if (reason) {
           deferred ??= reason;
-          await write(retryLater.map((c) => rowOf(c, last.get(c.seq)!, 'delayed', `not tried again in this run: ${reason}`)));
+          await write(notRetried(retryLater, reason));
           retryLater = [];
         }
       }
@@ -324,8 +326,10 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       const reason = pending.length > 0 ? stopReason() : undefined;
       if (reason) {
         deferred ??= reason;
-        await write(retryNow.map((c) => rowOf(c, { key: c.key, success: false, appId: c.appId, error: { kind: 'transient', message: reason } }, 'delayed', `not sent in this run: ${reason}`)));
-        await write(retryLater.map((c) => rowOf(c, last.get(c.seq)!, 'delayed', `not tried again in this run: ${reason}`)));
+        await write([
+          ...retryNow.map((c) => rowOf(c, { key: c.key, success: false, appId: c.appId, error: { kind: 'transient', message: reason } }, 'delayed', `not sent in this run: ${reason}`)),
+          ...notRetried(retryLater, reason),
+        ]);
         pending = [];
       }
     }
