@@ -36,6 +36,17 @@ export class UsageError extends EbbError {
   override readonly exitCode = ExitCode.invalid;
 }
 
+/** A sync or a run that does not exist; a usage error on the command line, a 404 over HTTP. */
+export class NotFoundError extends UsageError {
+  constructor(
+    readonly kind: 'sync' | 'run',
+    readonly name: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** The warehouse refused a statement. Names the SQL template that produced it. */
 export class WarehouseError extends EbbError {
   constructor(
@@ -57,6 +68,8 @@ export class RunRefusedError extends EbbError {
   constructor(
     readonly reason: RefusalReason,
     message: string,
+    /** For `locked`: the run that holds the sync. */
+    readonly runId?: string,
   ) {
     super(message);
   }

@@ -34,6 +34,7 @@ export async function acquireRunLock(sql: Sql, syncName: string, runId: string):
       'locked',
       `sync ${syncName} is already running (run ${String(lock.lock_run_id)}, held by ${String(lock.lock_holder)}); ` +
         `this run is refused. If that process is gone, its lock expires at ${expires}.`,
+      String(lock.lock_run_id),
     );
   }
   const lost = new AbortController();

@@ -51,6 +51,8 @@ export interface SchedulerOptions {
   livePollMs?: number;
   /** Where the log goes. Default: text lines on stderr. */
   log?: (entry: LogEntry) => void;
+  /** The warehouse to share with the rest of the process (`ebb serve`); one of its own without. */
+  engines?: StepEngine;
 }
 
 /** A run to start, with why. */
@@ -111,7 +113,7 @@ export class Scheduler {
     const log = options.log ?? textLog;
     // Every line is masked here, whoever writes it (text, JSON, a test's collector).
     this.log = (entry) => log(redactValue(entry));
-    this.engines = new StepEngine(project);
+    this.engines = options.engines ?? new StepEngine(project);
   }
 
   /**

@@ -6,31 +6,46 @@ import { formatDuration, formatTime } from './due.ts';
 
 /**
  * The engine for one step. A DuckDB file is opened for the step and closed after, so that other
- * processes get it between steps; Snowflake, or DuckDB in memory, stays open.
+ * processes get it between steps; Snowflake, or DuckDB in memory, stays open. Steps that overlap
+ * in one process (the server's requests and runs, its in-process scheduler) share one open file:
+ * DuckDB must not open a file twice in a process, and the last step to finish closes it.
  */
 export class StepEngine {
-  private kept?: Engine;
+  private kept?: Promise<Engine>;
+  private shared?: { engine: Promise<Engine>; steps: number };
+  /** The close of the last shared engine: the next open waits for it (one instance per file). */
+  private closing: Promise<void> = Promise.resolve();
 
   constructor(private readonly project: Project) {}
 
   async with<T>(body: (engine: Engine) => Promise<T>): Promise<T> {
     const { warehouse } = this.project.config;
     if (warehouse.type !== 'duckdb' || warehouse.path === ':memory:') {
-      this.kept ??= await openEngine(this.project);
+      // One open for the steps that start together; a failed open is tried again at the next step.
+      const kept = (this.kept ??= openEngine(this.project).catch((e: unknown) => {
+        this.kept = undefined;
+        throw e;
+      }));
       try {
-        return await body(this.kept);
+        return await body(await kept);
       } catch (e) {
         // A lost Snowflake session is opened again at the next step (a memory database is kept: closing it would lose it).
         if (warehouse.type !== 'duckdb') await this.close();
         throw e;
       }
     }
-    const engine = await openEngine(this.project);
+    const shared = (this.shared ??= { engine: this.closing.then(() => openEngine(this.project)), steps: 0 });
+    shared.steps += 1;
     try {
-      return await body(engine);
+      return await body(await shared.engine);
     } finally {
-      // Only the warehouse: engine.close() would also drop the limiters, which must outlive a run.
-      await engine.sql.warehouse.close();
+      shared.steps -= 1;
+      if (shared.steps === 0) {
+        this.shared = undefined;
+        // Only the warehouse: engine.close() would also drop the limiters, which must outlive a run.
+        this.closing = shared.engine.then((engine) => engine.sql.warehouse.close()).catch(() => undefined);
+        await this.closing;
+      }
     }
   }
 
@@ -38,7 +53,7 @@ export class StepEngine {
   async close(): Promise<void> {
     const kept = this.kept;
     this.kept = undefined;
-    await kept?.sql.warehouse.close().catch(() => undefined);
+    await kept?.then((engine) => engine.sql.warehouse.close()).catch(() => undefined);
   }
 }
 

@@ -1,0 +1,149 @@
+/**
+ * `ebb serve`: the REST API under /api/v1 (with its OpenAPI document and docs page), /metrics, and
+ * the Sync Manager's page at /. A thin shell over engine/ops, like the CLI: each route validates
+ * its input with zod, calls one operation and returns its data.
+ *
+ * The warehouse is opened per request and closed after (see StepEngine): a DuckDB file is held only
+ * while the server reads or runs, so the CLI can use it in between. Requests, runs and the
+ * in-process scheduler that overlap share one open file.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { HTTPException } from 'hono/http-exception';
+import { serve, type ServerType } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import type { Project } from '../config/load.ts';
+import { StepEngine } from '../schedule/steps.ts';
+import { Scheduler, type LogEntry } from '../schedule/scheduler.ts';
+import { formatPath } from '../errors.ts';
+import { redact, toJson } from '../redact.ts';
+import { bearerMatches, checkBind } from './auth.ts';
+import { problem, problemOf, type Problem } from './problems.ts';
+import { mountDocs } from './docs.ts';
+import { mountUi } from './ui.ts';
+
+/** Where the API lives; its OpenAPI document is at `${apiBase}/openapi.json`. */
+export const apiBase = '/api/v1';
+/** The port `ebb serve` listens on unless told otherwise. */
+export const defaultPort = 8740;
+
+export interface ServerOptions {
+  project: Project;
+  /** Refuse every mutation with 403. */
+  readOnly?: boolean;
+  /** When set, every request to the API and /metrics needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Run the scheduler in this process (the default for DuckDB in `ebb serve`). */
+  scheduler?: boolean;
+  /** Where the scheduler's log and the server's own problems go. Default: text lines on stderr. */
+  log?: (entry: Pick<LogEntry, 'level' | 'message'>) => void;
+  /** The folder of the page's files (default: ui/ of this install). */
+  uiDir?: string;
+}
+
+/** What the routes share: the project, its warehouse, and the server's switches. */
+export interface ServerContext {
+  project: Project;
+  engines: StepEngine;
+  readOnly: boolean;
+}
+
+export interface EbbServer {
+  app: OpenAPIHono;
+  /** Starts listening (port 0: any free port); refuses a host beyond loopback without a token. */
+  listen(options?: { host?: string; port?: number }): Promise<{ url: string; port: number }>;
+  /** Stops listening and the scheduler, and closes the warehouse. */
+  close(): Promise<void>;
+}
+
+/** A JSON answer, written by ebb's serialiser: secrets masked, every digit of big numbers kept. */
+export function sendJson(c: Context, data: unknown, status: ContentfulStatusCode = 200): never {
+  // `never`: the typed responses of the routes are checked against their schemas by the tests.
+  return c.body(toJson(data), status, { 'content-type': 'application/json; charset=utf-8' }) as never;
+}
+
+/** A problem+json answer. */
+export function sendProblem(c: Context, p: Problem, headers: Record<string, string> = {}): never {
+  return c.body(JSON.stringify(p), p.status as ContentfulStatusCode, { 'content-type': 'application/problem+json', ...headers }) as never;
+}
+
+function textLog(entry: Pick<LogEntry, 'level' | 'message'>): void {
+  process.stderr.write(`${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}\n`);
+}
+
+/** Builds the server of a loaded project. */
+export function createServer(options: ServerOptions): EbbServer {
+  const log = options.log ?? textLog;
+  const engines = new StepEngine(options.project);
+  const context: ServerContext = { project: options.project, engines, readOnly: options.readOnly ?? false };
+  const app = new OpenAPIHono({
+    defaultHook: (result, c) => {
+      if (result.success) return;
+      const errors = result.error.issues.map((i) => ({ path: formatPath([result.target, ...i.path]), message: i.message }));
+      return sendProblem(c, problem('invalid-request', `the request is invalid: ${errors.map((e) => `${e.path}: ${e.message}`).join('; ')}`, { errors }));
+    },
+  });
+
+  app.onError((e, c) => {
+    if (e instanceof HTTPException && e.status < 500) return sendProblem(c, problem('invalid-request', e.message));
+    const p = problemOf(e);
+    if (p.type.endsWith(':internal-error')) log({ level: 'error', message: `${c.req.method} ${c.req.path}: ${redact((e as Error).stack ?? String(e))}` });
+    return sendProblem(c, p, p.status === 503 ? { 'retry-after': '5' } : {});
+  });
+  app.notFound((c) => sendProblem(c, problem('not-found', `no such endpoint: ${c.req.method} ${c.req.path}; the API is described at ${apiBase}/openapi.json`)));
+
+  // The docs page holds no data; the document and everything else need the token when there is one.
+  mountDocs(app, apiBase);
+  if (options.token) {
+    const token = options.token;
+    const guard = async (c: Context, next: () => Promise<void>) => {
+      if (!bearerMatches(c.req.header('authorization'), token)) {
+        return sendProblem(c, problem('unauthorized', 'this server needs `Authorization: Bearer <token>`, with the token it was started with (EBB_SERVER_TOKEN)'), { 'www-authenticate': 'Bearer realm="ebb"' });
+      }
+      await next();
+    };
+    app.use(`${apiBase}/*`, guard);
+    app.use('/metrics', guard);
+  }
+  if (context.readOnly) {
+    app.use(`${apiBase}/*`, async (c, next) => {
+      if (!['GET', 'HEAD', 'OPTIONS'].includes(c.req.method)) {
+        return sendProblem(c, problem('read-only', 'this server was started with --read-only: it shows syncs, runs and records, and changes nothing'));
+      }
+      await next();
+    });
+  }
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer', description: 'EBB_SERVER_TOKEN; required when the server listens beyond loopback' });
+  app.doc31(`${apiBase}/openapi.json`, {
+    openapi: '3.1.0',
+    info: { title: 'ebb', version: '1', description: 'The Sync Manager API of `ebb serve`: syncs, runs, records. Errors are application/problem+json.' },
+    servers: [{ url: '/' }],
+    security: options.token ? [{ bearer: [] }] : [],
+  });
+  mountUi(app, options.uiDir);
+
+  const scheduler = options.scheduler ? new Scheduler(options.project, { engines, log }) : undefined;
+  let server: ServerType | undefined;
+  return {
+    app,
+    async listen({ host = '127.0.0.1', port = defaultPort } = {}) {
+      checkBind(host, options.token);
+      const listening = await new Promise<ServerType>((resolve, reject) => {
+        const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
+        s.once('error', reject);
+      });
+      server = listening;
+      scheduler?.start().catch((e: unknown) => log({ level: 'error', message: `the scheduler stopped: ${redact(e instanceof Error ? e.message : String(e))}` }));
+      const bound = listening.address() as AddressInfo;
+      const shown = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
+      return { url: `http://${shown}:${bound.port}`, port: bound.port };
+    },
+    async close() {
+      await scheduler?.stop('the server is stopping');
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await engines.close();
+    },
+  };
+}
