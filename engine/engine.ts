@@ -6,7 +6,7 @@ import { openWarehouse, type OpenOptions } from './warehouse/open.ts';
 import { templateRenderer } from './templates.ts';
 import { closeLimiters, limiterFor } from './apply/limiter.ts';
 import type { PluginContext, TemplateRenderer } from '../plugins/plugin.ts';
-import { UsageError } from './errors.ts';
+import { NotFoundError, UsageError } from './errors.ts';
 
 export interface Engine {
   project: Project;
@@ -54,7 +54,7 @@ export function selectSyncs(project: Project, names: string[]): SyncConfig[] {
   const all = project.config.syncs;
   return names.map((name) => {
     const sync = all.find((s) => s.name === name);
-    if (!sync) throw new UsageError(`unknown sync "${name}"; the syncs in ebb.yml are: ${all.map((s) => s.name).join(', ') || '(none)'}`);
+    if (!sync) throw new NotFoundError('sync', name, `unknown sync "${name}"; the syncs in ebb.yml are: ${all.map((s) => s.name).join(', ') || '(none)'}`);
     return sync;
   });
 }

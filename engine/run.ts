@@ -26,6 +26,8 @@ export interface RunOptions {
   onProgress?: (event: { sync: string; planned: number; applied: number }) => void;
   /** Once aborted, no new batch is sent; the batches in flight finish, and the records not sent are recorded DELAYED. */
   signal?: AbortSignal;
+  /** The run's id, when the caller needs it before the run ends (an API answers with it at once); a new one without. */
+  runId?: string;
 }
 
 /** The result of a run: the stable shape of `ebb run --json` (see README). */
@@ -100,7 +102,7 @@ export async function runSync(engine: Engine, sync: SyncConfig, options: RunOpti
         `add the connection to ebb.yml, or remove the sync with \`ebb delete ${sync.name} --yes\``,
     );
   }
-  const runId = newRunId();
+  const runId = options.runId ?? newRunId();
   const lock = await acquireRunLock(sql, sync.name, runId);
   try {
     // A lost lock stops the sending as a SIGTERM does; the run then ends FAILED with the lock's reason.

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { scheduleSchema, syncSchema, type SyncConfig } from '../config/schema.ts';
 import type { Sql } from '../warehouse/sql.ts';
-import { UsageError, type ConfigIssue } from '../errors.ts';
+import { NotFoundError, type ConfigIssue } from '../errors.ts';
 import { resolveEnvVars, zodIssues } from '../config/load.ts';
 
 /** The settings an admin may override in the warehouse, by `ebb pause` or a plain SQL UPDATE. */
@@ -119,7 +119,7 @@ export function effectiveSync(entry: CatalogEntry): SyncConfig | null {
 export async function namesOf(engine: { sql: Sql }, project: { config: { syncs: SyncConfig[] } }, name: string): Promise<string[]> {
   const entry = (await readCatalog(engine.sql)).find((e) => e.name === name);
   if (!entry && !project.config.syncs.some((s) => s.name === name)) {
-    throw new UsageError(`unknown sync "${name}"; the syncs in ebb.yml are: ${project.config.syncs.map((s) => s.name).join(', ') || '(none)'}`);
+    throw new NotFoundError('sync', name, `unknown sync "${name}"; the syncs in ebb.yml are: ${project.config.syncs.map((s) => s.name).join(', ') || '(none)'}`);
   }
   return [name, ...(entry?.formerNames ?? [])];
 }

@@ -1,8 +1,7 @@
 /** `ebb history <sync>`: the audit trail of a sync's records. */
 import type { Command } from 'commander';
 import { action, common, print, withEngine, type CommonOptions } from './common.ts';
-import { namesOf } from '../catalog/catalog.ts';
-import { parseJson } from '../../plugins/shared/json.ts';
+import { recordHistory } from '../ops/index.ts';
 
 export function register(program: Command): void {
   common(
@@ -16,26 +15,10 @@ export function register(program: Command): void {
       .option('--limit <n>', 'how many rows', (v) => Number.parseInt(v, 10), 50),
   ).action(
     action(async (name: string, options: CommonOptions & { key?: string[]; run?: string; failed?: boolean; limit: number }) =>
-      withEngine(options, async (engine, project) => {
-        const names = await namesOf(engine, project, name);
-        const rows = (
-          await engine.sql.runAndRead('history_list', { names, keys: options.key ?? null, run_id: options.run ?? null, failed: options.failed ?? false, limit: options.limit })
-        ).map((r) => ({ ...r, result: parse(r.result), transformed_record: parse(r.transformed_record) }));
+      withEngine(options, async (engine) => {
+        const rows = await recordHistory(engine, { sync: name, keys: options.key, runId: options.run, failed: options.failed, limit: options.limit });
         print(rows, options, ['recorded_at', 'run_id', 'record_key', 'action', 'apply_reason', 'apply_state', 'app_identifier', 'result']);
       }, { readOnly: true }),
     ),
   );
-}
-
-/**
- * Parsed losslessly: history shows the digits that were sent (plugins/shared/json.ts). Text that is
- * not JSON (a NaN that an older ebb stored) is shown as it is.
- */
-function parse(v: unknown): unknown {
-  if (typeof v !== 'string') return v;
-  try {
-    return parseJson(v);
-  } catch {
-    return v;
-  }
 }

@@ -4,7 +4,7 @@ import { action, common, type CommonOptions } from './common.ts';
 import { loadProject } from '../config/load.ts';
 import { defaultPollMs, Worker, type WorkerLogEntry } from '../schedule/worker.ts';
 import { textLog } from '../schedule/steps.ts';
-import { exitCodeOf } from './run.ts';
+import { exitCodeOf } from '../ops/index.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 
 interface WorkerCliOptions extends CommonOptions {

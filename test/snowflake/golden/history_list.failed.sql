@@ -3,5 +3,5 @@ FROM "EBB"."SYNC_RECORD_HISTORY"
 WHERE sync_name IN (?, ?)
 AND NOT success
 ORDER BY recorded_at DESC, record_key
-LIMIT ?
--- binds: ["customers_to_crm","old_customers",50]
+LIMIT ? OFFSET ?
+-- binds: ["customers_to_crm","old_customers",50,100]

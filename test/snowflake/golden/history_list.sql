@@ -4,5 +4,5 @@ WHERE sync_name IN (?, ?)
 AND record_key IN (?, ?)
 AND run_id = ?
 ORDER BY recorded_at DESC, record_key
-LIMIT ?
--- binds: ["customers_to_crm","old_customers","1","2","20260101T000000Z-abc123",50]
+LIMIT ? OFFSET ?
+-- binds: ["customers_to_crm","old_customers","1","2","20260101T000000Z-abc123",50,100]

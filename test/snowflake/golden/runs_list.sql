@@ -1,6 +1,8 @@
 SELECT run_id, sync_name, "trigger", status, started_at, finished_at, planned, succeeded, failed, delayed, skipped, source_failures, error
 FROM "EBB"."SYNC_RUNS"
-WHERE sync_name IN (?, ?)
-ORDER BY started_at DESC
-LIMIT ?
--- binds: ["customers_to_crm","old_customers",50]
+WHERE 1 = 1
+AND sync_name IN (?, ?)
+AND run_id = ?
+ORDER BY started_at DESC, run_id DESC
+LIMIT ? OFFSET ?
+-- binds: ["customers_to_crm","old_customers","20260101T000000Z-abc123",50,100]

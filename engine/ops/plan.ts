@@ -1,0 +1,50 @@
+/** What a run of a sync would do, as `ebb plan` shows it: nothing changes, no app is called. */
+import type { Engine } from '../engine.ts';
+import { selectSyncs } from '../engine.ts';
+import { configIndex, plan, type PlanSummary } from '../plan/plan.ts';
+import { newRunId } from '../run.ts';
+import { readCatalog } from '../catalog/catalog.ts';
+import { assessChange, describeChange } from '../catalog/destructive.ts';
+import { DestructiveChangeError } from '../errors.ts';
+import { validateProject } from '../config/validate.ts';
+import type { Row } from '../warehouse/warehouse.ts';
+
+export interface PlanOptions {
+  /** How many sample records to return (10 without). */
+  limit?: number;
+  fullResync?: boolean;
+  /** Plan even a destructive change (a new key, strategy or destination); `destructive` then says what it does. */
+  allowDestructive?: boolean;
+}
+
+/** The shape of `ebb plan --json`, with the destructive change that was allowed, if any. */
+export interface SyncPlan extends PlanSummary {
+  sync: string;
+  strategy: string;
+  samples: Row[];
+  /** What the change since the last deploy deletes, orphans or recreates; absent when it is not destructive. */
+  destructive?: string;
+}
+
+/** Plans one sync of the code against the warehouse; a destructive change is refused without `allowDestructive`. */
+export async function planSync(engine: Engine, name: string, options: PlanOptions = {}): Promise<SyncPlan> {
+  const { project } = engine;
+  const [sync] = selectSyncs(project, [name]);
+  // The checks of `ebb validate` for this sync: a problem is reported as validate reports it (exit 3).
+  await validateProject(engine.sql, project.config.syncs, [name], engine);
+  // The code against the deployed definition, as `ebb deploy` compares them.
+  const catalog = await readCatalog(engine.sql);
+  const entry = catalog.find((e) => e.name === sync.name) ?? catalog.find((e) => e.name === sync.renamed_from);
+  const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.records, entry.name) : undefined;
+  if (change && !options.allowDestructive) {
+    throw new DestructiveChangeError(`${describeChange(change)} Refusing; pass --allow-destructive to see the plan (and to \`ebb deploy\` or \`ebb run\` to accept the change).`);
+  }
+  const runId = `plan-${newRunId()}`;
+  try {
+    const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
+    const samples = await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit ?? 10 });
+    return { sync: sync.name, strategy: sync.strategy, ...summary, samples, ...(change && { destructive: describeChange(change) }) };
+  } finally {
+    await engine.sql.run('clear_run', { table: 'sync_changes', run_id: runId });
+  }
+}

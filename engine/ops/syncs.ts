@@ -1,0 +1,101 @@
+/** The syncs of a project as `ebb status` shows them, and one sync in full. */
+import type { Engine } from '../engine.ts';
+import { readCatalog, type CatalogEntry, type Overrides } from '../catalog/catalog.ts';
+import type { SyncConfig } from '../config/schema.ts';
+import { topErrors, type TopError } from '../record/record.ts';
+import { redactValue } from '../redact.ts';
+import { NotFoundError, type ConfigIssue } from '../errors.ts';
+
+/**
+ * One sync as `ebb status --json` shows it: the columns of the sync_health view (schedule, last
+ * run, its counts, records and failing records), then what the catalog adds. `status` is the
+ * catalog's (ACTIVE, PAUSED, COMPLETED, ERROR), or NOT DEPLOYED for a sync only in ebb.yml.
+ */
+export interface SyncRow extends Record<string, unknown> {
+  sync_name: string;
+  status: string;
+  health: string;
+  origin?: 'code' | 'admin';
+  overrides?: Overrides | null;
+  /** Overrides that were not applied, as `path: message`. */
+  override_issues?: string[] | null;
+  top_error?: TopError | null;
+  tags: string[];
+}
+
+export interface ListSyncsOptions {
+  tag?: string;
+  status?: string;
+  health?: string;
+}
+
+/** Every sync of the catalog, then those in ebb.yml that no deploy has put there yet. */
+export async function listSyncs(engine: Engine, options: ListSyncsOptions = {}): Promise<SyncRow[]> {
+  const catalog = await readCatalog(engine.sql);
+  const health = new Map((await engine.sql.runAndRead('status_list')).map((r) => [String(r.sync_name), r]));
+  const failing = [...health.values()].filter((r) => r.last_run_id && Number(r.failed ?? 0) + Number(r.source_failures ?? 0) > 0).map((r) => String(r.last_run_id));
+  const tops = await topErrors(engine.sql, failing);
+  const rows: SyncRow[] = catalog.map((e) => {
+    const row = health.get(e.name);
+    return {
+      ...row,
+      sync_name: e.name,
+      status: e.status,
+      health: e.health,
+      origin: e.origin,
+      overrides: Object.keys(e.overrides).length ? e.overrides : null,
+      override_issues: e.overrideIssues.length ? e.overrideIssues.map(issueText) : null,
+      top_error: (row?.last_run_id ? tops.get(String(row.last_run_id)) : undefined) ?? null,
+      tags: e.definition?.tags ?? [],
+    };
+  });
+  for (const sync of engine.project.config.syncs) {
+    if (!catalog.some((e) => e.name === sync.name)) rows.push({ sync_name: sync.name, status: 'NOT DEPLOYED', health: 'PENDING', tags: sync.tags });
+  }
+  return rows.filter(
+    (r) => (!options.tag || r.tags.includes(options.tag)) && (!options.status || r.status === options.status) && (!options.health || r.health === options.health),
+  );
+}
+
+/** One sync: its definitions (secrets masked), the admin's overrides and its place in the catalog. */
+export interface SyncDetail {
+  sync_name: string;
+  /** As ebb.yml defines it now; null when only the catalog holds it. */
+  code: SyncConfig | null;
+  /** As last deployed; null when not deployed. */
+  deployed: SyncConfig | null;
+  status: string;
+  health: string;
+  origin: 'code' | 'admin' | null;
+  overrides: Overrides;
+  override_issues: ConfigIssue[];
+  former_names: string[];
+  records: number;
+  /** The row `listSyncs` gives for it: last run, counts, failing records, most common error. */
+  summary: SyncRow;
+}
+
+/** One sync by name; an unknown name is a NotFoundError. */
+export async function getSync(engine: Engine, name: string): Promise<SyncDetail> {
+  const code = engine.project.config.syncs.find((s) => s.name === name) ?? null;
+  const entry: CatalogEntry | undefined = (await readCatalog(engine.sql)).find((e) => e.name === name);
+  const summary = (await listSyncs(engine)).find((r) => r.sync_name === name);
+  if (!summary) throw new NotFoundError('sync', name, `unknown sync "${name}"; neither ebb.yml nor the catalog holds it`);
+  return redactValue({
+    sync_name: name,
+    code,
+    deployed: entry?.definition ?? null,
+    status: summary.status,
+    health: summary.health,
+    origin: entry?.origin ?? null,
+    overrides: entry?.overrides ?? {},
+    override_issues: entry?.overrideIssues ?? [],
+    former_names: entry?.formerNames ?? [],
+    records: entry?.records ?? 0,
+    summary,
+  });
+}
+
+function issueText(issue: ConfigIssue): string {
+  return `${issue.path}: ${issue.message}`;
+}
