@@ -12,4 +12,13 @@ export default tseslint.config(
     },
   },
   { files: ['bin/**', 'scripts/**/*.js'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
+  {
+    // The Sync Manager's page runs in the browser.
+    files: ['ui/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'fetch', 'URL', 'URLSearchParams', 'FormData', 'Event', 'sessionStorage', 'Intl', 'ResizeObserver', 'setInterval', 'clearInterval', 'addEventListener', 'removeEventListener', 'dispatchEvent'].map((g) => [g, 'readonly']),
+      ),
+    },
+  },
 );
