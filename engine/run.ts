@@ -22,6 +22,8 @@ export interface RunOptions {
   allowEmptySource?: boolean;
   /** Run even when the keys of most records ebb holds changed (a destructive change). */
   allowDestructive?: boolean;
+  /** Called as the run, once it holds the sync's run lock, plans, sends (apply) and records the outcomes. */
+  onPhase?: (phase: 'plan' | 'apply' | 'record') => void;
   /** Called after the plan with the number of records to send, then as records get outcomes. */
   onProgress?: (event: { sync: string; planned: number; applied: number }) => void;
   /** Once aborted, no new batch is sent; the batches in flight finish, and the records not sent are recorded DELAYED. */
@@ -141,6 +143,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   let stopped: string | undefined;
   let deferred: string | undefined;
   try {
+    options.onPhase?.('plan');
     // Records left in doubt by earlier runs are looked up first, so that this run can finish them.
     const inDoubt = await sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
     if (inDoubt.length > 0) await findInDoubt(sql, sync, runId, await openSession(), inDoubt, batchSize);
@@ -150,6 +153,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });
     // replace writes the full set even when it is empty: the destination then becomes empty too.
     if (toSend > 0 || sync.strategy === 'replace') {
+      options.onPhase?.('apply');
       ({ stopped, deferred } = await applyChanges({
         sql,
         runId,
@@ -180,6 +184,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   }
   if (lockLost.aborted) error = messageOf(lockLost.reason) + (error ? `; then: ${error}` : '');
   const result = { run_id: runId, sync: sync.name, planned: summary.actions };
+  options.onPhase?.('record');
   try {
     const { counts, health, topError } = await record(runId, summary.actions, error);
     if (keyed) await markKeyed(sql, sync);

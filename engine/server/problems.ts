@@ -16,6 +16,7 @@ export const problemTypes = {
   'run-in-progress': { status: 409, title: 'The sync is already running' },
   'run-refused': { status: 409, title: 'The run was refused' },
   'run-finished': { status: 409, title: 'The run has already finished' },
+  'run-elsewhere': { status: 409, title: 'The run belongs to another process' },
   'invalid-request': { status: 422, title: 'The request is invalid' },
   'invalid-config': { status: 422, title: 'The configuration is invalid' },
   'confirmation-required': { status: 422, title: 'The deletion needs a confirmation' },

@@ -22,6 +22,10 @@ import { bearerMatches, checkBind } from './auth.ts';
 import { problem, problemOf, type Problem } from './problems.ts';
 import { mountDocs } from './docs.ts';
 import { mountUi } from './ui.ts';
+import { LiveRuns } from './live-runs.ts';
+import * as syncRoutes from './routes/syncs.ts';
+import * as runRoutes from './routes/runs.ts';
+import * as recordRoutes from './routes/records.ts';
 
 /** Where the API lives; its OpenAPI document is at `${apiBase}/openapi.json`. */
 export const apiBase = '/api/v1';
@@ -42,11 +46,13 @@ export interface ServerOptions {
   uiDir?: string;
 }
 
-/** What the routes share: the project, its warehouse, and the server's switches. */
+/** What the routes share: the project, its warehouse, the runs this server started, and the server's switches. */
 export interface ServerContext {
   project: Project;
   engines: StepEngine;
+  runs: LiveRuns;
   readOnly: boolean;
+  log: (entry: Pick<LogEntry, 'level' | 'message'>) => void;
 }
 
 export interface EbbServer {
@@ -76,7 +82,7 @@ function textLog(entry: Pick<LogEntry, 'level' | 'message'>): void {
 export function createServer(options: ServerOptions): EbbServer {
   const log = options.log ?? textLog;
   const engines = new StepEngine(options.project);
-  const context: ServerContext = { project: options.project, engines, readOnly: options.readOnly ?? false };
+  const context: ServerContext = { project: options.project, engines, runs: new LiveRuns(engines), readOnly: options.readOnly ?? false, log };
   const app = new OpenAPIHono({
     defaultHook: (result, c) => {
       if (result.success) return;
@@ -122,6 +128,7 @@ export function createServer(options: ServerOptions): EbbServer {
     servers: [{ url: '/' }],
     security: options.token ? [{ bearer: [] }] : [],
   });
+  for (const routes of [syncRoutes, runRoutes, recordRoutes]) routes.register(app, context);
   mountUi(app, options.uiDir);
 
   const scheduler = options.scheduler ? new Scheduler(options.project, { engines, log }) : undefined;
@@ -141,7 +148,7 @@ export function createServer(options: ServerOptions): EbbServer {
       return { url: `http://${shown}:${bound.port}`, port: bound.port };
     },
     async close() {
-      await scheduler?.stop('the server is stopping');
+      await Promise.all([scheduler?.stop('the server is stopping'), context.runs.stopAll()]);
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
       await engines.close();
     },
