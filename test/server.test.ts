@@ -4,6 +4,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { documentOf, startServer, type TestServer } from './support/api.ts';
@@ -15,8 +18,44 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A project with syncs of a `people` table to JSONL files. */
-async function fileProject(rows = 3): Promise<{ dir: string; db: string }> {
+/** An app of items whose every answer waits `delayMs`, so that a run lasts long enough to be watched and cancelled. */
+async function itemsApp(delayMs: number): Promise<{ url: string; requests: Array<{ start: number; end: number }> }> {
+  const requests: Array<{ start: number; end: number }> = [];
+  let next = 1;
+  const server = createHttpServer((req, res) => {
+    const start = Date.now();
+    req.resume();
+    req.on('end', () => {
+      setTimeout(() => {
+        requests.push({ start, end: Date.now() });
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: String(next++) }));
+      }, delayMs);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+}
+
+/** The sync `slow`: one record per request to the items app, one request at a time. */
+function slowSync(schedule: unknown = 'manual') {
+  return {
+    name: 'slow',
+    source: { table: 'people', key: 'id' },
+    destination: {
+      connection: 'app',
+      object: 'items',
+      requests: { create: { method: 'POST', path: '/items', body: '{{ record | tojson }}', app_id: '{{ response.id }}' }, update: { method: 'PUT', path: '/items/{{ app_id }}', body: '{{ record | tojson }}' } },
+    },
+    strategy: 'upsert',
+    mapping: { id: 'id', name: 'name' },
+    batch_size: 1,
+    schedule,
+  };
+}
+
+/** A project with syncs of a `people` table to JSONL files (and `slow`, to the items app, when given its URL). */
+async function fileProject(rows = 3, slow?: { url: string; schedule?: unknown }): Promise<{ dir: string; db: string }> {
   const sync = (name: string, tags: string[]) => ({
     name,
     tags,
@@ -29,8 +68,11 @@ async function fileProject(rows = 3): Promise<{ dir: string; db: string }> {
     version: 1,
     name: 'served',
     warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
-    connections: { out: { plugin: 'file', config: { directory: './out' } } },
-    syncs: [sync('people_a', ['daily']), sync('people_b', ['hourly'])],
+    connections: {
+      out: { plugin: 'file', config: { directory: './out' } },
+      ...(slow && { app: { plugin: 'http', config: { base_url: slow.url }, concurrency: 1, retry: { delays_seconds: [] } } }),
+    },
+    syncs: [sync('people_a', ['daily']), sync('people_b', ['hourly', 'daily']), ...(slow ? [slowSync(slow.schedule)] : [])],
   });
   const db = join(dir, 'warehouse.duckdb');
   await duck(db, `CREATE TABLE people AS SELECT range AS id, 'person ' || range AS name FROM range(${rows})`);
@@ -68,6 +110,211 @@ describe('the OpenAPI document and the docs page', () => {
     expect(answer.status).toBe(404);
     expect(answer.headers.get('content-type')).toContain('application/problem+json');
     expect(await answer.json()).toMatchObject({ type: 'urn:ebb:problem:not-found', status: 404, detail: expect.stringContaining('/api/v1/openapi.json') });
+  });
+});
+
+/** Waits until `check` returns something truthy. */
+async function until<T>(what: string, check: () => Promise<T> | T, ms = 30_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- answers are checked against the document first (support/api.ts)
+
+/** Triggers a run and waits for its end; returns the run as GET /runs/{id} shows it. */
+async function runToEnd(api: TestServer, sync: string, body?: Json): Promise<Json> {
+  const started = await api.call<Json>('POST', `/api/v1/syncs/${sync}/runs`, { body });
+  expect(started.status, JSON.stringify(started.body)).toBe(202);
+  return until(`the end of ${started.body.run_id}`, async () => {
+    const run = await api.call<Json>('GET', started.body.url);
+    return run.body.status !== 'RUNNING' ? run.body : undefined;
+  });
+}
+
+describe('syncs, runs, records and plans', () => {
+  it('lists the syncs with their state, filtered and paginated, and shows one in full', async () => {
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    const before = await api.call<Json>('GET', '/api/v1/syncs');
+    expect(before.status).toBe(200);
+    expect(before.body.items.map((s: Json) => [s.sync_name, s.status, s.health])).toEqual([
+      ['people_a', 'NOT DEPLOYED', 'PENDING'],
+      ['people_b', 'NOT DEPLOYED', 'PENDING'],
+    ]);
+    const run = await runToEnd(api, 'people_a');
+    expect(run).toMatchObject({ sync_name: 'people_a', trigger: 'api', status: 'HEALTHY', succeeded: 3, phase: null, progress: null });
+    const all = await api.call<Json>('GET', '/api/v1/syncs');
+    const a = all.body.items.find((s: Json) => s.sync_name === 'people_a');
+    expect(a).toMatchObject({ status: 'ACTIVE', health: 'HEALTHY', last_run_id: run.run_id, records: 3, failing_records: 0, tags: ['daily'] });
+    expect((await api.call<Json>('GET', '/api/v1/syncs?tag=hourly')).body.items.map((s: Json) => s.sync_name)).toEqual(['people_b']);
+    expect((await api.call<Json>('GET', '/api/v1/syncs?health=HEALTHY')).body.items.map((s: Json) => s.sync_name)).toEqual(['people_a']);
+    expect((await api.call<Json>('GET', '/api/v1/syncs?status=ACTIVE&tag=daily')).body.items.map((s: Json) => s.sync_name)).toEqual(['people_a', 'people_b']);
+    const first = await api.call<Json>('GET', '/api/v1/syncs?limit=1');
+    expect(first.body).toMatchObject({ limit: 1, offset: 0, next_offset: 1, items: [{ sync_name: 'people_a' }] });
+    const second = await api.call<Json>('GET', '/api/v1/syncs?limit=1&offset=1');
+    expect(second.body).toMatchObject({ next_offset: null, items: [{ sync_name: 'people_b' }] });
+    const one = await api.call<Json>('GET', '/api/v1/syncs/people_a');
+    expect(one.body).toMatchObject({ sync_name: 'people_a', status: 'ACTIVE', health: 'HEALTHY', origin: 'code', records: 3, code: { name: 'people_a' }, deployed: { name: 'people_a' } });
+    const missing = await api.call<Json>('GET', '/api/v1/syncs/nope');
+    expect(missing.status).toBe(404);
+    expect(missing.body).toMatchObject({ type: 'urn:ebb:problem:not-found', detail: expect.stringContaining('nope') });
+  });
+
+  it('triggers runs, lists them paginated, and shows each', async () => {
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    const started = await api.call<Json>('POST', '/api/v1/syncs/people_a/runs');
+    expect(started.status).toBe(202);
+    expect(started.headers.get('location')).toBe(`/api/v1/runs/${started.body.run_id}`);
+    expect(started.body).toMatchObject({ sync_name: 'people_a', status: 'RUNNING', url: `/api/v1/runs/${started.body.run_id}` });
+    await until('the first run to end', async () => (await api.call<Json>('GET', started.body.url)).body.status !== 'RUNNING');
+    const resync = await runToEnd(api, 'people_a', { full_resync: true });
+    expect(resync).toMatchObject({ status: 'HEALTHY', planned: { update: 3 }, succeeded: 3 });
+    await runToEnd(api, 'people_a');
+    const page = await api.call<Json>('GET', '/api/v1/syncs/people_a/runs?limit=2');
+    expect(page.body.items).toHaveLength(2);
+    expect(page.body.next_offset).toBe(2);
+    expect(page.body.items[1].run_id).toBe(resync.run_id);
+    const last = await api.call<Json>('GET', '/api/v1/syncs/people_a/runs?limit=2&offset=2');
+    expect(last.body).toMatchObject({ next_offset: null, items: [{ run_id: started.body.run_id, trigger: 'api', status: 'HEALTHY', planned: { create: 3 } }] });
+    expect(last.body.items[0].duration_s).toBeGreaterThanOrEqual(0);
+    expect((await api.call<Json>('GET', '/api/v1/syncs/nope/runs')).status).toBe(404);
+    expect((await api.call<Json>('GET', '/api/v1/runs/nope')).body).toMatchObject({ status: 404, type: 'urn:ebb:problem:not-found' });
+    expect((await api.call<Json>('POST', '/api/v1/syncs/nope/runs')).body).toMatchObject({ status: 404, type: 'urn:ebb:problem:not-found' });
+  });
+
+  it("shows a sync's records by state and key, paginated, and each record's history", async () => {
+    const { dir } = await fileProject(12);
+    const api = await serve(dir);
+    await runToEnd(api, 'people_a');
+    await runToEnd(api, 'people_a', { full_resync: true });
+    const records = await api.call<Json>('GET', '/api/v1/syncs/people_a/records?limit=5');
+    expect(records.body.items).toHaveLength(5);
+    expect(records.body.next_offset).toBe(5);
+    expect(records.body.items[0]).toMatchObject({ apply_state: 'SUCCESS', transformed_record: { name: expect.stringMatching(/^person /) } });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records?offset=10&limit=5')).body).toMatchObject({ next_offset: null, items: [{}, {}] });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records?apply_state=FAILED,DELAYED')).body.items).toEqual([]);
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records?apply_state=SUCCESS&key=11')).body.items.map((r: Json) => r.record_key)).toEqual(['11']);
+    const history = await api.call<Json>('GET', '/api/v1/syncs/people_a/records/7/history');
+    expect(history.body.items.map((h: Json) => [h.action, h.apply_reason, h.success])).toEqual([
+      ['update', 'FULL_RESYNC', true],
+      ['create', 'NEW', true],
+    ]);
+    expect(history.body.items[1].transformed_record).toEqual({ id: 7, name: 'person 7' });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records/7/history?limit=1')).body).toMatchObject({ next_offset: 1, items: [{ action: 'update' }] });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/nope/records')).status).toBe(404);
+  });
+
+  it('plans a sync as `ebb plan` does, sending nothing', async () => {
+    const { dir } = await fileProject(4);
+    const api = await serve(dir);
+    const plan = await api.call<Json>('GET', '/api/v1/syncs/people_b/plan?limit=2');
+    expect(plan.status).toBe(200);
+    expect(plan.body).toMatchObject({ sync: 'people_b', strategy: 'upsert', actions: { create: 4 }, reasons: { NEW: 4 }, total: 4 });
+    expect(plan.body.samples).toHaveLength(2);
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_b/runs')).body.items).toEqual([]);
+    expect((await api.call<Json>('GET', '/api/v1/syncs/nope/plan')).status).toBe(404);
+  });
+
+  it('answers a bad request with 422 and the path of each problem', async () => {
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    const limit = await api.call<Json>('GET', '/api/v1/syncs?limit=0');
+    expect(limit.status).toBe(422);
+    expect(limit.body).toMatchObject({ type: 'urn:ebb:problem:invalid-request', errors: [{ path: 'query.limit' }] });
+    const body = await api.call<Json>('POST', '/api/v1/syncs/people_a/runs', { body: { full_resync: 'yes' } });
+    expect(body.status).toBe(422);
+    expect(body.body.errors).toEqual([expect.objectContaining({ path: 'json.full_resync' })]);
+    const malformed = await api.call<Json>('POST', '/api/v1/syncs/people_a/runs', { body: undefined, headers: { 'content-type': 'application/json' } });
+    expect(malformed.status).toBe(422);
+  });
+});
+
+describe('a run in progress', () => {
+  it('is shown with its phase and progress while other reads go on; a second trigger is a 409 naming it; a cancel leaves every record with an outcome', async () => {
+    const app = await itemsApp(60);
+    const { dir } = await fileProject(40, { url: app.url });
+    const api = await serve(dir);
+    const started = await api.call<Json>('POST', '/api/v1/syncs/slow/runs');
+    expect(started.status).toBe(202);
+    const runId = started.body.run_id;
+    const applying = await until('some records sent', async () => {
+      const run = (await api.call<Json>('GET', `/api/v1/runs/${runId}`)).body;
+      return run.phase === 'apply' && run.progress.applied >= 3 ? run : undefined;
+    });
+    expect(applying).toMatchObject({ status: 'RUNNING', progress: { planned: 40 } });
+    // Reads go on while the run holds the warehouse.
+    const syncs = await api.call<Json>('GET', '/api/v1/syncs');
+    expect(syncs.body.items.find((s: Json) => s.sync_name === 'slow')).toMatchObject({ status: 'ACTIVE' });
+    const again = await api.call<Json>('POST', '/api/v1/syncs/slow/runs');
+    expect(again.status).toBe(409);
+    expect(again.body).toMatchObject({ type: 'urn:ebb:problem:run-in-progress', reason: 'locked', run_id: runId, detail: expect.stringContaining(runId) });
+    const cancelled = await api.call<Json>('POST', `/api/v1/runs/${runId}/cancel`);
+    expect(cancelled.status).toBe(202);
+    const ended = await until('the cancelled run to end', async () => {
+      const run = (await api.call<Json>('GET', `/api/v1/runs/${runId}`)).body;
+      return run.status !== 'RUNNING' ? run : undefined;
+    });
+    expect(ended).toMatchObject({ status: 'DELAYED', error: null, phase: null });
+    expect(ended.delayed).toBeGreaterThan(0);
+    expect(ended.succeeded + ended.delayed).toBe(40);
+    expect(app.requests.length).toBe(ended.succeeded);
+    const delayed = await api.call<Json>('GET', '/api/v1/syncs/slow/records?apply_state=DELAYED&limit=1000');
+    const sent = await api.call<Json>('GET', '/api/v1/syncs/slow/records?apply_state=SUCCESS&limit=1000');
+    expect(delayed.body.items.length + sent.body.items.length).toBe(40);
+    expect([...delayed.body.items, ...sent.body.items].every((r: Json) => r.last_run_id === runId)).toBe(true);
+    const late = await api.call<Json>('POST', `/api/v1/runs/${runId}/cancel`);
+    expect(late.status).toBe(409);
+    expect(late.body.type).toBe('urn:ebb:problem:run-finished');
+    // The next run sends what the cancelled one did not.
+    const next = await runToEnd(api, 'slow');
+    expect(next).toMatchObject({ status: 'HEALTHY', succeeded: ended.delayed });
+  });
+
+  it('never overlaps a scheduled run of the same sync: the in-process scheduler and manual triggers take turns', async () => {
+    // Runs of about 1.2 s, due every second: the scheduler wants the sync whenever it is free.
+    const app = await itemsApp(150);
+    const { dir } = await fileProject(8, { url: app.url, schedule: { every: '1s' } });
+    const api = await serve(dir, { scheduler: { tickMs: 100, refreshMs: 200 } });
+    const answers = new Map<number, number>();
+    const deadline = Date.now() + 8000;
+    while (Date.now() < deadline) {
+      const { status } = await api.call('POST', '/api/v1/syncs/slow/runs', { body: { full_resync: true } });
+      answers.set(status, (answers.get(status) ?? 0) + 1);
+      await sleep(400);
+    }
+    expect([...answers.keys()].sort()).toEqual([202, 409]);
+    await until('the runs to end', async () => (await api.call<Json>('GET', '/api/v1/syncs/slow/runs?limit=1')).body.items[0].status !== 'RUNNING');
+    await api.close();
+    const runs = (await duck(join(dir, 'warehouse.duckdb'), `SELECT "trigger", started_at, finished_at FROM ebb.sync_runs WHERE sync_name = 'slow' ORDER BY started_at`)) as Array<{ trigger: string; started_at: Date; finished_at: Date }>;
+    expect(new Set(runs.map((r) => r.trigger))).toEqual(new Set(['schedule', 'api']));
+    for (let i = 1; i < runs.length; i++) expect(runs[i].started_at.getTime()).toBeGreaterThanOrEqual(runs[i - 1].finished_at.getTime());
+    const requests = [...app.requests].sort((x, y) => x.start - y.start);
+    for (let i = 1; i < requests.length; i++) expect(requests[i].start).toBeGreaterThanOrEqual(requests[i - 1].end);
+  });
+});
+
+describe('read-only mode', () => {
+  it('refuses every change with 403 and answers every read', async () => {
+    const app = await itemsApp(1);
+    const { dir } = await fileProject(3, { url: app.url });
+    const api = await serve(dir, { readOnly: true });
+    for (const [method, path] of [
+      ['POST', '/api/v1/syncs/people_a/runs'],
+      ['POST', '/api/v1/runs/x/cancel'],
+    ]) {
+      const answer = await api.call<Json>(method, path);
+      expect(answer.status, `${method} ${path}`).toBe(403);
+      expect(answer.body).toMatchObject({ type: 'urn:ebb:problem:read-only', status: 403 });
+    }
+    expect((await api.call('GET', '/api/v1/syncs')).status).toBe(200);
+    expect((await api.call('GET', '/api/v1/syncs/people_a/plan')).status).toBe(200);
+    expect(app.requests).toEqual([]);
   });
 });
 

@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import { action, common, type CommonOptions } from './common.ts';
 import { loadProject } from '../config/load.ts';
-import { createServer, defaultPort, apiBase } from '../server/server.ts';
+import { createServer, defaultPort } from '../server/server.ts';
+import { apiBase } from '../server/http.ts';
 import { ExitCode, UsageError } from '../errors.ts';
 
 interface ServeCliOptions extends CommonOptions {

@@ -9,17 +9,17 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { HTTPException } from 'hono/http-exception';
 import { serve, type ServerType } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import type { Project } from '../config/load.ts';
 import { StepEngine } from '../schedule/steps.ts';
-import { Scheduler, type LogEntry } from '../schedule/scheduler.ts';
+import { Scheduler, type LogEntry, type SchedulerOptions } from '../schedule/scheduler.ts';
 import { formatPath } from '../errors.ts';
-import { redact, toJson } from '../redact.ts';
+import { redact } from '../redact.ts';
 import { bearerMatches, checkBind } from './auth.ts';
-import { problem, problemOf, type Problem } from './problems.ts';
+import { problem, problemOf } from './problems.ts';
+import { apiBase, sendProblem, type ServerContext } from './http.ts';
 import { mountDocs } from './docs.ts';
 import { mountUi } from './ui.ts';
 import { LiveRuns } from './live-runs.ts';
@@ -27,8 +27,6 @@ import * as syncRoutes from './routes/syncs.ts';
 import * as runRoutes from './routes/runs.ts';
 import * as recordRoutes from './routes/records.ts';
 
-/** Where the API lives; its OpenAPI document is at `${apiBase}/openapi.json`. */
-export const apiBase = '/api/v1';
 /** The port `ebb serve` listens on unless told otherwise. */
 export const defaultPort = 8740;
 
@@ -38,21 +36,12 @@ export interface ServerOptions {
   readOnly?: boolean;
   /** When set, every request to the API and /metrics needs `Authorization: Bearer <token>`. */
   token?: string;
-  /** Run the scheduler in this process (the default for DuckDB in `ebb serve`). */
-  scheduler?: boolean;
+  /** Run the scheduler in this process (the default for DuckDB in `ebb serve`), with these options. */
+  scheduler?: boolean | Pick<SchedulerOptions, 'tickMs' | 'refreshMs' | 'livePollMs'>;
   /** Where the scheduler's log and the server's own problems go. Default: text lines on stderr. */
   log?: (entry: Pick<LogEntry, 'level' | 'message'>) => void;
   /** The folder of the page's files (default: ui/ of this install). */
   uiDir?: string;
-}
-
-/** What the routes share: the project, its warehouse, the runs this server started, and the server's switches. */
-export interface ServerContext {
-  project: Project;
-  engines: StepEngine;
-  runs: LiveRuns;
-  readOnly: boolean;
-  log: (entry: Pick<LogEntry, 'level' | 'message'>) => void;
 }
 
 export interface EbbServer {
@@ -61,17 +50,6 @@ export interface EbbServer {
   listen(options?: { host?: string; port?: number }): Promise<{ url: string; port: number }>;
   /** Stops listening and the scheduler, and closes the warehouse. */
   close(): Promise<void>;
-}
-
-/** A JSON answer, written by ebb's serialiser: secrets masked, every digit of big numbers kept. */
-export function sendJson(c: Context, data: unknown, status: ContentfulStatusCode = 200): never {
-  // `never`: the typed responses of the routes are checked against their schemas by the tests.
-  return c.body(toJson(data), status, { 'content-type': 'application/json; charset=utf-8' }) as never;
-}
-
-/** A problem+json answer. */
-export function sendProblem(c: Context, p: Problem, headers: Record<string, string> = {}): never {
-  return c.body(JSON.stringify(p), p.status as ContentfulStatusCode, { 'content-type': 'application/problem+json', ...headers }) as never;
 }
 
 function textLog(entry: Pick<LogEntry, 'level' | 'message'>): void {
@@ -131,7 +109,7 @@ export function createServer(options: ServerOptions): EbbServer {
   for (const routes of [syncRoutes, runRoutes, recordRoutes]) routes.register(app, context);
   mountUi(app, options.uiDir);
 
-  const scheduler = options.scheduler ? new Scheduler(options.project, { engines, log }) : undefined;
+  const scheduler = options.scheduler ? new Scheduler(options.project, { ...(options.scheduler === true ? {} : options.scheduler), engines, log }) : undefined;
   let server: ServerType | undefined;
   return {
     app,

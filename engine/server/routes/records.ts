@@ -1,7 +1,7 @@
 /** A sync's records: their state now, and the audit trail of one record. */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { listRecords, recordHistory } from '../../ops/index.ts';
-import { sendJson, apiBase, type ServerContext } from '../server.ts';
+import { sendJson, apiBase, type ServerContext } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { HistoryEntry, jsonResponse, Page, paged, pageFromOneMore, RecordKey, RecordState, SyncName } from '../schemas.ts';
 

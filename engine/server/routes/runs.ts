@@ -1,7 +1,7 @@
 /** Runs: trigger one now, list a sync's, follow one, cancel one. */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { getRun, listRuns, type RunRow } from '../../ops/index.ts';
-import { sendJson, sendProblem, apiBase, type ServerContext } from '../server.ts';
+import { sendJson, sendProblem, apiBase, type ServerContext } from '../http.ts';
 import { problem, problemResponses } from '../problems.ts';
 import { jsonResponse, Page, paged, pageFromOneMore, Run, RunAccepted, RunId, SyncName } from '../schemas.ts';
 import type { LiveRun } from '../live-runs.ts';

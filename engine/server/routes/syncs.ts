@@ -1,7 +1,7 @@
 /** The syncs: list, one in full, and the dry run. */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { getSync, listSyncs, planSync } from '../../ops/index.ts';
-import { sendJson, apiBase, type ServerContext } from '../server.ts';
+import { sendJson, apiBase, type ServerContext } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { flag, jsonResponse, Page, paged, pageOf, Plan, SyncDetail, SyncName, SyncSummary } from '../schemas.ts';
 
