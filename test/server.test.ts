@@ -299,6 +299,34 @@ describe('a run in progress', () => {
   });
 });
 
+describe('/metrics', () => {
+  it('serves runs by sync and status, records by outcome, health, failing records, duration and last success in the Prometheus format', async () => {
+    const { dir } = await fileProject(5);
+    const api = await serve(dir);
+    const before = Date.now() / 1000;
+    await runToEnd(api, 'people_a');
+    await runToEnd(api, 'people_a');
+    const answer = await fetch(`${api.url}/metrics`);
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await answer.text();
+    const value = (series: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+    expect(text).toContain('# TYPE ebb_sync_runs gauge');
+    expect(value('ebb_sync_runs{sync="people_a",status="HEALTHY"}')).toBe(2);
+    expect(value('ebb_sync_records{sync="people_a",apply_state="SUCCESS"}')).toBe(5);
+    expect(value('ebb_sync_failing_records{sync="people_a"}')).toBe(0);
+    expect(value('ebb_sync_health{sync="people_a",health="HEALTHY"}')).toBe(1);
+    expect(value('ebb_sync_health{sync="people_b",health="PENDING"}')).toBe(1);
+    expect(value('ebb_sync_paused{sync="people_a"}')).toBe(0);
+    expect(value('ebb_sync_last_run_duration_seconds{sync="people_a"}')).toBeGreaterThanOrEqual(0);
+    expect(value('ebb_sync_last_success_timestamp_seconds{sync="people_a"}')).toBeGreaterThanOrEqual(Math.floor(before) - 1);
+    expect(value('ebb_sync_last_success_timestamp_seconds{sync="people_b"}')).toBeUndefined();
+  });
+});
+
 describe('read-only mode', () => {
   it('refuses every change with 403 and answers every read', async () => {
     const app = await itemsApp(1);

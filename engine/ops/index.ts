@@ -8,3 +8,4 @@ export { listRuns, getRun, type RunRow, type ListRunsOptions } from './runs.ts';
 export { recordHistory, listRecords, type RecordHistoryOptions, type ListRecordsOptions } from './records.ts';
 export { planSync, type SyncPlan, type PlanOptions } from './plan.ts';
 export { triggerRun, runSyncs, chooseSyncs, exitCodeOf, type Selection, type TriggerOptions, type RunSyncsOptions, type RunSummary, type Skipped } from './run.ts';
+export { syncMetrics, type SyncMetrics } from './metrics.ts';

@@ -22,6 +22,7 @@ import { problem, problemOf } from './problems.ts';
 import { apiBase, sendProblem, type ServerContext } from './http.ts';
 import { mountDocs } from './docs.ts';
 import { mountUi } from './ui.ts';
+import { mountMetrics } from './metrics.ts';
 import { LiveRuns } from './live-runs.ts';
 import * as syncRoutes from './routes/syncs.ts';
 import * as runRoutes from './routes/runs.ts';
@@ -107,6 +108,7 @@ export function createServer(options: ServerOptions): EbbServer {
     security: options.token ? [{ bearer: [] }] : [],
   });
   for (const routes of [syncRoutes, runRoutes, recordRoutes]) routes.register(app, context);
+  mountMetrics(app, context);
   mountUi(app, options.uiDir);
 
   const scheduler = options.scheduler ? new Scheduler(options.project, { ...(options.scheduler === true ? {} : options.scheduler), engines, log }) : undefined;
