@@ -49,11 +49,18 @@ export class NotFoundError extends UsageError {
 
 /** The warehouse refused a statement. Names the SQL template that produced it. */
 export class WarehouseError extends EbbError {
+  /** The warehouse's error code and SQL state, where it gave them (Snowflake: `000625`, `57014`). */
+  readonly code?: string;
+  readonly sqlState?: string;
+
   constructor(
     message: string,
     readonly sqlFile?: string,
+    from?: { code?: string; sqlState?: string },
   ) {
     super(sqlFile ? `${message}\n  (while running sql/${sqlFile})` : message);
+    if (from?.code) this.code = from.code;
+    if (from?.sqlState) this.sqlState = from.sqlState;
   }
 }
 

@@ -105,6 +105,7 @@ export async function runSync(engine: Engine, sync: SyncConfig, options: RunOpti
     );
   }
   const runId = options.runId ?? newRunId();
+  sql.warehouse.tagRun(sync.name, runId);
   const lock = await acquireRunLock(sql, sync.name, runId);
   try {
     // A lost lock stops the sending as a SIGTERM does; the run then ends FAILED with the lock's reason.
@@ -113,6 +114,7 @@ export async function runSync(engine: Engine, sync: SyncConfig, options: RunOpti
   } finally {
     // A lock that cannot be released (the warehouse is gone) expires on its own.
     await lock.release().catch(() => undefined);
+    sql.warehouse.tagRun(null);
   }
 }
 

@@ -262,6 +262,9 @@ export class DuckdbWarehouse implements Warehouse {
     });
   }
 
+  /** DuckDB has no query tags: a local file's cost is the process's. */
+  tagRun(): void {}
+
   async close(): Promise<void> {
     for (const writer of this.writers.values()) {
       const { conn, queue } = await writer;

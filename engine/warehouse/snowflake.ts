@@ -12,7 +12,7 @@ import type { Bind, Column as SfColumn, Connection, ConnectionOptions, RowStatem
 import { EbbError } from '../errors.ts';
 import { redact } from '../redact.ts';
 import type { SnowflakeConfig } from '../config/schema.ts';
-import { normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
+import { DriverError, normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
 
 /**
  * Snowflake upper-cases unquoted identifiers, and ebb.yml names columns in lower case (`email`).
@@ -80,8 +80,14 @@ export function connectionOptions(config: SnowflakeConfig, projectDir: string): 
     username: config.username,
     database: config.database,
     application: 'ebb',
-    // A long run outlives the session's idle timeout without this heartbeat.
+    // A long run, or a worker waiting for work, outlives the session's idle timeout without this
+    // heartbeat (it needs no running warehouse). Every 15 minutes, the shortest the driver allows,
+    // so that a session policy's idle timeout above that never ends ebb's session.
     clientSessionKeepAlive: true,
+    clientSessionKeepAliveHeartbeatFrequency: HEARTBEAT_SECONDS,
+    // Pinned: above the threshold the driver would upload binds to a stage with PUT (a privilege a
+    // runner's role may lack); an account can set a lower one. append() stays below it.
+    arrayBindingThreshold: ARRAY_BINDING_THRESHOLD,
     // Values fetched as text (fetchAsString) would otherwise come back as the string 'NULL'.
     representNullAsStringNull: false,
   };
@@ -111,6 +117,28 @@ function endpointOf(options: ConnectionOptions): string {
   if (o.host) return `${o.protocol ?? 'https'}://${o.host}${o.port ? `:${o.port}` : ''}`;
   return `account ${o.account ?? '?'}`;
 }
+
+/** The keep-alive heartbeat of a session, in seconds. */
+const HEARTBEAT_SECONDS = 900;
+/** Snowflake's default CLIENT_STAGE_ARRAY_BINDING_THRESHOLD, pinned for ebb's sessions. */
+const ARRAY_BINDING_THRESHOLD = 65_280;
+
+/**
+ * The session parameters ebb relies on, set once at connect (ALTER SESSION needs no running
+ * warehouse), whatever the user's or the account's defaults: statements commit on their own, and
+ * dates and timestamps turn into text (record keys, hashed records) the same way for every user.
+ */
+export const SESSION_PARAMETERS: ReadonlyArray<readonly [string, string]> = [
+  ['AUTOCOMMIT', 'TRUE'],
+  ['TIMEZONE', "'UTC'"],
+  ['DATE_INPUT_FORMAT', "'AUTO'"],
+  ['TIMESTAMP_INPUT_FORMAT', "'AUTO'"],
+  ['DATE_OUTPUT_FORMAT', "'YYYY-MM-DD'"],
+  ['TIMESTAMP_OUTPUT_FORMAT', "'YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM'"],
+  ['TIMESTAMP_NTZ_OUTPUT_FORMAT', "'YYYY-MM-DD HH24:MI:SS.FF3'"],
+  ['TIMESTAMP_LTZ_OUTPUT_FORMAT', "'YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM'"],
+  ['TIMESTAMP_TZ_OUTPUT_FORMAT', "'YYYY-MM-DD HH24:MI:SS.FF3 TZHTZM'"],
+];
 
 /** Rows per chunk that stream() yields. */
 const STREAM_CHUNK = 1000;
@@ -160,20 +188,51 @@ function typeName(column: SfColumn): string {
   return type;
 }
 
-function asError(err: SnowflakeError | Error | undefined): Error {
-  const e = err ?? new Error('unknown Snowflake error');
-  return new Error(e.message);
+/** A driver error as ebb's, keeping Snowflake's error code and SQL state (`000625 (57014): …`). */
+function asError(err: SnowflakeError | Error | undefined): DriverError {
+  const e = (err ?? new Error('unknown Snowflake error')) as Error & { code?: unknown; sqlState?: unknown };
+  const code = typeof e.code === 'string' || typeof e.code === 'number' ? String(e.code) : undefined;
+  const sqlState = typeof e.sqlState === 'string' ? e.sqlState : undefined;
+  return new DriverError(code ? `${code}${sqlState ? ` (${sqlState})` : ''}: ${e.message}` : e.message, code, sqlState);
 }
+
+/**
+ * Whether an error is worth the same statement again: the statement did not run, because of
+ * others. 000625 is a lock that others hold on the table (too many waiters, or a lock wait
+ * timeout: many workers writing ebb's shared tables); 000630 with "queued" is a statement that
+ * waited in the warehouse's queue longer than STATEMENT_QUEUED_TIMEOUT_IN_SECONDS. Anything else
+ * (a compilation error, a running statement's timeout, a missing privilege) fails at once.
+ */
+export function isTransient(e: DriverError): boolean {
+  return e.code === '000625' || (e.code === '000630' && /queue/i.test(e.message));
+}
+
+/** The waits before each retry of a transient error, in milliseconds (about half a minute in all). */
+export const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000];
+
+/** What a session's QUERY_TAG names: `ebb:<project>`, and `:<sync>:<run_id>` during a run (see tagRun). */
+export interface SessionContext {
+  project?: string;
+}
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 export class SnowflakeWarehouse implements Warehouse {
   readonly dialect = snowflakeDialect;
   /** Column types of the tables that append() writes to (ebb's own tables: they do not change under a run). */
   private readonly tableColumns = new Map<string, Map<string, string>>();
+  /** The QUERY_TAG of the statements that follow. */
+  private queryTag: string;
 
-  private constructor(private readonly conn: Connection) {}
+  private constructor(
+    private readonly conn: Connection,
+    private readonly project: string,
+  ) {
+    this.queryTag = `ebb:${project}`;
+  }
 
-  /** Connects once; the connection serves every statement until close(). */
-  static async open(config: SnowflakeConfig, projectDir: string): Promise<SnowflakeWarehouse> {
+  /** Connects once, and pins the session's parameters; the connection serves every statement until close(). */
+  static async open(config: SnowflakeConfig, projectDir: string, context: SessionContext = {}): Promise<SnowflakeWarehouse> {
     const options = connectionOptions(config, projectDir);
     const sdk = await loadDriver();
     const conn = sdk.createConnection(options);
@@ -182,17 +241,46 @@ export class SnowflakeWarehouse implements Warehouse {
     } catch (e) {
       throw new EbbError(`cannot connect to Snowflake (${endpointOf(options)}) as ${config.username}: ${(e as Error).message}`);
     }
-    return new SnowflakeWarehouse(conn);
+    const warehouse = new SnowflakeWarehouse(conn, context.project ?? 'ebb');
+    try {
+      // Constants of ebb's, never user input: nothing to bind (and ALTER SESSION takes no binds).
+      await warehouse.run(`ALTER SESSION SET ${SESSION_PARAMETERS.map(([k, v]) => `${k} = ${v}`).join(' ')}`);
+    } catch (e) {
+      await warehouse.close();
+      throw new EbbError(`cannot set ebb's session parameters on Snowflake (${endpointOf(options)}): ${(e as Error).message}`);
+    }
+    return warehouse;
   }
 
-  /** Runs one statement; resolves with the statement (its columns, counts) and, unless streamed, its rows. */
-  private execute(sql: string, binds: Bind[] | Bind[][] | undefined, extra: Partial<StatementOption> = {}): Promise<{ statement: RowStatement; rows: unknown[][] }> {
+  /** Tags the statements that follow with the run (QUERY_TAG `ebb:<project>:<sync>:<run_id>`), or with the project alone. */
+  tagRun(sync: string | null, runId?: string): void {
+    this.queryTag = sync === null ? `ebb:${this.project}` : `ebb:${this.project}:${sync}:${runId ?? ''}`;
+  }
+
+  /**
+   * Runs one statement; resolves with the statement (its columns, counts) and, unless streamed, its
+   * rows. A transient error (see isTransient) is retried after a wait, a few times.
+   */
+  private async execute(sql: string, binds: Bind[] | Bind[][] | undefined, extra: Partial<StatementOption> = {}): Promise<{ statement: RowStatement; rows: unknown[][] }> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.executeOnce(sql, binds, extra);
+      } catch (e) {
+        if (!(e instanceof DriverError) || !isTransient(e) || attempt >= RETRY_DELAYS_MS.length) throw e;
+        await sleep(RETRY_DELAYS_MS[attempt]);
+      }
+    }
+  }
+
+  private executeOnce(sql: string, binds: Bind[] | Bind[][] | undefined, extra: Partial<StatementOption>): Promise<{ statement: RowStatement; rows: unknown[][] }> {
     return new Promise((ok, fail) => {
       this.conn.execute({
         sqlText: sql,
         ...(binds && binds.length > 0 ? { binds } : {}),
         rowMode: 'array',
         fetchAsString: ['JSON', 'Number'],
+        // A statement-level parameter: the cost of each statement is attributed to its project, sync and run.
+        parameters: { QUERY_TAG: this.queryTag },
         ...extra,
         complete: (err, statement, rows) => (err ? fail(asError(err)) : ok({ statement, rows: (rows ?? []) as unknown[][] })),
       });

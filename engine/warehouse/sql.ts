@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { WarehouseError } from '../errors.ts';
 import { redact } from '../redact.ts';
-import type { Column, Dialect, Param, Row, Warehouse } from './warehouse.ts';
+import type { Column, Dialect, DriverError, Param, Row, Warehouse } from './warehouse.ts';
 
 const sqlRoot = fileURLToPath(new URL('../../sql/', import.meta.url));
 const environments = new Map<string, nunjucks.Environment>();
@@ -102,7 +102,7 @@ export class Sql {
       try {
         await this.warehouse.run(statement);
       } catch (e) {
-        throw new WarehouseError(redact((e as Error).message), name);
+        throw new WarehouseError(redact((e as Error).message), name, e as DriverError);
       }
     }
   }
@@ -113,7 +113,7 @@ export class Sql {
     try {
       yield* this.warehouse.stream(sql, params);
     } catch (e) {
-      throw new WarehouseError(redact((e as Error).message), name);
+      throw new WarehouseError(redact((e as Error).message), name, e as DriverError);
     }
   }
 
@@ -122,7 +122,7 @@ export class Sql {
     try {
       return await job(statement);
     } catch (e) {
-      throw new WarehouseError(redact((e as Error).message), name);
+      throw new WarehouseError(redact((e as Error).message), name, e as DriverError);
     }
   }
 }

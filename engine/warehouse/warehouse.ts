@@ -39,6 +39,8 @@ export interface Warehouse {
   append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void>;
   /** The columns that a query returns, without running it. */
   describe(sql: string): Promise<Column[]>;
+  /** Names the statements that follow as the run's (Snowflake's QUERY_TAG, for cost attribution); null for none. */
+  tagRun(sync: string | null, runId?: string): void;
   close(): Promise<void>;
 }
 
@@ -46,4 +48,15 @@ export interface Warehouse {
 export function normaliseValue(v: unknown): unknown {
   if (typeof v === 'bigint') return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v.toString();
   return v;
+}
+
+/** An error of the warehouse's driver, with the warehouse's error code and SQL state where it gives them. */
+export class DriverError extends Error {
+  constructor(
+    message: string,
+    readonly code?: string,
+    readonly sqlState?: string,
+  ) {
+    super(message);
+  }
 }

@@ -58,6 +58,8 @@ interface Session {
   database: string;
   schema: string;
   conn: DuckDBConnection;
+  /** What ALTER SESSION SET set, by parameter name. */
+  parameters?: Record<string, string>;
 }
 
 /** What a query answered, kept for async fetches and chunk GETs. */
@@ -73,6 +75,8 @@ export interface LoggedStatement {
   /** Rows of bound values: 1 for plain binds, n for array binds, 0 without binds. */
   bindRows: number;
   describeOnly: boolean;
+  /** The statement's QUERY_TAG (a statement parameter), if it had one. */
+  queryTag?: string;
 }
 
 /** A task that CREATE TASK made, as SHOW TASKS reports it. Tests fire it with executeTask() or fireTasks(). */
@@ -237,6 +241,7 @@ export class SnowflakeEmulator {
   private readonly taskRegistry = new Map<string, EmulatedTask>();
   private readonly streamRegistry = new Map<string, EmulatedStream>();
   private readonly interposed: Array<{ pattern: RegExp; sqlText: string; done: (error?: Error) => void }> = [];
+  private readonly failures: Array<{ pattern: RegExp; error: SnowflakeRejection; times: number }> = [];
   private nextSession = 1;
 
   private constructor(
@@ -284,6 +289,20 @@ export class SnowflakeEmulator {
    */
   interpose(pattern: RegExp, sqlText: string): Promise<void> {
     return new Promise((resolve, reject) => this.interposed.push({ pattern, sqlText, done: (error) => (error ? reject(error) : resolve()) }));
+  }
+
+  /**
+   * Answers the next `times` statements that match `pattern` with an error instead of running
+   * them, as Snowflake does when a statement could not run, e.g. 000625 (57014) for a lock that
+   * others hold. The failed statements are in the log.
+   */
+  failNext(pattern: RegExp, error: { code: string; sqlState: string; message: string }, times = 1): void {
+    this.failures.push({ pattern, error: new SnowflakeRejection(error.message, error.code, error.sqlState), times });
+  }
+
+  /** What ALTER SESSION SET set in each open session of the clients (not the emulator's own). */
+  sessionParameters(): Array<Record<string, string>> {
+    return [...this.sessions.values()].filter((s) => s.id > 0).map((s) => ({ ...s.parameters }));
   }
 
   /** The tasks that CREATE TASK made, in name order. */
@@ -511,10 +530,15 @@ export class SnowflakeEmulator {
       const answer = (await this.execute(session, { sqlText: before })) as { success: boolean; message?: string };
       done(answer.success ? undefined : new Error(answer.message));
     }
-    this.statements.push({ sql: sqlText, bindRows, describeOnly });
+    const parameters = (body.parameters ?? {}) as Record<string, unknown>;
+    this.statements.push({ sql: sqlText, bindRows, describeOnly, ...(typeof parameters.QUERY_TAG === 'string' && { queryTag: parameters.QUERY_TAG }) });
     try {
+      const failure = this.failures.find((f) => f.times > 0 && f.pattern.test(sqlText));
+      if (failure) {
+        failure.times -= 1;
+        throw failure.error;
+      }
       const tokens = tokenize(sqlText);
-      const parameters = (body.parameters ?? {}) as Record<string, unknown>;
       check(tokens, { arrayBinds, multiStatementCount: parameters.MULTI_STATEMENT_COUNT === undefined ? undefined : Number(parameters.MULTI_STATEMENT_COUNT) });
       const object = parseObjectStatement(tokens);
       if (object) return await this.executeObject(session, object, queryId);
@@ -591,6 +615,10 @@ export class SnowflakeEmulator {
     });
     const missing = (kind: string, parts: string[]) => new SnowflakeRejection(`SQL compilation error:\n${kind} '${parts.join('.')}' does not exist or not authorized.`, '002003', '02000');
     switch (statement.kind) {
+      case 'alter-session': {
+        session.parameters = { ...session.parameters, ...statement.params };
+        return status('Statement executed successfully.');
+      }
       case 'create-task': {
         const [database, schema, name] = this.resolve(session, statement.name);
         await this.requireSchema(session, database, schema);

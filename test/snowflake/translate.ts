@@ -71,6 +71,8 @@ const CALLS: Array<{ match: string[]; to: string }> = [
   { match: ['UUID_STRING', '(', ')'], to: 'CAST(uuid() AS VARCHAR)' },
   // Order-independent, 0 for no rows, like HASH_AGG; the values differ, which nothing compares.
   { match: ['HASH_AGG', '(', '*', ')'], to: 'coalesce(sum(hash(*COLUMNS(*))), 0)' },
+  // A replaced view keeps its grants on Snowflake; DuckDB has no grants.
+  { match: ['COPY', 'GRANTS'], to: '' },
 ];
 /** DuckDB spellings that do not exist on Snowflake: sending one is a dialect bug. */
 const DUCKDB_ONLY_FUNCTIONS = new Set(['JSON_OBJECT', 'JSON_ARRAY', 'NOW', 'SHA256', 'LIST_VALUE', 'STRUCT_PACK', 'JSON_EXTRACT_STRING']);
@@ -257,7 +259,8 @@ export type ObjectStatement =
   | { kind: 'execute-task'; name: string[] }
   | { kind: 'show'; what: 'TASKS' | 'STREAMS'; like: string | null; scope: { kind: 'SCHEMA' | 'DATABASE' | 'ACCOUNT'; name: string[] } | null }
   | { kind: 'create-stream'; replace: boolean; ifNotExists: boolean; name: string[]; table: string[]; params: Record<string, string> }
-  | { kind: 'drop-stream'; ifExists: boolean; name: string[] };
+  | { kind: 'drop-stream'; ifExists: boolean; name: string[] }
+  | { kind: 'alter-session'; params: Record<string, string> };
 
 /** The properties that CREATE TASK takes here (Snowflake has more; the emulator refuses the others). */
 const TASK_PROPERTIES = new Set(['WAREHOUSE', 'USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE', 'SCHEDULE', 'COMMENT', 'ALLOW_OVERLAPPING_EXECUTION', 'USER_TASK_TIMEOUT_MS', 'SUSPEND_TASK_AFTER_NUM_FAILURES', 'TASK_AUTO_RETRY_ATTEMPTS']);
@@ -343,6 +346,17 @@ export function parseObjectStatement(tokens: Token[]): ObjectStatement | null {
       return { kind: 'create-stream', replace, ifNotExists, name: streamName, table, params };
     }
     return null;
+  }
+  if (accept('ALTER', 'SESSION', 'SET')) {
+    const params: Record<string, string> = {};
+    while (i < sig.length) {
+      const key = words[i];
+      if (sig[i].kind !== 'word' || sig[i + 1]?.text !== '=') throw compilationError(`syntax error: unexpected '${sig[i].text}' in ALTER SESSION SET`);
+      i += 2;
+      params[key] = value();
+    }
+    if (Object.keys(params).length === 0) throw compilationError('syntax error: ALTER SESSION SET needs a parameter');
+    return { kind: 'alter-session', params };
   }
   if (accept('ALTER', 'TASK')) {
     const ifExists = accept('IF', 'EXISTS');

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNC_OUTCOMES" (
 CREATE TABLE IF NOT EXISTS "EBB"."SYNC_INFLIGHT" (
   run_id VARCHAR, action VARCHAR, seq_lo BIGINT, seq_hi BIGINT, sent_at TIMESTAMP_NTZ
 );
-CREATE OR REPLACE VIEW "EBB"."SYNC_HEALTH" AS
+CREATE OR REPLACE VIEW "EBB"."SYNC_HEALTH" COPY GRANTS AS
 SELECT s.sync_name, s.status, s.health, s.schedule, s.last_run_id, r.status AS last_run_status,
        r.started_at AS last_run_started_at, r.finished_at AS last_run_finished_at,
        r.succeeded, r.failed, r.delayed, r.source_failures, r.error AS last_error,
@@ -55,7 +55,7 @@ SELECT s.sync_name, s.status, s.health, s.schedule, s.last_run_id, r.status AS l
        (SELECT count(*) FROM "EBB"."SYNC_RECORD_STATE" st WHERE st.sync_name = s.sync_name
           AND st.apply_state IN ('FAILED', 'SOURCE_FAILURE', 'NEEDS_REVIEW')) AS failing_records
 FROM "EBB"."SYNCS" s LEFT JOIN "EBB"."SYNC_RUNS" r ON r.run_id = s.last_run_id;
-CREATE OR REPLACE VIEW "EBB"."FAILED_RECORDS" AS
+CREATE OR REPLACE VIEW "EBB"."FAILED_RECORDS" COPY GRANTS AS
 SELECT sync_name, record_key, apply_state, apply_reason, last_action, failure_count, last_result,
        transformed_record, last_run_id, last_synced_at
 FROM "EBB"."SYNC_RECORD_STATE" WHERE apply_state IN ('FAILED', 'SOURCE_FAILURE', 'NEEDS_REVIEW');
