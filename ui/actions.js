@@ -46,7 +46,8 @@ export function SyncActions({ sync, onDone, onError, label = false }) {
   });
   const paused = sync.status === 'PAUSED';
   const toggle = () => act(async () => {
-    await api(`/syncs/${seg(name)}`, { method: 'PATCH', body: { status: paused ? 'ACTIVE' : 'PAUSED' } });
+    // Starting removes the PAUSED override rather than overriding the status with ACTIVE.
+    await api(`/syncs/${seg(name)}`, { method: 'PATCH', body: { status: paused ? null : 'PAUSED' } });
     onDone(paused ? `${name} is started: it runs on its schedule again.` : `${name} is paused: it does not run until you start it.`);
   });
   const remove = () => act(async () => {

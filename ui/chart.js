@@ -5,9 +5,14 @@ import uPlot from 'uplot';
 
 const height = 220;
 
+/** The runs that have ended, oldest first. */
+export function endedRuns(runs) {
+  return runs.filter((r) => r.started_at && r.status !== 'RUNNING').sort((a, b) => new Date(a.started_at) - new Date(b.started_at));
+}
+
 export function RunsChart({ runs }) {
   const box = useRef(null);
-  const ordered = runs.filter((r) => r.started_at && r.status !== 'RUNNING').sort((a, b) => new Date(a.started_at) - new Date(b.started_at));
+  const ordered = endedRuns(runs);
   useEffect(() => {
     const el = box.current;
     const data = [ordered.map((r) => new Date(r.started_at).getTime() / 1000), ordered.map((r) => Number(r.succeeded ?? 0)), ordered.map((r) => Number(r.failed ?? 0))];

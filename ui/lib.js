@@ -1,6 +1,6 @@
 /** Small pieces every page uses: data loading, polling, formatting and a few components. */
 import { html } from 'htm/preact';
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useCallback, useEffect, useId, useRef, useState } from 'preact/hooks';
 
 /**
  * Loads data with `load()` when `deps` change, and again on `reload()`. While it reloads, the old
@@ -92,13 +92,14 @@ export function Problem({ error }) {
  */
 export function ConfirmDialog({ open, title, children, confirmLabel, onConfirm, onClose, busy }) {
   const ref = useRef(null);
+  const titleId = useId();
   useEffect(() => {
     const dialog = ref.current;
     if (open && !dialog.open) dialog.showModal();
     if (!open && dialog.open) dialog.close();
   }, [open]);
-  return html`<dialog ref=${ref} class="confirm" aria-labelledby="confirm-title" onClose=${onClose}>
-    <h2 id="confirm-title">${title}</h2>
+  return html`<dialog ref=${ref} class="confirm" aria-labelledby=${titleId} onClose=${onClose}>
+    <h2 id=${titleId}>${title}</h2>
     ${children}
     <div class="actions">
       <button type="button" autofocus onClick=${() => ref.current.close()}>Cancel</button>
@@ -119,12 +120,13 @@ export function Pager({ page, hasNext, onPage, label }) {
 
 /** A schedule as `ebb.yml` writes it: `manual`, `once`, `live`, `every 15m`, `cron 0 * * * *`. */
 export function schedule(value) {
+  // The API gives the schedule as JSON text ("manual", {"every":"15m"}); ebb.yml as a value.
   let v = value;
-  if (typeof v === 'string' && v.startsWith('{')) {
+  if (typeof v === 'string') {
     try {
       v = JSON.parse(v);
     } catch {
-      return v;
+      // Plain text already.
     }
   }
   if (!v) return 'manual';

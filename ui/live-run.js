@@ -4,14 +4,14 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, seg } from './api.js';
 import { Badge, Problem, count, duration, useInterval, useResource } from './lib.js';
 
-const phases = { plan: 'Planning', transform: 'Transforming', apply: 'Sending', record: 'Recording' };
+const phases = { plan: 'Planning', apply: 'Sending', record: 'Recording the outcomes' };
 
 export function LiveRun({ runId, onFinish }) {
   const run = useResource(() => api(`/runs/${seg(runId)}`), [runId]);
   const [cancelling, setCancelling] = useState(false);
   const [error, setError] = useState(null);
   const r = run.data;
-  const running = !r || r.status === 'RUNNING' || r.status === 'PENDING' || r.status === 'QUEUED';
+  const running = !r || r.status === 'RUNNING';
   useInterval(run.reload, running ? 1000 : null);
   const over = Boolean(r) && !running;
   useEffect(() => {
@@ -28,8 +28,8 @@ export function LiveRun({ runId, onFinish }) {
       setCancelling(false);
     }
   };
-  const done = r?.progress?.done ?? null;
-  const total = r?.progress?.total ?? null;
+  const done = r?.progress?.applied ?? null;
+  const total = r?.progress?.planned ?? null;
   return html`<section class=${`live-run ${running ? 'running' : 'done'}`} aria-labelledby="live-title">
     <h2 id="live-title">${running ? 'Run in progress' : 'Last run'} <span class="mono">${runId}</span></h2>
     <${Problem} error=${error ?? run.error} />

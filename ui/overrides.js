@@ -7,8 +7,11 @@ import { useState } from 'preact/hooks';
 import { api, seg } from './api.js';
 import { Json, Problem, parseSchedule, schedule } from './lib.js';
 
-/** A number typed in a field, sent as a number; anything else is sent as typed, for the server to judge. */
-const numberOrText = (text) => (/^-?\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : text.trim());
+/**
+ * A number typed in a field, sent as a number; an emptied field as null (the override is removed);
+ * anything else as typed, for the server to judge.
+ */
+const numberOrText = (text) => (text.trim() === '' ? null : /^-?\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : text.trim());
 
 /** The form's fields from the effective settings: the definition with the overrides on top. */
 function fieldsOf(sync) {
@@ -26,10 +29,11 @@ function fieldsOf(sync) {
 /** The overrides to send: the fields that differ from what the form started with. */
 function changes(before, after) {
   const body = {};
-  if (after.schedule !== before.schedule) body.schedule = parseSchedule(after.schedule);
+  if (after.schedule !== before.schedule) body.schedule = after.schedule.trim() ? parseSchedule(after.schedule) : null;
   for (const name of ['batch_size', 'max_run_seconds']) if (after[name] !== before[name]) body[name] = numberOrText(after[name]);
   if (after.rate_requests !== before.rate_requests || after.rate_seconds !== before.rate_seconds) {
-    body.rate_limit = { requests: numberOrText(after.rate_requests), per_seconds: numberOrText(after.rate_seconds) };
+    const emptied = !after.rate_requests.trim() && !after.rate_seconds.trim();
+    body.rate_limit = emptied ? null : { requests: numberOrText(after.rate_requests), per_seconds: numberOrText(after.rate_seconds) };
   }
   return body;
 }

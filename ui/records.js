@@ -34,7 +34,7 @@ function linkToKey(name, key) {
 
 /** One record: its state now, and every outcome, newest first. */
 function RecordDetail({ name, recordKey }) {
-  const state = useResource(() => api(`/syncs/${seg(name)}/records`, { query: { key: recordKey } }), [name, recordKey]);
+  const state = useResource(() => api(`/syncs/${seg(name)}/records`, { query: { key: recordKey, limit: 1000 } }), [name, recordKey]);
   const history = useResource(() => api(`/syncs/${seg(name)}/records/${seg(recordKey)}/history`), [name, recordKey]);
   const record = (state.data?.items ?? []).find((r) => String(r.record_key) === recordKey);
   const outcomes = history.data?.items ?? [];
@@ -143,7 +143,7 @@ function RecordList({ name }) {
           </tr>`)}
         </tbody>
       </table>`}
-    <${Pager} page=${page} hasNext=${items.length === pageSize} onPage=${setPage} label="Pages of records" />
+    <${Pager} page=${page} hasNext=${list.data?.next_offset != null} onPage=${setPage} label="Pages of records" />
   </section>`;
 }
 

@@ -5,10 +5,10 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { api, seg } from './api.js';
-import { Badge, Json, Pager, Problem, count, duration, href, schedule, useResource, when } from './lib.js';
+import { Badge, Json, Pager, Problem, count, duration, href, schedule, useInterval, useResource, when } from './lib.js';
 import { SyncActions, trigger } from './actions.js';
 import { LiveRun } from './live-run.js';
-import { RunsChart } from './chart.js';
+import { RunsChart, endedRuns } from './chart.js';
 import { Overrides } from './overrides.js';
 
 const runsPerPage = 20;
@@ -20,14 +20,12 @@ function planned(value) {
   return Object.entries(counts).map(([action, n]) => `${action} ${n}`).join(', ');
 }
 
-function Runs({ name, reloadKey }) {
-  const [page, setPage] = useState(0);
-  const runs = useResource(() => api(`/syncs/${seg(name)}/runs`, { query: { limit: runsPerPage, offset: page * runsPerPage } }), [name, page, reloadKey]);
+function Runs({ name, runs, page, setPage }) {
   const items = runs.data?.items ?? [];
   return html`<section aria-labelledby="runs-title">
     <h2 id="runs-title">Executions</h2>
     <${Problem} error=${runs.error} />
-    ${items.length > 1 && html`<${RunsChart} runs=${items} />`}
+    ${endedRuns(items).length > 1 && html`<${RunsChart} runs=${items} />`}
     ${runs.data && items.length === 0 && html`<p>No run yet.</p>`}
     ${items.length > 0 &&
     html`<table class="cards runs">
@@ -51,7 +49,7 @@ function Runs({ name, reloadKey }) {
         </tr>`)}
       </tbody>
     </table>`}
-    <${Pager} page=${page} hasNext=${items.length === runsPerPage} onPage=${setPage} label="Pages of executions" />
+    <${Pager} page=${page} hasNext=${runs.data?.next_offset != null} onPage=${setPage} label="Pages of executions" />
   </section>`;
 }
 
@@ -104,12 +102,13 @@ export function SyncPage({ name }) {
   const [message, setMessage] = useState('');
   const [error, setError] = useState(null);
   const [runId, setRunId] = useState(null);
-  const [reloadKey, setReloadKey] = useState(0);
+  const [page, setPage] = useState(0);
+  const runs = useResource(() => api(`/syncs/${seg(name)}/runs`, { query: { limit: runsPerPage, offset: page * runsPerPage } }), [name, page]);
   const s = sync.data;
   const definition = s?.deployed ?? s?.code;
   const refresh = () => {
     sync.reload();
-    setReloadKey((k) => k + 1);
+    runs.reload();
   };
   const done = (text, result) => {
     setMessage(text);
@@ -129,7 +128,10 @@ export function SyncPage({ name }) {
     }
   };
   const last = s?.summary ?? {};
-  const current = runId ?? (last.last_run_status === 'RUNNING' ? last.last_run_id : null);
+  // The run to follow: the one triggered here, or one in progress (started by the scheduler, another tab...).
+  const current = runId ?? (runs.data?.items ?? []).find((r) => r.status === 'RUNNING')?.run_id ?? null;
+  // The sync's row names a run once it has ended and its outcomes are recorded: until then, the page follows it.
+  useInterval(refresh, current && last.last_run_id !== current ? 1000 : null);
 
   if (sync.error && !s) return html`<section><h1 id="page-title">${name}</h1><${Problem} error=${sync.error} /><p><a href="#/syncs">Back to the syncs</a></p></section>`;
   if (!s) return html`<section><h1 id="page-title">${name}</h1><p>Loading…</p></section>`;
@@ -157,7 +159,7 @@ export function SyncPage({ name }) {
       <div><dt>Failed in last run</dt><dd>${count(last.failed)}</dd></div>
     </dl>
     ${last.last_error && html`<p class="problem">Last run's error: ${last.last_error}</p>`}
-    <${Runs} name=${name} reloadKey=${reloadKey} />
+    <${Runs} name=${name} runs=${runs} page=${page} setPage=${setPage} />
     <${Plan} name=${name} />
     <${Overrides} sync=${s} onSaved=${(text) => done(text)} />
   </article>`;

@@ -6,7 +6,7 @@ import { Badge, Pager, Problem, count, href, schedule, useInterval, useResource,
 import { SyncActions } from './actions.js';
 
 const pageSize = 50;
-const statuses = ['ACTIVE', 'PAUSED', 'COMPLETED', 'ERROR'];
+const statuses = ['ACTIVE', 'PAUSED', 'COMPLETED', 'ERROR', 'NOT DEPLOYED'];
 const healths = ['PENDING', 'HEALTHY', 'INCOMPLETE', 'FAILED', 'DELAYED'];
 
 function Select({ id, label, value, options, onChange }) {
@@ -26,14 +26,17 @@ export function SyncList() {
   const [error, setError] = useState(null);
   const list = useResource(() => api('/syncs', { query: { ...filters, limit: pageSize, offset: page * pageSize } }), [filters.status, filters.health, filters.tag, page]);
   const syncs = list.data?.items ?? [];
-  // While a run is in progress, the list follows it.
-  useInterval(list.reload, syncs.some((s) => s.last_run_status === 'RUNNING') ? 2000 : null);
+  // Runs triggered here, by sync: the list follows them until the sync's row names them (they have ended).
+  const [started, setStarted] = useState({});
+  const following = syncs.filter((s) => started[s.sync_name] && started[s.sync_name] !== s.last_run_id);
+  useInterval(list.reload, following.length > 0 ? 1000 : null);
   const set = (name) => (value) => {
     setPage(0);
     setFilters((f) => ({ ...f, [name]: value }));
   };
-  const done = (text) => {
+  const done = (name) => (text, result) => {
     setMessage(text);
+    if (result?.runId) setStarted((s) => ({ ...s, [name]: result.runId }));
     list.reload();
   };
 
@@ -63,13 +66,13 @@ export function SyncList() {
           <td data-label="State"><${Badge} value=${s.status} /></td>
           <td data-label="Health"><${Badge} value=${s.health} /></td>
           <td data-label="Schedule">${schedule(s.schedule)}</td>
-          <td data-label="Last run">${s.last_run_id ? html`${when(s.last_run_started_at)} <${Badge} value=${s.last_run_status} /><br /><small>${count(s.succeeded)} synced, ${count(s.failed)} failed</small>` : 'never'}</td>
+          <td data-label="Last run"><span>${following.includes(s) ? html`<${Badge} value="RUNNING" /> ` : ''}${s.last_run_id ? html`${when(s.last_run_started_at)} <${Badge} value=${s.last_run_status} /><br /><small>${count(s.succeeded)} synced, ${count(s.failed)} failed</small>` : 'never'}</span></td>
           <td data-label="Records" class="num">${count(s.records)}</td>
           <td data-label="Failing" class="num">${s.failing_records > 0 ? html`<a href=${href('syncs', s.sync_name, 'records')}>${count(s.failing_records)}</a>` : count(s.failing_records)}</td>
-          <td data-label="Actions"><${SyncActions} sync=${s} label onDone=${done} onError=${setError} /></td>
+          <td data-label="Actions"><${SyncActions} sync=${s} label onDone=${done(s.sync_name)} onError=${setError} /></td>
         </tr>`)}
       </tbody>
     </table>`}
-    <${Pager} page=${page} hasNext=${syncs.length === pageSize} onPage=${setPage} label="Pages of syncs" />
+    <${Pager} page=${page} hasNext=${list.data?.next_offset != null} onPage=${setPage} label="Pages of syncs" />
   </section>`;
 }
