@@ -4,10 +4,15 @@ import { useState } from 'preact/hooks';
 import { api, seg, ApiError } from './api.js';
 import { ConfirmDialog } from './lib.js';
 
-/** Starts a run now; answers the run's id, or says which run is already in progress. */
+/**
+ * Starts a run now; answers the run's id, or says which run is already in progress. A server that
+ * queues runs for workers (Snowflake) answers a request's id instead, which names the run once a
+ * worker has taken it.
+ */
 export async function trigger(name, fullResync = false) {
   try {
     const run = await api(`/syncs/${seg(name)}/runs`, { method: 'POST', body: { full_resync: fullResync } });
+    if (!run.run_id) return { requestId: run.request_id, message: `A run of ${name} is queued for a worker (request ${run.request_id}).` };
     return { runId: run.run_id, message: `Run ${run.run_id} of ${name} started${fullResync ? ' (full resync)' : ''}.` };
   } catch (error) {
     if (error instanceof ApiError && error.status === 409) {

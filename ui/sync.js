@@ -102,6 +102,7 @@ export function SyncPage({ name }) {
   const [message, setMessage] = useState('');
   const [error, setError] = useState(null);
   const [runId, setRunId] = useState(null);
+  const [requestId, setRequestId] = useState(null);
   const [page, setPage] = useState(0);
   const runs = useResource(() => api(`/syncs/${seg(name)}/runs`, { query: { limit: runsPerPage, offset: page * runsPerPage } }), [name, page]);
   const s = sync.data;
@@ -117,6 +118,7 @@ export function SyncPage({ name }) {
       return;
     }
     if (result?.runId) setRunId(result.runId);
+    setRequestId(result?.requestId ?? null);
     refresh();
   };
   const runFull = async () => {
@@ -132,6 +134,14 @@ export function SyncPage({ name }) {
   const current = runId ?? (runs.data?.items ?? []).find((r) => r.status === 'RUNNING')?.run_id ?? null;
   // The sync's row names a run once it has ended and its outcomes are recorded: until then, the page follows it.
   useInterval(refresh, current && last.last_run_id !== current ? 1000 : null);
+  // A queued run: its request names the run once a worker has taken it; then the page follows the run.
+  useInterval(async () => {
+    const request = await api(`/requests/${seg(requestId)}`).catch(() => null);
+    if (request?.run_id) {
+      setRequestId(null);
+      setRunId(request.run_id);
+    }
+  }, requestId ? 2000 : null);
 
   if (sync.error && !s) return html`<section><h1 id="page-title">${name}</h1><${Problem} error=${sync.error} /><p><a href="#/syncs">Back to the syncs</a></p></section>`;
   if (!s) return html`<section><h1 id="page-title">${name}</h1><p>Loading…</p></section>`;
