@@ -2,8 +2,10 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { serveStatic } from '@hono/node-server/serve-static';
+import { secureHeaders } from 'hono/secure-headers';
 
 /** The folder of the page's files in this install of ebb. */
 export const uiDir = fileURLToPath(new URL('../../ui/', import.meta.url));
@@ -21,10 +23,32 @@ const vendor: Record<string, string> = {
   'uplot.css': fileURLToPath(new URL('uPlot.min.css', import.meta.resolve('uplot'))),
 };
 
+/**
+ * The page runs only its own scripts: values from the warehouse and the apps are untrusted, and
+ * should one ever reach the markup, the browser would not run it. The import map is the one inline
+ * script, allowed by its hash.
+ */
+function pageHeaders(dir: string) {
+  const importMap = /<script type="importmap">([\s\S]*?)<\/script>/.exec(readFileSync(join(dir, 'index.html'), 'utf8'))?.[1] ?? '';
+  const hash = createHash('sha256').update(importMap).digest('base64');
+  return secureHeaders({
+    contentSecurityPolicy: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'", `'sha256-${hash}'`],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", 'data:'],
+      connectSrc: ["'self'"],
+      objectSrc: ["'none'"],
+      baseUri: ["'none'"],
+      frameAncestors: ["'none'"],
+    },
+  });
+}
+
 /** Serves the page; it holds no data (that comes from the API), so it needs no token. */
 export function mountUi(app: OpenAPIHono, dir = uiDir): void {
   if (!existsSync(dir)) return;
   for (const [name, path] of Object.entries(vendor)) app.get(`/assets/vendor/${name}`, serveStatic({ path }));
   app.use('/assets/*', serveStatic({ root: dir, rewriteRequestPath: (path) => path.slice('/assets'.length) }));
-  app.get('/', serveStatic({ path: join(dir, 'index.html') }));
+  app.get('/', pageHeaders(dir), serveStatic({ path: join(dir, 'index.html') }));
 }
