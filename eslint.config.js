@@ -17,7 +17,7 @@ export default tseslint.config(
     files: ['ui/**/*.js'],
     languageOptions: {
       globals: Object.fromEntries(
-        ['window', 'document', 'location', 'fetch', 'URL', 'URLSearchParams', 'FormData', 'Event', 'sessionStorage', 'Intl', 'ResizeObserver', 'setInterval', 'clearInterval', 'addEventListener', 'removeEventListener', 'dispatchEvent'].map((g) => [g, 'readonly']),
+        ['window', 'document', 'location', 'fetch', 'getComputedStyle', 'URL', 'URLSearchParams', 'FormData', 'Event', 'sessionStorage', 'Intl', 'ResizeObserver', 'setInterval', 'clearInterval', 'addEventListener', 'removeEventListener', 'dispatchEvent'].map((g) => [g, 'readonly']),
       ),
     },
   },

@@ -15,13 +15,16 @@ export function RunsChart({ runs }) {
   const ordered = endedRuns(runs);
   useEffect(() => {
     const el = box.current;
+    // The canvas does not read CSS: the axes take the page's colours (light or dark).
+    const style = getComputedStyle(el);
+    const axis = { stroke: style.color, grid: { stroke: style.getPropertyValue('--line') }, ticks: { stroke: style.getPropertyValue('--line') } };
     const data = [ordered.map((r) => new Date(r.started_at).getTime() / 1000), ordered.map((r) => Number(r.succeeded ?? 0)), ordered.map((r) => Number(r.failed ?? 0))];
     const plot = new uPlot(
       {
         width: el.clientWidth,
         height,
         series: [{}, { label: 'Synced', stroke: '#1a7f37', width: 2, points: { size: 6 } }, { label: 'Failed', stroke: '#cf222e', width: 2, dash: [6, 4], points: { size: 6 } }],
-        axes: [{}, { label: 'Records', size: 60 }],
+        axes: [axis, { ...axis, label: 'Records', size: 60 }],
         scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
       },
       data,
