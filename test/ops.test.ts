@@ -9,8 +9,26 @@ import { CrmApp, crmRequests, rejectEmails } from './support/crm-app.ts';
 import { loadProject } from '../engine/config/load.ts';
 import { openEngine, type Engine } from '../engine/engine.ts';
 import { newRunId } from '../engine/run.ts';
-import { NotFoundError } from '../engine/errors.ts';
-import { getRun, getSync, listRecords, listRuns, listSyncs, planSync, recordHistory, runSyncs, triggerRun } from '../engine/ops/index.ts';
+import { ConfigError, NotFoundError, RunRefusedError, UsageError } from '../engine/errors.ts';
+import {
+  deleteSync,
+  deployProject,
+  getRun,
+  getSync,
+  listRecords,
+  listRuns,
+  listSyncs,
+  pauseSync,
+  planSync,
+  recordHistory,
+  resumeSync,
+  resyncRecords,
+  revertSync,
+  runSyncs,
+  setOverrides,
+  skipRecords,
+  triggerRun,
+} from '../engine/ops/index.ts';
 
 let app: CrmApp;
 let engine: Engine;
@@ -120,5 +138,73 @@ describe('reads', () => {
     expect(plan.samples).toHaveLength(2);
     expect(plan.destructive).toBeUndefined();
     expect(await listRuns(engine)).toEqual([]);
+  });
+});
+
+describe('changes', () => {
+  it('pauseSync holds runs back with a typed refusal; resumeSync lets them go again', async () => {
+    const warnings: string[] = [];
+    expect(await pauseSync(engine, 'contacts', { warn: (m) => warnings.push(m) })).toEqual({ sync: 'contacts', status: 'PAUSED', overrides: { status: 'PAUSED' } });
+    expect(warnings).toEqual([]);
+    await expect(triggerRun(engine, 'contacts')).rejects.toMatchObject({ reason: 'paused' });
+    await expect(triggerRun(engine, 'contacts')).rejects.toBeInstanceOf(RunRefusedError);
+    const summary = await runSyncs(engine, { all: true });
+    expect(summary).toMatchObject({ exit_code: 0, skipped: [{ sync: 'contacts', reason_code: 'paused' }] });
+    expect(summary.runs.map((r) => r.sync)).toEqual(['leads']);
+    expect(await resumeSync(engine, 'contacts')).toEqual({ sync: 'contacts', status: 'ACTIVE', overrides: {} });
+    expect((await triggerRun(engine, 'contacts')).health).toBe('HEALTHY');
+    await expect(pauseSync(engine, 'nope')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('setOverrides checks each field as ebb.yml does and keeps the others; revertSync drops them all', async () => {
+    await deployProject(engine);
+    const bad = await setOverrides(engine, 'contacts', { batch_size: 0, colour: 'red' }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(ConfigError);
+    expect((bad as ConfigError).issues.map((i) => i.path)).toEqual(['overrides.batch_size', 'overrides.colour']);
+    expect((await getSync(engine, 'contacts')).overrides).toEqual({});
+    await setOverrides(engine, 'contacts', { batch_size: 2, status: 'PAUSED' });
+    expect(await setOverrides(engine, 'contacts', { rate_limit: { requests: 5, per_seconds: 1 }, status: null })).toEqual({
+      sync: 'contacts',
+      status: 'ACTIVE',
+      overrides: { batch_size: 2, rate_limit: { requests: 5, per_seconds: 1 } },
+    });
+    const detail = await getSync(engine, 'contacts');
+    expect(detail).toMatchObject({ status: 'ACTIVE', overrides: { batch_size: 2, rate_limit: { requests: 5, per_seconds: 1 } }, summary: { overrides: { batch_size: 2 } } });
+    expect((await triggerRun(engine, 'contacts')).counts.succeeded).toBe(3);
+    expect(await revertSync(engine, 'contacts')).toEqual({ sync: 'contacts', status: 'ACTIVE', overrides: {}, removed: ['batch_size', 'rate_limit'] });
+    expect((await getSync(engine, 'contacts')).overrides).toEqual({});
+  });
+
+  it('resyncRecords sends records again in the next run; skipRecords holds them back', async () => {
+    await triggerRun(engine, 'contacts');
+    expect(await resyncRecords(engine, 'contacts', { keys: ['1'], by: 'ops-test' })).toEqual({ sync: 'contacts', marked: 1, in_doubt: [] });
+    expect((await recordHistory(engine, { sync: 'contacts', keys: ['1'] }))[0]).toMatchObject({ action: 'resync', apply_state: 'RESYNC_REQUESTED' });
+    expect(await skipRecords(engine, 'contacts', { keys: ['2'] })).toEqual({ sync: 'contacts', skipped: 1 });
+    await expect(skipRecords(engine, 'contacts', { keys: ['99'] })).rejects.toBeInstanceOf(UsageError);
+    expect((await listRecords(engine, { sync: 'contacts', applyState: ['RESYNC_REQUESTED', 'SKIPPED_ONCE'] })).map((r) => [r.record_key, r.apply_state])).toEqual([
+      ['1', 'RESYNC_REQUESTED'],
+      ['2', 'SKIPPED_ONCE'],
+    ]);
+    const run = await triggerRun(engine, 'contacts');
+    expect(run.planned).toEqual({ update: 1 });
+    expect(await resyncRecords(engine, 'contacts')).toEqual({ sync: 'contacts', marked: 3, in_doubt: [] });
+  });
+
+  it('deleteSync refuses without confirmation, then drops the sync and its state but keeps its runs', async () => {
+    const run = await triggerRun(engine, 'leads');
+    await expect(deleteSync(engine, 'leads')).rejects.toThrow('drops its state of 3 records');
+    const warnings: string[] = [];
+    expect(await deleteSync(engine, 'leads', { confirmed: true, warn: (m) => warnings.push(m) })).toEqual({ sync: 'leads', records: 3 });
+    expect(warnings).toEqual(['leads is still in ebb.yml; the next deploy creates it again. Remove it there.']);
+    expect((await listSyncs(engine)).find((r) => r.sync_name === 'leads')).toMatchObject({ status: 'NOT DEPLOYED' });
+    expect(await getRun(engine, run.run_id)).toMatchObject({ sync_name: 'leads' });
+  });
+
+  it('deployProject puts the code in the catalog; a dry run changes nothing', async () => {
+    const dry = await deployProject(engine, { dryRun: true });
+    expect(dry).toMatchObject({ committed: false, tasks: null, steps: [{ sync: 'contacts', kind: 'new' }, { sync: 'leads', kind: 'new' }] });
+    expect((await listSyncs(engine)).map((r) => r.status)).toEqual(['NOT DEPLOYED', 'NOT DEPLOYED']);
+    expect(await deployProject(engine)).toMatchObject({ committed: true });
+    expect((await listSyncs(engine)).map((r) => r.status)).toEqual(['ACTIVE', 'ACTIVE']);
   });
 });

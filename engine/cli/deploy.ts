@@ -1,33 +1,30 @@
-/**
- * `ebb deploy`: validate, analyse, commit the syncs of the code into the catalog; on Snowflake, then
- * create, update or remove the tasks (and streams) that queue the scheduled runs (schedule/tasks.ts).
- */
+/** `ebb deploy`: put the syncs of the code into the catalog (engine/ops/deploy.ts), and print what changed. */
 import type { Command } from 'commander';
 import { action, common, withEngine, type CommonOptions } from './common.ts';
-import { analyseDeploy, commitDeploy, refuseDestructive, type DeployStep } from '../catalog/deploy.ts';
-import { validateProject } from '../config/validate.ts';
-import { applyTasks, planTasks, scheduledSyncs, type TaskPlan, type TaskStep } from '../schedule/tasks.ts';
+import { refuseDestructive, type DeployStep } from '../catalog/deploy.ts';
+import { scheduledSyncs, type TaskStep } from '../schedule/tasks.ts';
+import { deployProject, type DeployResult } from '../ops/index.ts';
 
 const marks: Record<DeployStep['kind'], string> = { new: '+', updated: '~', identical: '=', renamed: '>', orphaned: '-' };
 
 const taskMarks: Record<TaskStep['kind'], string> = { create: '+', update: '~', replace: '~', resume: '~', suspend: '~', unchanged: '=', remove: '-' };
 
 /** The task part of the output: one line per task or stream, and on a dry run the DDL it would run. */
-function printTasks(plan: TaskPlan, dryRun: boolean): void {
-  if (plan.steps.length === 0) {
-    process.stdout.write(`tasks: none (no sync has an every, cron or live schedule, and schema ${plan.schema} holds no task of this project)\n`);
+function printTasks(tasks: NonNullable<DeployResult['tasks']>, dryRun: boolean): void {
+  if (tasks.steps.length === 0) {
+    process.stdout.write(`tasks: none (no sync has an every, cron or live schedule, and schema ${tasks.schema} holds no task of this project)\n`);
     return;
   }
-  process.stdout.write(`tasks in schema ${plan.schema} (they queue runs in run_requests; \`ebb worker\` runs them):\n`);
-  const width = Math.max(...plan.steps.map((s) => s.name.length));
-  for (const step of plan.steps) {
+  process.stdout.write(`tasks in schema ${tasks.schema} (they queue runs in run_requests; \`ebb worker\` runs them):\n`);
+  const width = Math.max(...tasks.steps.map((s) => s.name.length));
+  for (const step of tasks.steps) {
     const what = step.kind === 'unchanged' ? 'unchanged' : step.kind === 'remove' ? 'removed' : step.kind === 'create' ? 'new' : step.kind === 'replace' ? 'replaced' : step.kind === 'resume' || step.kind === 'suspend' ? step.detail : 'updated';
     const detail = step.kind === 'resume' || step.kind === 'suspend' ? '' : `: ${step.detail}`;
     process.stdout.write(`  ${taskMarks[step.kind]} ${step.name.padEnd(width)}  ${step.object === 'stream' ? 'stream, ' : ''}${what}${detail}\n`);
   }
-  const ddl = plan.steps.flatMap((s) => s.statements);
+  const ddl = tasks.steps.flatMap((s) => s.ddl);
   if (dryRun && ddl.length > 0) {
-    process.stdout.write(`DDL that deploy would run:\n${ddl.map((st) => `${st.sql.trim()};`).join('\n')}\n`);
+    process.stdout.write(`DDL that deploy would run:\n${ddl.map((sql) => `${sql};`).join('\n')}\n`);
   }
 }
 
@@ -66,32 +63,20 @@ export function register(program: Command): void {
   ).action(
     action(async (options: CommonOptions & { dryRun?: boolean; force?: boolean; allowDestructive?: boolean }) =>
       withEngine(options, async (engine, project) => {
-        await validateProject(engine.sql, project.config.syncs);
-        const plan = await analyseDeploy(engine);
-        // Planned before the commit: a schedule that Snowflake cannot run stops the deploy with nothing changed.
-        const snowflake = project.config.warehouse.type === 'snowflake';
-        const tasks = snowflake ? await planTasks(engine) : null;
-        if (!options.dryRun) {
-          await commitDeploy(engine, plan, { force: options.force, allowDestructive: options.allowDestructive });
-          if (tasks) await applyTasks(engine, tasks);
-        }
+        const result = await deployProject(engine, options);
         if (options.json) {
-          const taskJson = tasks && {
-            schema: tasks.schema,
-            steps: tasks.steps.map(({ statements, ...step }) => ({ ...step, ddl: statements.map((st) => st.sql.trim()) })),
-          };
-          process.stdout.write(JSON.stringify({ ...plan, committed: !options.dryRun, tasks: taskJson }, null, 2) + '\n');
+          process.stdout.write(JSON.stringify(result, null, 2) + '\n');
         } else {
-          process.stdout.write(`${options.dryRun ? 'deploy plan (dry run, nothing changed)' : 'deployed'}: project ${plan.project} version ${plan.version}\n`);
-          const width = Math.max(...plan.steps.map((s) => s.sync.length), 4);
-          for (const step of plan.steps) process.stdout.write(`  ${marks[step.kind]} ${step.sync.padEnd(width)}  ${describe(step)}\n`);
-          if (tasks) printTasks(tasks, Boolean(options.dryRun));
+          process.stdout.write(`${options.dryRun ? 'deploy plan (dry run, nothing changed)' : 'deployed'}: project ${result.project} version ${result.version}\n`);
+          const width = Math.max(...result.steps.map((s) => s.sync.length), 4);
+          for (const step of result.steps) process.stdout.write(`  ${marks[step.kind]} ${step.sync.padEnd(width)}  ${describe(step)}\n`);
+          if (result.tasks) printTasks(result.tasks, Boolean(options.dryRun));
           else if (scheduledSyncs(project).length > 0) {
             process.stdout.write(`tasks: skipped, DuckDB has none; \`ebb scheduler\` runs the schedules of ${scheduledSyncs(project).join(', ')}\n`);
           }
         }
         // A dry run shows the plan, then refuses as the deploy itself would.
-        if (options.dryRun && !options.allowDestructive) refuseDestructive(plan);
+        if (options.dryRun && !options.allowDestructive) refuseDestructive(result);
       }),
     ),
   );

@@ -9,3 +9,6 @@ export { recordHistory, listRecords, type RecordHistoryOptions, type ListRecords
 export { planSync, type SyncPlan, type PlanOptions } from './plan.ts';
 export { triggerRun, runSyncs, chooseSyncs, exitCodeOf, type Selection, type TriggerOptions, type RunSyncsOptions, type RunSummary, type Skipped } from './run.ts';
 export { syncMetrics, type SyncMetrics } from './metrics.ts';
+export { pauseSync, resumeSync, revertSync, setOverrides, deleteSync, type LifecycleOptions, type LifecycleResult } from './lifecycle.ts';
+export { resyncRecords, skipRecords, listInDoubt, resolveRecords, type ActorOptions } from './resync.ts';
+export { deployProject, type DeployOptions, type DeployResult } from './deploy.ts';
