@@ -4,7 +4,7 @@ import type { SyncConfig } from './config/schema.ts';
 import type { Sql } from './warehouse/sql.ts';
 import { openWarehouse, type OpenOptions } from './warehouse/open.ts';
 import { templateRenderer } from './templates.ts';
-import { closeLimiters, limiterFor } from './apply/limiter.ts';
+import { Limiters } from './apply/limiter.ts';
 import type { PluginContext, TemplateRenderer } from '../plugins/plugin.ts';
 import { NotFoundError, UsageError } from './errors.ts';
 
@@ -12,21 +12,33 @@ export interface Engine {
   project: Project;
   sql: Sql;
   templates: TemplateRenderer;
+  /** The rate limits and concurrency of the connections, this engine's own unless it was given some. */
+  limiters: Limiters;
   close(): Promise<void>;
 }
 
+export interface EngineOptions extends OpenOptions {
+  /**
+   * Limiters that outlive the engine (a scheduler opens an engine per step, and a connection's
+   * spacing must hold from one run to the next); the engine then leaves them open when it closes.
+   */
+  limiters?: Limiters;
+}
+
 /** Opens the warehouse of a loaded project. */
-export async function openEngine(project: Project, options: OpenOptions = {}): Promise<Engine> {
-  const sql = await openWarehouse(project, options);
+export async function openEngine(project: Project, options: EngineOptions = {}): Promise<Engine> {
+  const { limiters: given, ...open } = options;
+  const sql = await openWarehouse(project, open);
+  const limiters = given ?? new Limiters();
   const close = async () => {
     // The limiters hold the connection to Redis (EBB_REDIS_URL), which would keep the process alive.
     try {
-      await closeLimiters();
+      if (!given) await limiters.close();
     } finally {
       await sql.warehouse.close();
     }
   };
-  return { project, sql, templates: templateRenderer(project.dir), close };
+  return { project, sql, templates: templateRenderer(project.dir), limiters, close };
 }
 
 /**
@@ -37,8 +49,8 @@ export function pluginContext(engine: Engine, connection: string, sync?: SyncCon
   const conn = engine.project.config.connections[connection];
   const plugin = engine.project.plugins.get(connection);
   if (!conn || !plugin) throw new UsageError(`unknown connection "${connection}"`);
-  const shared = limiterFor(connection, conn, engine.project.config.name);
-  const own = sync?.rate_limit && limiterFor(`${connection}/${sync.name}`, { ...conn, rate_limit: sync.rate_limit }, engine.project.config.name);
+  const shared = engine.limiters.for(connection, conn, engine.project.config.name);
+  const own = sync?.rate_limit && engine.limiters.for(`${connection}/${sync.name}`, { ...conn, rate_limit: sync.rate_limit }, engine.project.config.name);
   const limiter = own ? { schedule: <T>(request: () => Promise<T>) => own.schedule(() => shared.schedule(request)) } : shared;
   return {
     config: plugin.configSchema.parse(conn.config),

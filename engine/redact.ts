@@ -14,8 +14,14 @@ import { ExactNumber, stringifyJson } from '../plugins/shared/json.ts';
 /** Below this length, a secret is masked only where no letter or digit touches it. */
 const SHORT = 8;
 
-/** Secret values, with the environment variable each came from (when it came from one). */
-const secrets = new Map<string, string | undefined>();
+/**
+ * Every secret value known to this process, in the forms that are masked. Masking is the one
+ * thing that is process-wide: a text may reach a log or an answer far from the engine that read
+ * its secret (a plugin cuts an app's answer short, an error crosses two engines), and masking the
+ * secret of another project too can only hide more. What a secret *stands for* (the variable it
+ * came from, which `unresolve` writes back into the catalog) belongs to one project: see {@link Secrets}.
+ */
+const masked = new Set<string>();
 /** One regular expression for every form of every secret, built again when a secret is added. */
 let pattern: RegExp | null = null;
 
@@ -94,22 +100,13 @@ function basicAuthParts(value: string): string[] {
   return [decoded, decoded.slice(colon + 1)].filter(Boolean);
 }
 
-/** Registers a secret value (an empty one is no secret), with the environment variable it came from. */
-export function addSecret(value: string, variable?: string): void {
-  const add = (v: string, from?: string) => {
-    if (v === '' || (secrets.has(v) && (secrets.get(v) || !from))) return;
-    secrets.set(v, from);
+/** Masks a value (an empty one is no secret) in every text from now on, with the user:password pair it may encode. */
+export function addSecret(value: string): void {
+  for (const v of [value, ...basicAuthParts(value)]) {
+    if (v === '' || masked.has(v)) continue;
+    masked.add(v);
     pattern = null;
-  };
-  add(value, variable);
-  // Derived forms have no variable of their own: `unresolve` must not turn them into the base64 one.
-  for (const part of basicAuthParts(value)) add(part);
-}
-
-/** The secret that a text holds, if any: its environment variable's name, or '' when it has none. */
-export function secretIn(text: string): string | undefined {
-  for (const [value, variable] of secrets) if (new RegExp(alternative(value)).test(text)) return variable ?? '';
-  return undefined;
+  }
 }
 
 /** The regular expression alternative of one secret: each of its forms, bounded when it is short. */
@@ -122,9 +119,9 @@ function alternative(value: string): string {
 }
 
 function secretPattern(): RegExp | null {
-  if (secrets.size === 0) return null;
+  if (masked.size === 0) return null;
   // Longer secrets first, so that one secret inside another is masked as the longer one.
-  pattern ??= new RegExp([...secrets.keys()].sort((a, b) => b.length - a.length).map(alternative).join('|'), 'g');
+  pattern ??= new RegExp([...masked].sort((a, b) => b.length - a.length).map(alternative).join('|'), 'g');
   return pattern;
 }
 
@@ -151,20 +148,48 @@ export function toJson(value: unknown, indent?: number): string {
 }
 
 /**
- * Puts `{{ env_var('NAME') }}` back where a secret was resolved, in every string of a value, so
- * that a definition stored in the catalog holds no secret; loading it resolves the variables again.
+ * The secrets of one project: each value with the environment variable it came from. A project
+ * loaded in the same process as another never takes its variables: `unresolve` writes back only
+ * the calls of this project's ebb.yml, and `secretIn` finds only its secrets. Each one added is
+ * masked everywhere too ({@link addSecret}).
  */
-export function unresolve<T>(value: T): T {
-  if (typeof value === 'string') {
-    let out: string = value;
-    for (const [secret, variable] of [...secrets].sort(([a], [b]) => b.length - a.length)) {
-      if (!variable) continue;
-      const bounded = secret.length < SHORT ? `(?<![A-Za-z0-9])${escapeRegExp(secret)}(?![A-Za-z0-9])` : escapeRegExp(secret);
-      out = out.replace(new RegExp(bounded, 'g'), () => `{{ env_var('${variable}') }}`);
-    }
-    return out as T;
+export class Secrets {
+  private readonly variables = new Map<string, string | undefined>();
+
+  /** Registers a secret value with the environment variable it came from, if any. */
+  add(value: string, variable?: string): void {
+    addSecret(value);
+    const add = (v: string, from?: string) => {
+      if (v === '' || (this.variables.has(v) && (this.variables.get(v) || !from))) return;
+      this.variables.set(v, from);
+    };
+    add(value, variable);
+    // Derived forms have no variable of their own: `unresolve` must not turn them into the base64 one.
+    for (const part of basicAuthParts(value)) add(part);
   }
-  if (Array.isArray(value)) return value.map(unresolve) as T;
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unresolve(v)])) as T;
-  return value;
+
+  /** The secret that a text holds, if any: its environment variable's name, or '' when it has none. */
+  secretIn(text: string): string | undefined {
+    for (const [value, variable] of this.variables) if (new RegExp(alternative(value)).test(text)) return variable ?? '';
+    return undefined;
+  }
+
+  /**
+   * Puts `{{ env_var('NAME') }}` back where a secret was resolved, in every string of a value, so
+   * that a definition stored in the catalog holds no secret; loading it resolves the variables again.
+   */
+  unresolve<T>(value: T): T {
+    if (typeof value === 'string') {
+      let out: string = value;
+      for (const [secret, variable] of [...this.variables].sort(([a], [b]) => b.length - a.length)) {
+        if (!variable) continue;
+        const bounded = secret.length < SHORT ? `(?<![A-Za-z0-9])${escapeRegExp(secret)}(?![A-Za-z0-9])` : escapeRegExp(secret);
+        out = out.replace(new RegExp(bounded, 'g'), () => `{{ env_var('${variable}') }}`);
+      }
+      return out as T;
+    }
+    if (Array.isArray(value)) return value.map((v: unknown) => this.unresolve(v)) as T;
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.unresolve(v)])) as T;
+    return value;
+  }
 }

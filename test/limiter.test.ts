@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { duck, ebb, makeProject, type CliResult } from './support/project.ts';
 import { describeWithService } from './support/services.ts';
-import { closeLimiters, limiterFor, limiterId, limiterKeys, spacingMs } from '../engine/apply/limiter.ts';
+import { Limiters, limiterId, limiterKeys, spacingMs } from '../engine/apply/limiter.ts';
 
 const REDIS_URL = process.env.EBB_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -263,6 +263,36 @@ describeWithService('limits shared by every process through Redis (EBB_REDIS_URL
   });
 });
 
+describeWithService('limiters owned by an open engine', problem, 'test/limiter.test.ts', () => {
+  it('closing one engine leaves the limiters and the Redis connection of another open; one engine shares one limiter between its runs', async () => {
+    const saved = process.env.EBB_REDIS_URL;
+    process.env.EBB_REDIS_URL = REDIS_URL;
+    const [a, b] = [new Limiters(), new Limiters()];
+    try {
+      const config = { concurrency: 1 };
+      const project = uniqueName('engines');
+      // Two runs of one connection in one engine: one limiter, so one request at a time between them.
+      let inFlight = 0;
+      let most = 0;
+      const request = async () => {
+        most = Math.max(most, ++inFlight);
+        await sleep(20);
+        inFlight -= 1;
+      };
+      await Promise.all([...Array(4)].flatMap(() => [a.for('crm', config, project).schedule(request), a.for('crm', config, project).schedule(request)]));
+      expect(most).toBe(1);
+      expect(await b.for('crm', config, project).schedule(async () => 'b before')).toBe('b before');
+      await a.close();
+      const after = b.for('crm', config, project).schedule(async () => 'b after');
+      expect(await Promise.race([after, sleep(5000).then(() => 'timed out')])).toBe('b after');
+    } finally {
+      if (saved === undefined) delete process.env.EBB_REDIS_URL;
+      else process.env.EBB_REDIS_URL = saved;
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
 describeWithService('Redis lost in the middle of a run', problem, 'test/limiter.test.ts', () => {
   it('fails the run with an error that names the URL, in bounded time; no record is failed', async () => {
     const sink = await Sink.start();
@@ -302,9 +332,10 @@ describe('the limiter in one process', () => {
   it('a stalled event loop does not release the requests that were due in a burst over the limit', async () => {
     const saved = process.env.EBB_REDIS_URL;
     delete process.env.EBB_REDIS_URL;
+    const limiters = new Limiters();
     try {
       const requests = 10;
-      const limiter = limiterFor('sink', { rate_limit: { requests, per_seconds: 0.5 }, concurrency: 4 }, uniqueName('stall'));
+      const limiter = limiters.for('sink', { rate_limit: { requests, per_seconds: 0.5 }, concurrency: 4 }, uniqueName('stall'));
       const starts: number[] = [];
       await Promise.all(
         Array.from({ length: 40 }, (_, i) =>
@@ -319,7 +350,7 @@ describe('the limiter in one process', () => {
       expect(maxInWindow(starts.sort((a, b) => a - b), 500)).toBeLessThanOrEqual(requests);
     } finally {
       if (saved !== undefined) process.env.EBB_REDIS_URL = saved;
-      await closeLimiters();
+      await limiters.close();
     }
   });
 });

@@ -13,6 +13,9 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { duck, ebb, makeProject, repoRoot, type CliResult } from './support/project.ts';
 import { CrmApp, crmRequests, type CrmRequest } from './support/crm-app.ts';
+import { loadProject } from '../engine/config/load.ts';
+import { openEngine } from '../engine/engine.ts';
+import { deployProject } from '../engine/ops/index.ts';
 
 /** The CRM token: a quote, a backslash, a slash, a plus, an ampersand and a space, so that every form differs. */
 const TOKEN = 'tok"en/w+th&sp ce\\x9Q';
@@ -271,5 +274,43 @@ describe('a secret in a mapping', () => {
     expect(result.code).toBe(3);
     expect(result.stderr).toContain('syncs[0].mapping.api: holds the value of CRM_TOKEN, a secret');
     expect(leaks(result.stdout + result.stderr)).toEqual([]);
+  });
+
+  it("is this project's own: a project loaded in the same process as another never takes the other's secrets", async () => {
+    const saved = { CRM_TOKEN: process.env.CRM_TOKEN, OTHER_TOKEN: process.env.OTHER_TOKEN };
+    Object.assign(process.env, { CRM_TOKEN: 'crm-secret-0123456789', OTHER_TOKEN: 'other-secret-9876543210' });
+    const project = (name: string, variable: string, literal: string) => ({
+      version: 1,
+      name,
+      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+      connections: { crm: { plugin: 'http', config: { base_url: 'http://127.0.0.1:9', headers: { authorization: `{{ env_var('${variable}') }}` } } } },
+      syncs: [{ name: 's', source: { query: 'select 1 as id', key: 'id' }, destination: { connection: 'crm', object: 'contacts', requests: crmRequests }, strategy: 'upsert', mapping: { note: { value: literal } } }],
+    });
+    try {
+      // The other project's secret is plain text in this one's mapping: no secret of this project.
+      const other = await loadProject(await makeProject(project('other', 'OTHER_TOKEN', 'plain')));
+      const dir = await makeProject(project('mine', 'CRM_TOKEN', 'other-secret-9876543210'));
+      const mine = await loadProject(dir);
+      expect(mine.secrets.secretIn('other-secret-9876543210')).toBeUndefined();
+      expect(other.secrets.secretIn('other-secret-9876543210')).toBe('OTHER_TOKEN');
+      const engine = await openEngine(mine);
+      try {
+        await deployProject(engine);
+        const [row] = await engine.sql.runAndRead('catalog_list');
+        // The catalog holds this project's variable for its secret, and the text of its mapping as it is.
+        expect(JSON.parse(String(row.definition))).toMatchObject({
+          mapping: { note: { value: 'other-secret-9876543210' } },
+        });
+        expect(mine.secrets.unresolve({ authorization: 'crm-secret-0123456789' })).toEqual({ authorization: "{{ env_var('CRM_TOKEN') }}" });
+        expect(other.secrets.unresolve({ authorization: 'crm-secret-0123456789' })).toEqual({ authorization: 'crm-secret-0123456789' });
+      } finally {
+        await engine.close();
+      }
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 });

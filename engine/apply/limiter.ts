@@ -215,7 +215,7 @@ async function inWindow<T>(window: RateWindow, request: () => Promise<T>): Promi
   }
 }
 
-/** The one Redis connection of this process, shared by the limiters of every connection. */
+/** The one Redis connection of a set of limiters, shared by the limiters of every connection. */
 interface SharedRedis {
   /** EBB_REDIS_URL without its password. */
   shown: string;
@@ -237,43 +237,69 @@ interface Entry {
   ready: Promise<void>;
 }
 
-const limiters = new Map<string, Entry>();
-let shared: SharedRedis | undefined;
+/**
+ * The limiters of one open engine, or of the steps of a long-running process: one per project
+ * connection, created on first use, so that the runs of the same connection share it; and at
+ * most one connection to Redis. Closing them closes only these: another engine in the same
+ * process keeps its own.
+ */
+export class Limiters {
+  private readonly entries = new Map<string, Entry>();
+  private redis?: SharedRedis;
 
-/** The limiter of a project's connection, created on first use. */
-export function limiterFor(connection: string, config: LimitConfig, project: string): ConnectionLimiter {
-  const key = JSON.stringify([project, connection]);
-  let entry = limiters.get(key);
-  if (!entry) {
-    const created = createLimiter(limiterId(project, connection), config);
-    limiters.set(key, created);
-    // A limiter that never got ready is made again at the next run (a scheduler lives on).
-    created.ready.catch(() => limiters.get(key) === created && limiters.delete(key));
-    entry = created;
+  /** The limiter of a project's connection, created on first use. */
+  for(connection: string, config: LimitConfig, project: string): ConnectionLimiter {
+    const key = JSON.stringify([project, connection]);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      const created = createLimiter(limiterId(project, connection), config, (url) => this.sharedRedis(url));
+      this.entries.set(key, created);
+      // A limiter that never got ready is made again at the next run (a scheduler lives on).
+      created.ready.catch(() => this.entries.get(key) === created && this.entries.delete(key));
+      entry = created;
+    }
+    const { local, limiter, job, window, redis, ready } = entry;
+    if (local || !limiter || !redis) return { schedule: local ?? ((request) => request()) };
+    const task = <T>(request: () => Promise<T>) => (window ? () => inWindow(window, request) : request);
+    return {
+      schedule: async (request) => {
+        await ready;
+        let started = false;
+        const scheduled = limiter.schedule(job ?? {}, () => {
+          started = true;
+          return task(request)();
+        });
+        try {
+          return await Promise.race([scheduled, redis.lost]);
+        } catch (e) {
+          // What failed before the request started is the limiter's state in Redis, not the app.
+          if (started || e instanceof LimiterUnavailableError) throw e;
+          throw new LimiterUnavailableError(`Redis at ${redis.shown} (EBB_REDIS_URL) failed: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      },
+    };
   }
-  const { local, limiter, job, window, redis, ready } = entry;
-  if (local || !limiter || !redis) return { schedule: local ?? ((request) => request()) };
-  const task = <T>(request: () => Promise<T>) => (window ? () => inWindow(window, request) : request);
-  return {
-    schedule: async (request) => {
-      await ready;
-      let started = false;
-      const scheduled = limiter.schedule(job ?? {}, () => {
-        started = true;
-        return task(request)();
-      });
-      try {
-        return await Promise.race([scheduled, redis.lost]);
-      } catch (e) {
-        // What failed before the request started is the limiter's state in Redis, not the app.
-        if (started || e instanceof LimiterUnavailableError) throw e;
-        throw new LimiterUnavailableError(`Redis at ${redis.shown} (EBB_REDIS_URL) failed: ${e instanceof Error ? e.message : String(e)}`);
-      }
-    },
-  };
+
+  /** Closes these limiters and their connection to Redis, so that the process can exit. */
+  async close(): Promise<void> {
+    this.entries.clear();
+    const redis = this.redis;
+    this.redis = undefined;
+    await redis?.close();
+  }
+
+  private sharedRedis(url: string): SharedRedis {
+    this.redis ??= connectRedis(url, (lost) => {
+      // This connection is over: a later run (a scheduler lives on) connects again.
+      if (this.redis !== lost) return;
+      this.redis = undefined;
+      this.entries.clear();
+    });
+    return this.redis;
+  }
 }
 
-function createLimiter(id: string, config: LimitConfig): Entry {
+function createLimiter(id: string, config: LimitConfig, sharedRedis: (url: string) => SharedRedis): Entry {
   const rate = config.rate_limit;
   const settings = { maxConcurrent: config.concurrency, minTime: spacingMs(rate) };
   const url = process.env.EBB_REDIS_URL;
@@ -325,8 +351,8 @@ function deadline(ms: number, message: string): { promise: Promise<never>; cance
   return { promise, cancel: () => clearTimeout(timer) };
 }
 
-function sharedRedis(url: string): SharedRedis {
-  if (shared) return shared;
+/** A connection to Redis for limiters; `onLost` is told when it is over for good. */
+function connectRedis(url: string, onLost: (state: SharedRedis) => void): SharedRedis {
   const shown = displayRedisUrl(url);
   try {
     const password = new URL(url).password;
@@ -354,11 +380,7 @@ function sharedRedis(url: string): SharedRedis {
   const lost = new Promise<never>((_, reject) => {
     const onEnd = () => {
       if (closing) return;
-      // This connection is over: a later run (a scheduler lives on) connects again.
-      if (shared === state) {
-        shared = undefined;
-        limiters.clear();
-      }
+      onLost(state);
       const why = lastError ? `: ${lastError}` : '';
       reject(
         new LimiterUnavailableError(
@@ -379,14 +401,5 @@ function sharedRedis(url: string): SharedRedis {
     await connection.disconnect(graceful).catch(() => connection.disconnect(false));
   };
   const state: SharedRedis = { shown, client, connection, lost, close };
-  shared = state;
   return state;
-}
-
-/** Closes every limiter and the connection to Redis, so that the process can exit. */
-export async function closeLimiters(): Promise<void> {
-  limiters.clear();
-  const redis = shared;
-  shared = undefined;
-  await redis?.close();
 }

@@ -6,10 +6,10 @@
 import { userInfo } from 'node:os';
 import type { Engine } from '../engine.ts';
 import type { SyncConfig } from '../config/schema.ts';
+import type { Project } from '../config/load.ts';
 import { readCatalog, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { DestructiveChangeError, RunRefusedError } from '../errors.ts';
-import { unresolve } from '../redact.ts';
 import { assessChange, describeChange, type DestructiveChange } from './destructive.ts';
 import { validateProject } from '../config/validate.ts';
 
@@ -38,13 +38,13 @@ export interface DeployPlan {
 }
 
 /** A sync's definition as the catalog stores it: secrets go back to their `env_var()` calls. */
-function storedDefinition(sync: SyncConfig): string {
-  return JSON.stringify(unresolve(sync));
+function storedDefinition(project: Project, sync: SyncConfig): string {
+  return JSON.stringify(project.secrets.unresolve(sync));
 }
 
 /** A stable hash of a sync's definition, to tell whether the catalog holds the same one. */
-export function definitionHash(sync: SyncConfig): string {
-  return createHash('sha256').update(storedDefinition(sync)).digest('hex').slice(0, 16);
+export function definitionHash(project: Project, sync: SyncConfig): string {
+  return createHash('sha256').update(storedDefinition(project, sync)).digest('hex').slice(0, 16);
 }
 
 function changedFields(before: SyncConfig | null, after: SyncConfig): string[] {
@@ -68,7 +68,7 @@ export async function analyseDeploy(engine: Engine): Promise<DeployPlan> {
       steps.push({ sync: sync.name, kind: 'renamed', action: 'rename', from: sync.renamed_from, changed: changedFields(byName.get(sync.renamed_from)!.definition, sync) });
     } else if (!entry) steps.push({ sync: sync.name, kind: 'new', action: 'create' });
     else if (entry.origin === 'admin') steps.push({ sync: sync.name, kind: 'updated', action: 'keep', changed: changedFields(entry.definition, sync) });
-    else if (entry.definitionHash === definitionHash(sync)) steps.push({ sync: sync.name, kind: 'identical', action: 'none' });
+    else if (entry.definitionHash === definitionHash(engine.project, sync)) steps.push({ sync: sync.name, kind: 'identical', action: 'none' });
     else steps.push({ sync: sync.name, kind: 'updated', action: 'update', changed: changedFields(entry.definition, sync) });
   }
   // The code against the deployed definition, for the syncs whose state the commit would carry over.
@@ -122,8 +122,8 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
       await sql.run('catalog_upsert', {
         match_name: step.from ?? step.sync,
         sync_name: step.sync,
-        definition: storedDefinition(sync),
-        definition_hash: definitionHash(sync),
+        definition: storedDefinition(engine.project, sync),
+        definition_hash: definitionHash(engine.project, sync),
         project_version: project.config.version,
         schedule: typeof sync.schedule === 'string' ? sync.schedule : JSON.stringify(sync.schedule),
         former_names: JSON.stringify(former),

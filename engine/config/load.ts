@@ -8,7 +8,7 @@ import { ConfigError, formatPath, type ConfigIssue } from '../errors.ts';
 import { projectSchema, type ProjectConfig } from './schema.ts';
 import { loadPlugin } from '../plugins.ts';
 import { defaultCapabilities, type Plugin } from '../../plugins/plugin.ts';
-import { addSecret, isSecretUse, secretIn } from '../redact.ts';
+import { addSecret, isSecretUse, Secrets } from '../redact.ts';
 import { resolveDbtModels } from './dbt.ts';
 
 /** A loaded, valid project. */
@@ -17,15 +17,18 @@ export interface Project {
   file: string;
   config: ProjectConfig;
   plugins: Map<string, Plugin>;
+  /** The secrets its ebb.yml resolved, with their variables: this project's alone. */
+  secrets: Secrets;
 }
 
 const ENV_VAR = /\{\{\s*env_var\(\s*(['"])([^'"]+)\1\s*(?:,\s*(['"])([^'"]*)\3\s*)?\)\s*\}\}/g;
 
 /**
  * Replaces `{{ env_var('NAME', 'default') }}` in every string and registers the values used as
- * secrets (see redact.ts); reports missing variables (unless `optional`: then they are empty) and malformed calls.
+ * secrets (see redact.ts), in `secrets` when given, else for masking only; reports missing
+ * variables (unless `optional`: then they are empty) and malformed calls.
  */
-export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[], optional = false): unknown {
+export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: ConfigIssue[], optional = false, secrets?: Secrets): unknown {
   if (typeof value === 'string') {
     // A call that the pattern does not match (`env_var(FOO)`, a missing quote or brace) would stay in the value as text.
     if ((value.match(/env_var\s*\(/g)?.length ?? 0) > (value.match(ENV_VAR)?.length ?? 0)) {
@@ -34,7 +37,10 @@ export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: Conf
     return value.replace(ENV_VAR, (_m, _q, name: string, _q2, fallback: string | undefined) => {
       const set = process.env[name];
       if (set !== undefined) {
-        if (isSecretUse(path, name)) addSecret(set, name);
+        if (isSecretUse(path, name)) {
+          if (secrets) secrets.add(set, name);
+          else addSecret(set);
+        }
         return set;
       }
       if (fallback !== undefined) return fallback;
@@ -42,9 +48,9 @@ export function resolveEnvVars(value: unknown, path: PropertyKey[], issues: Conf
       return '';
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => resolveEnvVars(v, [...path, i], issues, optional));
+  if (Array.isArray(value)) return value.map((v, i) => resolveEnvVars(v, [...path, i], issues, optional, secrets));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveEnvVars(v, [...path, k], issues, optional)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveEnvVars(v, [...path, k], issues, optional, secrets)]));
   }
   return value;
 }
@@ -84,20 +90,21 @@ export async function loadProject(projectDir = '.', options: LoadOptions = {}): 
     throw new ConfigError(doc.errors.map((e) => ({ path: `line ${e.linePos?.[0].line ?? '?'}`, message: e.message.split('\n')[0] })));
   }
   const issues: ConfigIssue[] = [];
+  const secrets = new Secrets();
   const js: unknown = doc.toJS();
   const raw =
     options.withoutApps && js && typeof js === 'object'
-      ? Object.fromEntries(Object.entries(js).map(([k, v]) => [k, resolveEnvVars(v, [k], issues, k !== 'warehouse')]))
-      : resolveEnvVars(js, [], issues);
+      ? Object.fromEntries(Object.entries(js).map(([k, v]) => [k, resolveEnvVars(v, [k], issues, k !== 'warehouse', secrets)]))
+      : resolveEnvVars(js, [], issues, false, secrets);
   if (issues.length > 0) throw new ConfigError(issues);
   const parsed = projectSchema.safeParse(raw ?? {});
   if (!parsed.success) throw new ConfigError(zodIssues(parsed.error));
   const config = parsed.data;
   const plugins = new Map<string, Plugin>();
-  await checkProject(config, dir, plugins, issues, !options.withoutApps);
+  await checkProject(config, dir, plugins, secrets, issues, !options.withoutApps);
   await resolveDbtModels(config, dir, options.dbtManifest, issues);
   if (issues.length > 0) throw new ConfigError(issues);
-  return { dir, file, config, plugins };
+  return { dir, file, config, plugins, secrets };
 }
 
 /** The keys of a loose object schema (one that lets unknown keys through), else null. */
@@ -108,7 +115,7 @@ function looseKeys(schema: z.ZodType): string[] | null {
 }
 
 /** The checks that zod cannot express: names, references, plugin configs and capabilities. */
-async function checkProject(config: ProjectConfig, dir: string, plugins: Map<string, Plugin>, issues: ConfigIssue[], withPlugins: boolean) {
+async function checkProject(config: ProjectConfig, dir: string, plugins: Map<string, Plugin>, secrets: Secrets, issues: ConfigIssue[], withPlugins: boolean) {
   for (const [name, conn] of Object.entries(withPlugins ? config.connections : {})) {
     try {
       const plugin = await loadPlugin(conn.plugin, dir);
@@ -128,7 +135,7 @@ async function checkProject(config: ProjectConfig, dir: string, plugins: Map<str
     for (const [field, value] of Object.entries(sync.mapping)) {
       if (field.startsWith('__ebb_')) issues.push({ path: at('mapping', field), message: 'names starting with __ebb_ are reserved for ebb' });
       // A mapping is payload: sent to the app and stored in history and state as it is, so it cannot be masked.
-      const secret = secretIn(JSON.stringify(value));
+      const secret = secrets.secretIn(JSON.stringify(value));
       if (secret !== undefined) {
         issues.push({
           path: at('mapping', field),

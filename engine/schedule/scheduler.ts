@@ -24,7 +24,6 @@ import type { Engine } from '../engine.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
 import { effectiveSync, readCatalog, type CatalogEntry } from '../catalog/catalog.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
-import { closeLimiters } from '../apply/limiter.ts';
 import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
@@ -153,9 +152,7 @@ export class Scheduler {
         if (!this.stopping) await this.sleeper.sleep(this.tickMs);
       }
     } finally {
-      await this.engines.close();
-      // The limiters live across runs, so that a connection's spacing holds from one run to the next.
-      await closeLimiters();
+      await this.engines.stop();
       this.log({ level: 'info', event: 'stop', message: 'scheduler stopped' });
     }
   }

@@ -1,6 +1,7 @@
 /** What the long-running processes (`ebb scheduler`, `ebb worker`) share: the warehouse per step, and a sleep that a stop cuts short. */
 import type { Project } from '../config/load.ts';
 import { openEngine, type Engine } from '../engine.ts';
+import { Limiters } from '../apply/limiter.ts';
 import type { RunResult } from '../run.ts';
 import { formatDuration, formatTime } from './due.ts';
 
@@ -15,6 +16,8 @@ export class StepEngine {
   private shared?: { engine: Promise<Engine>; steps: number };
   /** The close of the last shared engine: the next open waits for it (one instance per file). */
   private closing: Promise<void> = Promise.resolve();
+  /** The limiters live across steps, so that a connection's spacing holds from one run to the next. */
+  private readonly limiters = new Limiters();
 
   constructor(private readonly project: Project) {}
 
@@ -22,7 +25,7 @@ export class StepEngine {
     const { warehouse } = this.project.config;
     if (warehouse.type !== 'duckdb' || warehouse.path === ':memory:') {
       // One open for the steps that start together; a failed open is tried again at the next step.
-      const kept = (this.kept ??= openEngine(this.project).catch((e: unknown) => {
+      const kept = (this.kept ??= openEngine(this.project, { limiters: this.limiters }).catch((e: unknown) => {
         this.kept = undefined;
         throw e;
       }));
@@ -34,7 +37,7 @@ export class StepEngine {
         throw e;
       }
     }
-    const shared = (this.shared ??= { engine: this.closing.then(() => openEngine(this.project)), steps: 0 });
+    const shared = (this.shared ??= { engine: this.closing.then(() => openEngine(this.project, { limiters: this.limiters })), steps: 0 });
     shared.steps += 1;
     try {
       return await body(await shared.engine);
@@ -42,8 +45,8 @@ export class StepEngine {
       shared.steps -= 1;
       if (shared.steps === 0) {
         this.shared = undefined;
-        // Only the warehouse: engine.close() would also drop the limiters, which must outlive a run.
-        this.closing = shared.engine.then((engine) => engine.sql.warehouse.close()).catch(() => undefined);
+        // The warehouse only: the engine leaves the limiters it was given open.
+        this.closing = shared.engine.then((engine) => engine.close()).catch(() => undefined);
         await this.closing;
       }
     }
@@ -53,7 +56,16 @@ export class StepEngine {
   async close(): Promise<void> {
     const kept = this.kept;
     this.kept = undefined;
-    await kept?.then((engine) => engine.sql.warehouse.close()).catch(() => undefined);
+    await kept?.then((engine) => engine.close()).catch(() => undefined);
+  }
+
+  /** Closes the warehouse and the limiters (with their connection to Redis): the process's work is over. */
+  async stop(): Promise<void> {
+    try {
+      await this.close();
+    } finally {
+      await this.limiters.close();
+    }
   }
 }
 

@@ -35,7 +35,6 @@ import { autoDeploy } from '../catalog/deploy.ts';
 import { effectiveSync } from '../catalog/catalog.ts';
 import { catalogEntry, checkRunnable } from '../catalog/lifecycle.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
-import { closeLimiters } from '../apply/limiter.ts';
 import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
@@ -170,8 +169,7 @@ export class Worker {
         if (!worked && !this.stopping && !this.drained) await this.sleeper.sleep(this.pollMs);
       }
     } finally {
-      await this.engines.close();
-      await closeLimiters();
+      await this.engines.stop();
       const { runs, dropped, requeued } = this.summary;
       this.log({ level: 'info', event: 'stop', message: `worker ${this.id} stopped: ${runs.length} runs, ${dropped} requests dropped, ${requeued} given back to the queue` });
     }

@@ -130,7 +130,7 @@ export function createServer(options: ServerOptions): EbbServer {
     async close() {
       await Promise.all([scheduler?.stop('the server is stopping'), context.runs.stopAll()]);
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-      await engines.close();
+      await engines.stop();
     },
   };
 }
