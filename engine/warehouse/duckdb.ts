@@ -1,5 +1,5 @@
 /** The DuckDB warehouse, on @duckdb/node-api. */
-import { DuckDBInstance, DuckDBTimestampValue, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { DuckDBInstance, DuckDBTimestampValue, type DuckDBAppender, type DuckDBConnection, type DuckDBResult, type DuckDBValue } from '@duckdb/node-api';
 import { dirname, resolve } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -108,6 +108,13 @@ function bind(params: Param[]): DuckDBValue[] {
   return params.map((p) => (p instanceof Date ? utcText(p) : p)) as DuckDBValue[];
 }
 
+/** Reads a result to its end (at once, once interrupted). */
+async function drain(result: DuckDBResult): Promise<void> {
+  while ((await result.fetchChunk())?.rowCount) {
+    // nothing to keep
+  }
+}
+
 /** Serialises the statements of one connection: DuckDB runs one at a time per connection. */
 class Queue {
   private tail: Promise<unknown> = Promise.resolve();
@@ -187,10 +194,19 @@ export class DuckdbWarehouse implements Warehouse {
   async *stream(sql: string, params: Param[] = []): AsyncIterable<Row[]> {
     // A connection of its own, so that writes can go on while the stream is read.
     const conn = await this.instance.connect();
+    let result: DuckDBResult | undefined;
+    let read = false;
     try {
-      const result = await conn.stream(sql, bind(params));
+      result = await conn.stream(sql, bind(params));
       for await (const rows of result.yieldRowObjectJs()) yield rows.map(toRow);
+      read = true;
     } finally {
+      // A result left half read (a run that stopped sending) keeps the database, and the file's
+      // lock, until it is garbage collected: interrupt it and let it end before closing.
+      if (result && !read) {
+        conn.interrupt();
+        await drain(result).catch(() => undefined);
+      }
       conn.closeSync();
     }
   }
