@@ -3,11 +3,12 @@
  * project. Every answer is checked against the server's own OpenAPI document (test/support/api.ts).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { documentOf, startServer, type TestServer } from './support/api.ts';
 import { loadProject } from '../engine/config/load.ts';
@@ -112,6 +113,15 @@ describe('the OpenAPI document and the docs page', () => {
     expect(await answer.json()).toMatchObject({ type: 'urn:ebb:problem:not-found', status: 404, detail: expect.stringContaining('/api/v1/openapi.json') });
   });
 });
+
+/**
+ * Runs SQL on the warehouse file from another process, as another ebb would: DuckDB must not open
+ * a file twice in one process, and the server under test may open it at any time.
+ */
+function inAnotherProcess(db: string, sql: string): Promise<void> {
+  const script = `import { DuckDBInstance } from '@duckdb/node-api'; const i = await DuckDBInstance.create(${JSON.stringify(db)}); const c = await i.connect(); await c.run(${JSON.stringify(sql)}); c.closeSync(); i.closeSync();`;
+  return new Promise((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot }, (error) => (error ? reject(error) : resolve())));
+}
 
 /** Waits until `check` returns something truthy. */
 async function until<T>(what: string, check: () => Promise<T> | T, ms = 30_000): Promise<NonNullable<T>> {
@@ -235,6 +245,89 @@ describe('syncs, runs, records and plans', () => {
   });
 });
 
+describe("an admin's changes", () => {
+  it('sets overrides checked as ebb.yml is, pauses and resumes, and reverts', async () => {
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    await runToEnd(api, 'people_a');
+    const paused = await api.call<Json>('PATCH', '/api/v1/syncs/people_a', { body: { status: 'PAUSED' } });
+    expect(paused.status).toBe(200);
+    expect(paused.body).toMatchObject({ sync_name: 'people_a', status: 'PAUSED', overrides: { status: 'PAUSED' } });
+    const refused = await api.call<Json>('POST', '/api/v1/syncs/people_a/runs');
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ type: 'urn:ebb:problem:run-refused', reason: 'paused' });
+    const bad = await api.call<Json>('PATCH', '/api/v1/syncs/people_a', { body: { batch_size: 0, schedule: { every: 'often' } } });
+    expect(bad.status).toBe(422);
+    expect(new Set(bad.body.errors.map((e: Json) => e.path.split('.').slice(0, 2).join('.')))).toEqual(new Set(['json.batch_size', 'json.schedule']));
+    expect(bad.body.detail).toContain('expected a positive integer');
+    expect((await api.call<Json>('PATCH', '/api/v1/syncs/people_a', { body: { colour: 'red' } })).status).toBe(422);
+    const set = await api.call<Json>('PATCH', '/api/v1/syncs/people_a', { body: { schedule: { every: '15m' }, batch_size: 10, rate_limit: { requests: 5, per_seconds: 1 } } });
+    expect(set.body).toMatchObject({ status: 'PAUSED', overrides: { status: 'PAUSED', schedule: { every: '15m' }, batch_size: 10, rate_limit: { requests: 5, per_seconds: 1 } } });
+    const resumed = await api.call<Json>('PATCH', '/api/v1/syncs/people_a', { body: { status: null, batch_size: null } });
+    expect(resumed.body).toMatchObject({ status: 'ACTIVE', overrides: { schedule: { every: '15m' }, rate_limit: { requests: 5, per_seconds: 1 } } });
+    expect(resumed.body.overrides).not.toHaveProperty('batch_size');
+    const reverted = await api.call<Json>('POST', '/api/v1/syncs/people_a/revert');
+    expect(reverted.body).toMatchObject({ status: 'ACTIVE', overrides: {} });
+    expect((await api.call<Json>('PATCH', '/api/v1/syncs/nope', { body: { status: 'PAUSED' } })).status).toBe(404);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/nope/revert')).status).toBe(404);
+  });
+
+  it('deletes a sync only when confirmed with its name', async () => {
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    await runToEnd(api, 'people_a');
+    for (const query of ['', '?confirm=true', '?confirm=people_b']) {
+      const refused = await api.call<Json>('DELETE', `/api/v1/syncs/people_a${query}`);
+      expect(refused.status, query).toBe(422);
+      expect(refused.body).toMatchObject({ type: 'urn:ebb:problem:confirmation-required', detail: expect.stringContaining('?confirm=people_a') });
+    }
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a')).body.records).toBe(3);
+    const deleted = await api.call<Json>('DELETE', '/api/v1/syncs/people_a?confirm=people_a');
+    expect(deleted.status).toBe(200);
+    expect(deleted.body).toEqual({ sync: 'people_a', records: 3 });
+    // Still in ebb.yml: it is listed as not deployed, without state.
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a')).body).toMatchObject({ status: 'NOT DEPLOYED', records: 0 });
+    expect((await api.call<Json>('DELETE', '/api/v1/syncs/nope?confirm=nope')).status).toBe(404);
+  });
+
+  it('resyncs and skips records, traced in their history', async () => {
+    const { dir } = await fileProject(4);
+    const api = await serve(dir);
+    await runToEnd(api, 'people_a');
+    const resync = await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resync', { body: { keys: ['1'] } });
+    expect(resync.status).toBe(200);
+    expect(resync.body).toEqual({ sync: 'people_a', marked: 1, in_doubt: [] });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records?apply_state=RESYNC_REQUESTED')).body.items.map((r: Json) => r.record_key)).toEqual(['1']);
+    const skip = await api.call<Json>('POST', '/api/v1/syncs/people_a/records/skip', { body: { keys: ['2'], always: true } });
+    expect(skip.body).toEqual({ sync: 'people_a', skipped: 1 });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records/2/history')).body.items[0]).toMatchObject({ action: 'skip' });
+    const run = await runToEnd(api, 'people_a');
+    expect(run).toMatchObject({ status: 'HEALTHY', planned: { update: 1 } });
+    const all = await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resync');
+    expect(all.body.marked).toBe(4);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/people_a/records/skip', { body: { keys: ['99'] } })).status).toBe(422);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/people_a/records/skip', { body: {} })).status).toBe(422);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resync', { body: { keys: [] } })).status).toBe(422);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/nope/records/resync')).status).toBe(404);
+  });
+
+  it('deploys the project, or plans the deploy', async () => {
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    const dry = await api.call<Json>('POST', '/api/v1/deploy', { body: { dry_run: true } });
+    expect(dry.status).toBe(200);
+    expect(dry.body).toMatchObject({ project: 'served', committed: false, tasks: null });
+    expect(dry.body.steps.map((s: Json) => [s.sync, s.kind])).toEqual([
+      ['people_a', 'new'],
+      ['people_b', 'new'],
+    ]);
+    expect((await api.call<Json>('GET', '/api/v1/syncs?status=ACTIVE')).body.items).toEqual([]);
+    const done = await api.call<Json>('POST', '/api/v1/deploy');
+    expect(done.body.committed).toBe(true);
+    expect((await api.call<Json>('GET', '/api/v1/syncs?status=ACTIVE')).body.items).toHaveLength(2);
+  });
+});
+
 describe('a run in progress', () => {
   it('is shown with its phase and progress while other reads go on; a second trigger is a 409 naming it; a cancel leaves every record with an outcome', async () => {
     const app = await itemsApp(60);
@@ -276,6 +369,57 @@ describe('a run in progress', () => {
     expect(next).toMatchObject({ status: 'HEALTHY', succeeded: ended.delayed });
   });
 
+  it('cancels a run of the in-process scheduler; a run of another process is refused with 409 run-elsewhere', async () => {
+    const app = await itemsApp(60);
+    const { dir, db } = await fileProject(40, { url: app.url, schedule: { every: '1h' } });
+    const api = await serve(dir, { scheduler: { tickMs: 100, refreshMs: 200 } });
+    // An admin's override makes the hourly sync due every second.
+    await api.call('PATCH', '/api/v1/syncs/slow', { body: { schedule: { every: '1s' } } });
+    const scheduled = await until('a scheduled run sending', async () => {
+      const [run] = (await api.call<Json>('GET', '/api/v1/syncs/slow/runs?limit=1')).body.items;
+      return run?.status === 'RUNNING' && app.requests.length >= 3 ? run : undefined;
+    });
+    expect(scheduled.trigger).toBe('schedule');
+    // The scheduler is not to start the next one right away.
+    await api.call('PATCH', '/api/v1/syncs/slow', { body: { schedule: 'manual' } });
+    expect((await api.call<Json>('POST', `/api/v1/runs/${scheduled.run_id}/cancel`)).status).toBe(202);
+    const ended = await until('the cancelled run to end', async () => {
+      const run = (await api.call<Json>('GET', `/api/v1/runs/${scheduled.run_id}`)).body;
+      return run.status !== 'RUNNING' ? run : undefined;
+    });
+    expect(ended).toMatchObject({ status: 'DELAYED', error: null });
+    expect(ended.succeeded + ended.delayed).toBe(40);
+    expect(ended.delayed).toBeGreaterThan(0);
+    await api.close();
+    // A run that another process has going (its row says RUNNING).
+    await inAnotherProcess(db, `INSERT INTO ebb.sync_runs (run_id, sync_name, "trigger", status, started_at) VALUES ('elsewhere-1', 'slow', 'manual', 'RUNNING', now())`);
+    const again = await serve(dir);
+    const refused = await again.call<Json>('POST', '/api/v1/runs/elsewhere-1/cancel');
+    expect(refused.status, JSON.stringify(refused.body)).toBe(409);
+    expect(refused.body).toMatchObject({ type: 'urn:ebb:problem:run-elsewhere', detail: expect.stringContaining('SIGTERM') });
+  });
+
+  it('answers 503 warehouse-busy while another process holds the DuckDB file', async () => {
+    const { dir, db } = await fileProject();
+    const api = await serve(dir);
+    const holder = spawn(process.execPath, ['--input-type=module', '-e', `import { DuckDBInstance } from '@duckdb/node-api'; await DuckDBInstance.create(${JSON.stringify(db)}); console.log('held'); setTimeout(() => {}, 60000);`], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanups.push(() => void holder.kill('SIGKILL'));
+    await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
+    const before = process.env.EBB_BUSY_WAIT_SECONDS;
+    process.env.EBB_BUSY_WAIT_SECONDS = '0.2';
+    try {
+      const busy = await api.call<Json>('GET', '/api/v1/syncs');
+      expect(busy.status).toBe(503);
+      expect(busy.headers.get('retry-after')).toBe('5');
+      expect(busy.body).toMatchObject({ type: 'urn:ebb:problem:warehouse-busy', detail: expect.stringContaining(`PID ${holder.pid}`) });
+    } finally {
+      if (before === undefined) delete process.env.EBB_BUSY_WAIT_SECONDS;
+      else process.env.EBB_BUSY_WAIT_SECONDS = before;
+    }
+    holder.kill('SIGKILL');
+    await until('the file to be free', async () => ((await api.call('GET', '/api/v1/syncs')).status === 200 ? true : undefined));
+  });
+
   it('never overlaps a scheduled run of the same sync: the in-process scheduler and manual triggers take turns', async () => {
     // Runs of about 1.2 s, due every second: the scheduler wants the sync whenever it is free.
     const app = await itemsApp(150);
@@ -296,6 +440,32 @@ describe('a run in progress', () => {
     for (let i = 1; i < runs.length; i++) expect(runs[i].started_at.getTime()).toBeGreaterThanOrEqual(runs[i - 1].finished_at.getTime());
     const requests = [...app.requests].sort((x, y) => x.start - y.start);
     for (let i = 1; i < requests.length; i++) expect(requests[i].start).toBeGreaterThanOrEqual(requests[i - 1].end);
+  });
+});
+
+describe('the Airflow example (docs/airflow/ebb_api_dag.py)', () => {
+  it('makes its requests as written: trigger with trigger airflow, then poll the run until it has ended', async () => {
+    const dag = await readFile(join(repoRoot, 'docs', 'airflow', 'ebb_api_dag.py'), 'utf8');
+    const tested = Object.fromEntries([...dag.matchAll(/^([A-Z_]+) = (.+?) {2}# tested$/gm)].map((m) => [m[1], m[2]]));
+    const endpoint = /^f"(.+)"$/.exec(tested.TRIGGER_ENDPOINT)![1].replace('{SYNC}', 'people_a');
+    const body = JSON.parse(/^json\.dumps\((.+)\)$/.exec(tested.TRIGGER_BODY)![1]) as Json;
+    const ended = [...tested.ENDED.matchAll(/"([A-Z]+)"/g)].map((m) => m[1]);
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    // HttpOperator: response_check (202) and response_filter (run_id).
+    const started = await api.call<Json>('POST', endpoint, { body });
+    expect(started.status).toBe(202);
+    const runEndpoint = /^"(.+)"$/.exec(tested.RUN_ENDPOINT)![1].replace(/\{\{.+?\}\}/, started.body.run_id);
+    // HttpSensor: polls until the status is one of ENDED.
+    const run = await until('the run to end', async () => {
+      const answer = await api.call<Json>('GET', runEndpoint);
+      return ended.includes(answer.body.status) ? answer.body : undefined;
+    });
+    expect(run).toMatchObject({ sync_name: 'people_a', trigger: 'airflow', status: 'HEALTHY' });
+    // Every status a run can end with is one the DAG knows.
+    const doc = (await documentOf(api.url)).raw as Json;
+    const statuses: Array<string | null> = doc.components.schemas.Run.properties.status.enum;
+    expect(new Set(statuses.filter((s) => s !== null && s !== 'RUNNING'))).toEqual(new Set(ended));
   });
 });
 
@@ -335,6 +505,12 @@ describe('read-only mode', () => {
     for (const [method, path] of [
       ['POST', '/api/v1/syncs/people_a/runs'],
       ['POST', '/api/v1/runs/x/cancel'],
+      ['PATCH', '/api/v1/syncs/people_a'],
+      ['POST', '/api/v1/syncs/people_a/revert'],
+      ['DELETE', '/api/v1/syncs/people_a?confirm=people_a'],
+      ['POST', '/api/v1/syncs/people_a/records/resync'],
+      ['POST', '/api/v1/syncs/people_a/records/skip'],
+      ['POST', '/api/v1/deploy'],
     ]) {
       const answer = await api.call<Json>(method, path);
       expect(answer.status, `${method} ${path}`).toBe(403);
@@ -352,6 +528,15 @@ describe('the token', () => {
     const server = createServer({ project: await loadProject(dir), log: () => undefined });
     cleanups.push(() => server.close());
     await expect(server.listen({ host: '0.0.0.0', port: 0 })).rejects.toThrow(/refusing to listen on 0\.0\.0\.0 without a token.*EBB_SERVER_TOKEN/);
+  });
+
+  it('says so when the port is taken', async () => {
+    const { dir } = await fileProject();
+    const api = await serve(dir);
+    const port = Number(new URL(api.url).port);
+    const second = createServer({ project: await loadProject(dir), log: () => undefined });
+    cleanups.push(() => second.close());
+    await expect(second.listen({ port })).rejects.toThrow(`port ${port} on 127.0.0.1 is in use (another ebb serve?)`);
   });
 
   it('with a token, every API request and /metrics needs it as a bearer token; the docs page does not', async () => {

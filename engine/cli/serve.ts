@@ -11,6 +11,7 @@ interface ServeCliOptions extends CommonOptions {
   port: string;
   readOnly?: boolean;
   scheduler?: boolean;
+  queueRuns?: boolean;
 }
 
 export function register(program: Command): void {
@@ -22,19 +23,23 @@ export function register(program: Command): void {
       .option('--port <port>', 'the port to listen on', String(defaultPort))
       .option('--read-only', 'refuse every change (runs, pauses, edits, deletes) with 403')
       .option('--scheduler', 'run the syncs on their schedules in this process (the default on DuckDB)')
-      .option('--no-scheduler', 'do not run the scheduler here (the default on Snowflake, where tasks and `ebb worker` run the syncs)'),
+      .option('--no-scheduler', 'do not run the scheduler here (the default on Snowflake, where tasks and `ebb worker` run the syncs)')
+      .option('--queue-runs', 'a trigger queues a run request for `ebb worker` instead of running here (the default on Snowflake)')
+      .option('--no-queue-runs', 'a trigger runs the sync in this process (the default on DuckDB)'),
     false,
   ).action(
     action(async (options: ServeCliOptions) => {
       const port = Number(options.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port ${options.port}: give a port number between 0 and 65535`);
       const project = await loadProject(options.projectDir, { dbtManifest: options.dbtManifest });
-      const scheduler = options.scheduler ?? project.config.warehouse.type === 'duckdb';
-      const server = createServer({ project, readOnly: options.readOnly, token: process.env.EBB_SERVER_TOKEN || undefined, scheduler });
+      const duckdb = project.config.warehouse.type === 'duckdb';
+      const scheduler = options.scheduler ?? duckdb;
+      const queueRuns = options.queueRuns ?? !duckdb;
+      const server = createServer({ project, readOnly: options.readOnly, token: process.env.EBB_SERVER_TOKEN || undefined, scheduler, queueRuns });
       const { url } = await server.listen({ host: options.host, port });
       process.stderr.write(
         `ebb serve: the Sync Manager of ${project.config.name} is at ${url}/ (API ${url}${apiBase}, docs ${url}${apiBase}/docs, metrics ${url}/metrics)` +
-          `${options.readOnly ? '; read-only' : ''}${scheduler ? '; the scheduler runs here' : ''}. Ctrl-C stops it.\n`,
+          `${options.readOnly ? '; read-only' : ''}${scheduler ? '; the scheduler runs here' : ''}${queueRuns ? '; triggers queue run requests for `ebb worker`' : ''}. Ctrl-C stops it.\n`,
       );
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals) => {

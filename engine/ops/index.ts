@@ -12,3 +12,4 @@ export { syncMetrics, type SyncMetrics } from './metrics.ts';
 export { pauseSync, resumeSync, revertSync, setOverrides, deleteSync, type LifecycleOptions, type LifecycleResult } from './lifecycle.ts';
 export { resyncRecords, skipRecords, listInDoubt, resolveRecords, type ActorOptions } from './resync.ts';
 export { deployProject, type DeployOptions, type DeployResult } from './deploy.ts';
+export { queueRun, getRunRequest } from './requests.ts';

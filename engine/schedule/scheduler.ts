@@ -23,7 +23,7 @@ import type { SyncConfig } from '../config/schema.ts';
 import type { Engine } from '../engine.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
 import { effectiveSync, readCatalog, type CatalogEntry } from '../catalog/catalog.ts';
-import { runSync, type RunResult, type Trigger } from '../run.ts';
+import { newRunId, runSync, type RunResult, type Trigger } from '../run.ts';
 import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
@@ -89,6 +89,8 @@ export class Scheduler {
   private readonly sleeper = new Sleeper();
   private readonly engines: StepEngine;
   private inRun: string | null = null;
+  /** The run in progress, to stop it on request (`cancel`). */
+  private current?: { runId: string; controller: AbortController };
   /** When the next look at the warehouse is needed (ms since the epoch): 0 for at the next tick. */
   private nextLook = 0;
   private readonly live = new Map<string, LiveState>();
@@ -311,7 +313,9 @@ export class Scheduler {
     // Whatever comes next about this sync is news.
     this.said.delete(name);
     try {
-      const result = await runSync(engine, due.sync, { trigger: due.trigger });
+      const current = { runId: newRunId(), controller: new AbortController() };
+      this.current = current;
+      const result = await runSync(engine, due.sync, { trigger: due.trigger, runId: current.runId, signal: current.controller.signal });
       // The new baseline is the source as the run saw it (or later): a change during the run is seen at the next poll.
       if (due.fingerprint) this.live.set(name, { fingerprint: due.fingerprint, polledAt: this.live.get(name)?.polledAt ?? Date.now() });
       this.log({ level: result.health === 'HEALTHY' ? 'info' : 'warn', event: 'result', sync: name, trigger: due.trigger, result, message: resultLine(result) });
@@ -324,7 +328,18 @@ export class Scheduler {
       else this.log({ level: 'error', event: 'error', sync: name, trigger: due.trigger, message: `${name}: the run broke: ${message}; ${again}` });
     } finally {
       this.inRun = null;
+      this.current = undefined;
     }
+  }
+
+  /**
+   * Stops the run in progress when it is `runId` (`ebb serve` cancels it): it sends no new batch,
+   * and the records not sent are recorded DELAYED. False when this scheduler is not running it.
+   */
+  cancel(runId: string): boolean {
+    if (this.current?.runId !== runId) return false;
+    this.current.controller.abort(new Error('cancelled'));
+    return true;
   }
 
   /** Logs an entry unless the same thing (`key`) was the last said about `subject`. */

@@ -3,7 +3,7 @@
  * cancel it. Once a run has ended, ebb's tables hold all there is to say about it.
  */
 import type { Engine } from '../engine.ts';
-import { newRunId, type RunResult } from '../run.ts';
+import { newRunId, type RunResult, type Trigger } from '../run.ts';
 import { triggerRun } from '../ops/index.ts';
 import type { StepEngine } from '../schedule/steps.ts';
 
@@ -32,7 +32,7 @@ export class LiveRuns {
    * trigger is refused with `locked` from then on). A refusal before that (paused, locked,
    * invalid) rejects, and nothing was run.
    */
-  async start(sync: string, options: { fullResync?: boolean; log: (message: string) => void }): Promise<LiveRun> {
+  async start(sync: string, options: { fullResync?: boolean; trigger?: Trigger; log: (message: string) => void }): Promise<LiveRun> {
     const controller = new AbortController();
     const runId = newRunId();
     let holding!: () => void;
@@ -40,7 +40,7 @@ export class LiveRuns {
     const live: LiveRun = { runId, sync, phase: 'plan', planned: null, applied: 0, controller, done: undefined as unknown as Promise<RunResult> };
     live.done = this.engines.with((engine: Engine) =>
       triggerRun(engine, sync, {
-        trigger: 'api',
+        trigger: options.trigger ?? 'api',
         runId,
         fullResync: options.fullResync,
         signal: controller.signal,

@@ -3,6 +3,7 @@
  * document is generated from them. Responses carry what engine/ops returns, field for field.
  */
 import { z } from '@hono/zod-openapi';
+import { overridesSchema } from '../catalog/catalog.ts';
 
 const time = z.string().openapi({ format: 'date-time', description: 'UTC' });
 const count = z.number().int();
@@ -118,6 +119,28 @@ export const RunAccepted = z
   })
   .openapi('RunAccepted');
 
+export const RunQueued = z
+  .object({
+    request_id: z.string(),
+    sync_name: z.string(),
+    status: z.literal('QUEUED'),
+    url: z.string().openapi({ description: 'Where to follow the request: GET it until it has a run_id, then follow the run' }),
+  })
+  .openapi('RunQueued');
+
+export const RunRequest = z
+  .object({
+    request_id: z.string(),
+    sync_name: z.string(),
+    trigger,
+    requested_at: time,
+    claimed_by: z.string().nullable().openapi({ description: 'The worker that took it' }),
+    claimed_at: time.nullable(),
+    finished_at: time.nullable(),
+    run_id: z.string().nullable().openapi({ description: 'The run that served it; null until then, or when its sync could not run' }),
+  })
+  .openapi('RunRequest');
+
 export const RecordState = z
   .object({
     record_key: z.string(),
@@ -186,3 +209,42 @@ export function flag(description: string) {
     .transform((v) => v === 'true')
     .openapi({ description });
 }
+
+const override = overridesSchema.shape;
+
+/** The overrides an admin may set; a field given as null is removed, one left out is kept. */
+export const OverridesPatch = z
+  .strictObject({
+    status: override.status.unwrap().nullable().optional().openapi({ description: 'PAUSED pauses the sync; ACTIVE, or null, lifts the pause' }),
+    schedule: override.schedule.unwrap().nullable().optional().openapi({ description: '"manual", "once", "live", {"every": "15m"} or {"cron": "0 * * * *"}' }),
+    batch_size: override.batch_size.unwrap().nullable().optional(),
+    max_run_seconds: override.max_run_seconds.unwrap().nullable().optional(),
+    rate_limit: override.rate_limit.unwrap().nullable().optional(),
+  })
+  .openapi('OverridesPatch');
+
+export const SyncDeleted = z.object({ sync: z.string(), records: count.openapi({ description: 'Records whose state was dropped' }) }).openapi('SyncDeleted');
+
+export const DeployResult = z
+  .object({
+    project: z.string(),
+    version: count,
+    catalogVersion: count.nullable().openapi({ description: 'The highest project version that ever committed to this catalog' }),
+    steps: z.array(
+      z.object({
+        sync: z.string(),
+        kind: z.enum(['new', 'updated', 'identical', 'renamed', 'orphaned']),
+        action: z.enum(['create', 'update', 'rename', 'none', 'pause', 'delete', 'keep']),
+        changed: z.array(z.string()).optional(),
+        from: z.string().optional(),
+        records: count.optional(),
+        destructive: z.record(z.string(), json).optional().openapi({ description: 'A change that would delete, orphan or recreate the records the sync holds' }),
+      }),
+    ),
+    committed: z.boolean(),
+    tasks: z
+      .object({ schema: z.string(), steps: z.array(z.object({ object: z.enum(['task', 'stream']), name: z.string(), sync: z.string(), kind: z.string(), detail: z.string(), ddl: z.array(z.string()) })) })
+      .nullable()
+      .openapi({ description: 'On Snowflake: the tasks and streams that queue the scheduled runs' }),
+  })
+  .openapi('DeployResult');

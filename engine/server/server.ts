@@ -13,9 +13,9 @@ import { HTTPException } from 'hono/http-exception';
 import { serve, type ServerType } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import type { Project } from '../config/load.ts';
-import { StepEngine } from '../schedule/steps.ts';
+import { StepEngine, textLog } from '../schedule/steps.ts';
 import { Scheduler, type LogEntry, type SchedulerOptions } from '../schedule/scheduler.ts';
-import { formatPath } from '../errors.ts';
+import { EbbError, formatPath } from '../errors.ts';
 import { redact } from '../redact.ts';
 import { bearerMatches, checkBind } from './auth.ts';
 import { problem, problemOf } from './problems.ts';
@@ -27,6 +27,7 @@ import { LiveRuns } from './live-runs.ts';
 import * as syncRoutes from './routes/syncs.ts';
 import * as runRoutes from './routes/runs.ts';
 import * as recordRoutes from './routes/records.ts';
+import * as projectRoutes from './routes/project.ts';
 
 /** The port `ebb serve` listens on unless told otherwise. */
 export const defaultPort = 8740;
@@ -35,6 +36,8 @@ export interface ServerOptions {
   project: Project;
   /** Refuse every mutation with 403. */
   readOnly?: boolean;
+  /** Triggers queue run requests for `ebb worker` (Snowflake) instead of running in this process. */
+  queueRuns?: boolean;
   /** When set, every request to the API and /metrics needs `Authorization: Bearer <token>`. */
   token?: string;
   /** Run the scheduler in this process (the default for DuckDB in `ebb serve`), with these options. */
@@ -53,15 +56,12 @@ export interface EbbServer {
   close(): Promise<void>;
 }
 
-function textLog(entry: Pick<LogEntry, 'level' | 'message'>): void {
-  process.stderr.write(`${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} ${entry.level === 'info' ? '' : `${entry.level}: `}${entry.message}\n`);
-}
-
 /** Builds the server of a loaded project. */
 export function createServer(options: ServerOptions): EbbServer {
   const log = options.log ?? textLog;
   const engines = new StepEngine(options.project);
-  const context: ServerContext = { project: options.project, engines, runs: new LiveRuns(engines), readOnly: options.readOnly ?? false, log };
+  const scheduler = options.scheduler ? new Scheduler(options.project, { ...(options.scheduler === true ? {} : options.scheduler), engines, log }) : undefined;
+  const context: ServerContext = { project: options.project, engines, runs: new LiveRuns(engines), readOnly: options.readOnly ?? false, queueRuns: options.queueRuns ?? false, scheduler, log };
   const app = new OpenAPIHono({
     defaultHook: (result, c) => {
       if (result.success) return;
@@ -107,11 +107,10 @@ export function createServer(options: ServerOptions): EbbServer {
     servers: [{ url: '/' }],
     security: options.token ? [{ bearer: [] }] : [],
   });
-  for (const routes of [syncRoutes, runRoutes, recordRoutes]) routes.register(app, context);
+  for (const routes of [syncRoutes, runRoutes, recordRoutes, projectRoutes]) routes.register(app, context);
   mountMetrics(app, context);
   mountUi(app, options.uiDir);
 
-  const scheduler = options.scheduler ? new Scheduler(options.project, { ...(options.scheduler === true ? {} : options.scheduler), engines, log }) : undefined;
   let server: ServerType | undefined;
   return {
     app,
@@ -119,7 +118,9 @@ export function createServer(options: ServerOptions): EbbServer {
       checkBind(host, options.token);
       const listening = await new Promise<ServerType>((resolve, reject) => {
         const s = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(s));
-        s.once('error', reject);
+        s.once('error', (e: NodeJS.ErrnoException) =>
+          reject(e.code === 'EADDRINUSE' ? new EbbError(`port ${port} on ${host} is in use (another ebb serve?); stop that process or choose another with --port`) : e),
+        );
       });
       server = listening;
       scheduler?.start().catch((e: unknown) => log({ level: 'error', message: `the scheduler stopped: ${redact(e instanceof Error ? e.message : String(e))}` }));

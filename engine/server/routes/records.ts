@@ -1,9 +1,11 @@
-/** A sync's records: their state now, and the audit trail of one record. */
+/** A sync's records: their state now, the audit trail of one record, and resending or skipping records. */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { listRecords, recordHistory } from '../../ops/index.ts';
+import { listRecords, recordHistory, resyncRecords, skipRecords } from '../../ops/index.ts';
 import { sendJson, apiBase, type ServerContext } from '../http.ts';
 import { problemResponses } from '../problems.ts';
 import { HistoryEntry, jsonResponse, Page, paged, pageFromOneMore, RecordKey, RecordState, SyncName } from '../schemas.ts';
+
+const keys = z.array(z.string()).openapi({ description: 'Record keys as text (a composite key is its values as a JSON array)', example: ['42'] });
 
 const list = createRoute({
   method: 'get',
@@ -31,6 +33,38 @@ const history = createRoute({
   responses: { 200: jsonResponse(paged(HistoryEntry, 'HistoryPage'), 'A page of outcomes'), ...problemResponses(401, 404, 422, 500, 503) },
 });
 
+const resync = createRoute({
+  method: 'post',
+  path: `${apiBase}/syncs/{name}/records/resync`,
+  operationId: 'resyncRecords',
+  tags: ['records'],
+  summary: 'Send records again in the next run, changed or not: these keys, or every record when `keys` is left out (as `ebb resync`)',
+  request: {
+    params: z.object({ name: SyncName }),
+    body: { required: false, content: { 'application/json': { schema: z.strictObject({ keys: keys.min(1).optional() }).openapi('ResyncRecords') } } },
+  },
+  responses: {
+    200: jsonResponse(
+      z.object({ sync: z.string(), marked: z.number().int(), in_doubt: z.array(z.string()).openapi({ description: 'Records in doubt left alone (settle them first)' }) }).openapi('RecordsResynced'),
+      'The records were marked RESYNC_REQUESTED',
+    ),
+    ...problemResponses(401, 403, 404, 409, 422, 500, 503),
+  },
+});
+
+const skip = createRoute({
+  method: 'post',
+  path: `${apiBase}/syncs/{name}/records/skip`,
+  operationId: 'skipRecords',
+  tags: ['records'],
+  summary: 'Stop sending records: until they change, or with `always` until they are resynced (as `ebb skip`)',
+  request: {
+    params: z.object({ name: SyncName }),
+    body: { required: true, content: { 'application/json': { schema: z.strictObject({ keys: keys.min(1), always: z.boolean().default(false) }).openapi('SkipRecords') } } },
+  },
+  responses: { 200: jsonResponse(z.object({ sync: z.string(), skipped: z.number().int() }).openapi('RecordsSkipped'), 'The records were skipped'), ...problemResponses(401, 403, 404, 409, 422, 500, 503) },
+});
+
 export function register(app: OpenAPIHono, ctx: ServerContext): void {
   app.openapi(list, async (c) => {
     const { name } = c.req.valid('param');
@@ -44,5 +78,15 @@ export function register(app: OpenAPIHono, ctx: ServerContext): void {
     const { limit, offset } = c.req.valid('query');
     const rows = await ctx.engines.with((engine) => recordHistory(engine, { sync: name, keys: [key], limit: limit + 1, offset }));
     return sendJson(c, pageFromOneMore(rows, limit, offset));
+  });
+  app.openapi(resync, async (c) => {
+    const { name } = c.req.valid('param');
+    const body = c.req.header('content-type')?.includes('json') ? c.req.valid('json') : {};
+    return sendJson(c, await ctx.engines.with((engine) => resyncRecords(engine, name, { keys: body.keys, by: 'api' })));
+  });
+  app.openapi(skip, async (c) => {
+    const { name } = c.req.valid('param');
+    const { keys: chosen, always } = c.req.valid('json');
+    return sendJson(c, await ctx.engines.with((engine) => skipRecords(engine, name, { keys: chosen, always, by: 'api' })));
   });
 }

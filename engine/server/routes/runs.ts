@@ -1,9 +1,9 @@
 /** Runs: trigger one now, list a sync's, follow one, cancel one. */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { getRun, listRuns, type RunRow } from '../../ops/index.ts';
+import { getRun, getRunRequest, listRuns, queueRun, type RunRow } from '../../ops/index.ts';
 import { sendJson, sendProblem, apiBase, type ServerContext } from '../http.ts';
 import { problem, problemResponses } from '../problems.ts';
-import { jsonResponse, Page, paged, pageFromOneMore, Run, RunAccepted, RunId, SyncName } from '../schemas.ts';
+import { jsonResponse, Page, paged, pageFromOneMore, Run, RunAccepted, RunId, RunQueued, RunRequest, SyncName } from '../schemas.ts';
 import type { LiveRun } from '../live-runs.ts';
 
 const trigger = createRoute({
@@ -17,10 +17,32 @@ const trigger = createRoute({
     params: z.object({ name: SyncName }),
     body: {
       required: false,
-      content: { 'application/json': { schema: z.object({ full_resync: z.boolean().default(false).openapi({ description: 'Send every record again, changed or not' }) }).openapi('TriggerRun') } },
+      content: {
+        'application/json': {
+          schema: z
+            .strictObject({
+              full_resync: z.boolean().default(false).openapi({ description: 'Send every record again, changed or not' }),
+              trigger: z.enum(['api', 'airflow', 'dbt', 'manual']).default('api').openapi({ description: 'What started the run, as sync_runs records it' }),
+            })
+            .openapi('TriggerRun'),
+        },
+      },
     },
   },
-  responses: { 202: jsonResponse(RunAccepted, 'The run started'), ...problemResponses(401, 403, 404, 409, 422, 500, 503) },
+  responses: {
+    202: jsonResponse(z.union([RunAccepted, RunQueued]), 'The run started (or, on a server with --queue-runs, was queued for the workers)'),
+    ...problemResponses(401, 403, 404, 409, 422, 500, 503),
+  },
+});
+
+const request = createRoute({
+  method: 'get',
+  path: `${apiBase}/requests/{request_id}`,
+  operationId: 'getRunRequest',
+  tags: ['runs'],
+  summary: 'A queued run request: who claimed it, and the run that served it',
+  request: { params: z.object({ request_id: z.string().min(1).openapi({ param: { name: 'request_id', in: 'path' } }) }) },
+  responses: { 200: jsonResponse(RunRequest, 'The request'), ...problemResponses(401, 404, 500, 503) },
 });
 
 const list = createRoute({
@@ -63,10 +85,23 @@ export function register(app: OpenAPIHono, ctx: ServerContext): void {
   app.openapi(trigger, async (c) => {
     const { name } = c.req.valid('param');
     const body = c.req.header('content-type')?.includes('json') ? c.req.valid('json') : undefined;
-    const run = await ctx.runs.start(name, { fullResync: body?.full_resync, log: (message) => ctx.log({ level: 'info', message }) });
+    if (ctx.queueRuns) {
+      if (body?.full_resync) {
+        return sendProblem(c, problem('invalid-request', `this server queues runs for the workers, and a queued run cannot ask for a full resync; mark the records with POST ${apiBase}/syncs/${name}/records/resync, then trigger the run`));
+      }
+      const queued = await ctx.engines.with((engine) => queueRun(engine, name, { trigger: body?.trigger, warn: (message) => ctx.log({ level: 'warn', message }) }));
+      const url = `${apiBase}/requests/${queued.request_id}`;
+      c.header('location', url);
+      return sendJson(c, { ...queued, status: 'QUEUED', url }, 202);
+    }
+    const run = await ctx.runs.start(name, { fullResync: body?.full_resync, trigger: body?.trigger, log: (message) => ctx.log({ level: 'info', message }) });
     const url = `${apiBase}/runs/${encodeURIComponent(run.runId)}`;
     c.header('location', url);
     return sendJson(c, { run_id: run.runId, sync_name: name, status: 'RUNNING', url }, 202);
+  });
+  app.openapi(request, async (c) => {
+    const { request_id } = c.req.valid('param');
+    return sendJson(c, await ctx.engines.with((engine) => getRunRequest(engine, request_id)));
   });
   app.openapi(list, async (c) => {
     const { name } = c.req.valid('param');
@@ -84,10 +119,10 @@ export function register(app: OpenAPIHono, ctx: ServerContext): void {
     const row = await ctx.engines.with((engine) => getRun(engine, run_id));
     const live = ctx.runs.get(run_id);
     if (row.status !== 'RUNNING') return sendProblem(c, problem('run-finished', `run ${run_id} has already ended (${String(row.status)}); there is nothing to cancel`));
-    if (!live) {
+    if (live) live.controller.abort(new Error('cancelled through the API'));
+    else if (!ctx.scheduler?.cancel(run_id)) {
       return sendProblem(c, problem('run-elsewhere', `run ${run_id} of ${row.sync_name} was started by another process (a scheduler, a worker or \`ebb run\`); stop that process with SIGTERM or Ctrl-C: it stops sending and records the rest as DELAYED`));
     }
-    live.controller.abort(new Error('cancelled through the API'));
     return sendJson(c, runView(row, live), 202);
   });
 }

@@ -1,9 +1,9 @@
-/** The syncs: list, one in full, and the dry run. */
+/** The syncs: list, one in full, the dry run, and an admin's changes (overrides, revert, delete). */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { getSync, listSyncs, planSync } from '../../ops/index.ts';
-import { sendJson, apiBase, type ServerContext } from '../http.ts';
-import { problemResponses } from '../problems.ts';
-import { flag, jsonResponse, Page, paged, pageOf, Plan, SyncDetail, SyncName, SyncSummary } from '../schemas.ts';
+import { deleteSync, getSync, listSyncs, planSync, revertSync, setOverrides } from '../../ops/index.ts';
+import { sendJson, sendProblem, apiBase, type ServerContext } from '../http.ts';
+import { problem, problemResponses } from '../problems.ts';
+import { flag, jsonResponse, OverridesPatch, Page, paged, pageOf, Plan, SyncDeleted, SyncDetail, SyncName, SyncSummary } from '../schemas.ts';
 
 const list = createRoute({
   method: 'get',
@@ -48,7 +48,42 @@ const plan = createRoute({
   responses: { 200: jsonResponse(Plan, 'The plan'), ...problemResponses(401, 404, 409, 422, 500, 503) },
 });
 
+const patch = createRoute({
+  method: 'patch',
+  path: `${apiBase}/syncs/{name}`,
+  operationId: 'updateSync',
+  tags: ['syncs'],
+  summary: "Set an admin's overrides (status, schedule, batch_size, max_run_seconds, rate_limit); null removes one",
+  description: 'Checked as ebb.yml is; the overrides win over the code until reverted. `{"status": "PAUSED"}` pauses the sync, `{"status": null}` lifts the pause.',
+  request: { params: z.object({ name: SyncName }), body: { required: true, content: { 'application/json': { schema: OverridesPatch } } } },
+  responses: { 200: jsonResponse(SyncDetail, 'The sync, changed'), ...problemResponses(401, 403, 404, 422, 500, 503) },
+});
+
+const revert = createRoute({
+  method: 'post',
+  path: `${apiBase}/syncs/{name}/revert`,
+  operationId: 'revertSync',
+  tags: ['syncs'],
+  summary: "Drop the admin's overrides: the settings from code apply again (a pause is lifted)",
+  request: { params: z.object({ name: SyncName }) },
+  responses: { 200: jsonResponse(SyncDetail, 'The sync, reverted'), ...problemResponses(401, 403, 404, 500, 503) },
+});
+
+const remove = createRoute({
+  method: 'delete',
+  path: `${apiBase}/syncs/{name}`,
+  operationId: 'deleteSync',
+  tags: ['syncs'],
+  summary: 'Remove the sync from the catalog with its record state (runs and history stay); needs `?confirm=<the sync name>`',
+  request: {
+    params: z.object({ name: SyncName }),
+    query: z.object({ confirm: z.string().optional().openapi({ description: "The sync's name again, as `ebb delete --yes`" }) }),
+  },
+  responses: { 200: jsonResponse(SyncDeleted, 'The sync was removed'), ...problemResponses(401, 403, 404, 422, 500, 503) },
+});
+
 export function register(app: OpenAPIHono, ctx: ServerContext): void {
+  const warn = (message: string) => ctx.log({ level: 'warn', message });
   app.openapi(list, async (c) => {
     const { tag, status, health, limit, offset } = c.req.valid('query');
     const rows = await ctx.engines.with((engine) => listSyncs(engine, { tag, status, health }));
@@ -62,5 +97,27 @@ export function register(app: OpenAPIHono, ctx: ServerContext): void {
     const { name } = c.req.valid('param');
     const { limit, full_resync, allow_destructive } = c.req.valid('query');
     return sendJson(c, await ctx.engines.with((engine) => planSync(engine, name, { limit, fullResync: full_resync, allowDestructive: allow_destructive })));
+  });
+  app.openapi(patch, async (c) => {
+    const { name } = c.req.valid('param');
+    const changes = c.req.valid('json');
+    return sendJson(c, await ctx.engines.with(async (engine) => {
+      await setOverrides(engine, name, changes, { warn });
+      return getSync(engine, name);
+    }));
+  });
+  app.openapi(revert, async (c) => {
+    const { name } = c.req.valid('param');
+    return sendJson(c, await ctx.engines.with(async (engine) => {
+      await revertSync(engine, name, { warn });
+      return getSync(engine, name);
+    }));
+  });
+  app.openapi(remove, async (c) => {
+    const { name } = c.req.valid('param');
+    if (c.req.valid('query').confirm !== name) {
+      return sendProblem(c, problem('confirmation-required', `deleting ${name} drops the state of its records (its runs and history stay); confirm with ?confirm=${encodeURIComponent(name)}`));
+    }
+    return sendJson(c, await ctx.engines.with((engine) => deleteSync(engine, name, { confirmed: true, warn })));
   });
 }
