@@ -47,6 +47,16 @@ export class NotFoundError extends UsageError {
   }
 }
 
+/** Records in doubt (NEEDS_REVIEW) were named for a change that could send them twice: resolve them first. */
+export class RecordsInDoubtError extends EbbError {
+  constructor(
+    readonly keys: string[],
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** The warehouse refused a statement. Names the SQL template that produced it. */
 export class WarehouseError extends EbbError {
   /** The warehouse's error code and SQL state, where it gave them (Snowflake: `000625`, `57014`). */

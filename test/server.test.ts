@@ -311,6 +311,44 @@ describe("an admin's changes", () => {
     expect((await api.call<Json>('POST', '/api/v1/syncs/nope/records/resync')).status).toBe(404);
   });
 
+  it("shows the sync's audit trail, by run and failures", async () => {
+    const { dir } = await fileProject(3);
+    const api = await serve(dir);
+    const first = await runToEnd(api, 'people_a');
+    await runToEnd(api, 'people_a', { full_resync: true });
+    const all = await api.call<Json>('GET', '/api/v1/syncs/people_a/history?limit=4');
+    expect(all.body.items).toHaveLength(4);
+    expect(all.body.next_offset).toBe(4);
+    expect(all.body.items[0]).toMatchObject({ action: 'update', apply_reason: 'FULL_RESYNC' });
+    const ofRun = await api.call<Json>('GET', `/api/v1/syncs/people_a/history?run_id=${first.run_id}`);
+    expect(ofRun.body.items.map((h: Json) => [h.record_key, h.action, h.success]).sort()).toEqual([
+      ['0', 'create', true],
+      ['1', 'create', true],
+      ['2', 'create', true],
+    ]);
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/history?failed=true')).body.items).toEqual([]);
+    expect((await api.call<Json>('GET', '/api/v1/syncs/nope/history')).status).toBe(404);
+  });
+
+  it('refuses to resend records in doubt (409) and settles them', async () => {
+    const { dir, db } = await fileProject(3);
+    const api = await serve(dir);
+    await runToEnd(api, 'people_a');
+    await inAnotherProcess(db, `UPDATE ebb.sync_record_state SET apply_state = 'NEEDS_REVIEW' WHERE sync_name = 'people_a' AND record_key = '1'`);
+    const refused = await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resync', { body: { keys: ['1', '2'] } });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ type: 'urn:ebb:problem:records-in-doubt', keys: ['1'], detail: expect.stringContaining('ebb resolve') });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records?apply_state=NEEDS_REVIEW')).body.items.map((r: Json) => r.record_key)).toEqual(['1']);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resolve', { body: { keys: ['1'] } })).status).toBe(422);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resolve', { body: { keys: ['2'], not_in_app: true } })).status).toBe(422);
+    expect((await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resolve', { body: { keys: ['1'], app_ids: ['a', 'b'] } })).status).toBe(422);
+    const resolved = await api.call<Json>('POST', '/api/v1/syncs/people_a/records/resolve', { body: { keys: ['1'], app_ids: ['app-1'] } });
+    expect(resolved.status).toBe(200);
+    expect(resolved.body).toEqual({ sync: 'people_a', resolved: 1 });
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records?apply_state=NEEDS_REVIEW')).body.items).toEqual([]);
+    expect((await api.call<Json>('GET', '/api/v1/syncs/people_a/records/1/history')).body.items[0]).toMatchObject({ action: 'resolve' });
+  });
+
   it('deploys the project, or plans the deploy', async () => {
     const { dir } = await fileProject();
     const api = await serve(dir);
@@ -510,6 +548,7 @@ describe('read-only mode', () => {
       ['DELETE', '/api/v1/syncs/people_a?confirm=people_a'],
       ['POST', '/api/v1/syncs/people_a/records/resync'],
       ['POST', '/api/v1/syncs/people_a/records/skip'],
+      ['POST', '/api/v1/syncs/people_a/records/resolve'],
       ['POST', '/api/v1/deploy'],
     ]) {
       const answer = await api.call<Json>(method, path);

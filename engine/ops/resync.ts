@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import type { Engine } from '../engine.ts';
 import { selectSyncs } from '../engine.ts';
 import { newRunId } from '../run.ts';
-import { EbbError, UsageError } from '../errors.ts';
+import { RecordsInDoubtError, UsageError } from '../errors.ts';
 import type { Row } from '../warehouse/warehouse.ts';
 
 /** Who acted, for the history rows of a manual change; a server passes its caller. */
@@ -20,7 +20,8 @@ async function inDoubt(engine: Engine, name: string, keys: string[] | null): Pro
 async function refuseInDoubt(engine: Engine, name: string, keys: string[], command: string): Promise<void> {
   const doubtful = await inDoubt(engine, name, keys);
   if (doubtful.length === 0) return;
-  throw new EbbError(
+  throw new RecordsInDoubtError(
+    doubtful,
     `${name}: ${doubtful.join(', ')} ${doubtful.length === 1 ? 'is' : 'are'} in doubt (NEEDS_REVIEW): the app may hold ${doubtful.length === 1 ? 'it' : 'them'} already, ` +
       `so \`ebb ${command}\` could create ${doubtful.length === 1 ? 'it' : 'them'} twice. Check the app, then run ` +
       `\`ebb resolve ${name} --key K --app-id ID\` (it is there) or \`ebb resolve ${name} --key K --not-in-app\` (it is not)`,

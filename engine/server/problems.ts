@@ -4,7 +4,7 @@
  * The status comes from ebb's typed errors, the same ones that drive the CLI's exit codes.
  */
 import { z } from '@hono/zod-openapi';
-import { ConfigError, EbbError, NotFoundError, RunRefusedError, UsageError, type RefusalReason } from '../errors.ts';
+import { ConfigError, EbbError, NotFoundError, RecordsInDoubtError, RunRefusedError, UsageError, type RefusalReason } from '../errors.ts';
 import { WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact } from '../redact.ts';
 
@@ -17,6 +17,7 @@ export const problemTypes = {
   'run-refused': { status: 409, title: 'The run was refused' },
   'run-finished': { status: 409, title: 'The run has already finished' },
   'run-elsewhere': { status: 409, title: 'The run belongs to another process' },
+  'records-in-doubt': { status: 409, title: 'Records are in doubt' },
   'invalid-request': { status: 422, title: 'The request is invalid' },
   'invalid-config': { status: 422, title: 'The configuration is invalid' },
   'confirmation-required': { status: 422, title: 'The deletion needs a confirmation' },
@@ -42,6 +43,7 @@ export const ProblemSchema = z
     detail: z.string().openapi({ description: 'What happened and what to do next.' }),
     reason: z.enum(refusalReasons).optional().openapi({ description: 'For a refused run: why (the reason code of `ebb run --json`).' }),
     run_id: z.string().optional().openapi({ description: 'For `run-in-progress`: the run that holds the sync.' }),
+    keys: z.array(z.string()).optional().openapi({ description: 'For `records-in-doubt`: the records to resolve first.' }),
     errors: z.array(z.object({ path: z.string(), message: z.string() })).optional().openapi({ description: 'For an invalid request or config: one entry per problem, with its path.' }),
   })
   .openapi('Problem');
@@ -60,6 +62,7 @@ export function problemOf(e: unknown): Problem {
   if (e instanceof RunRefusedError) {
     return e.reason === 'locked' ? problem('run-in-progress', e.message, { reason: e.reason, ...(e.runId ? { run_id: e.runId } : {}) }) : problem('run-refused', e.message, { reason: e.reason });
   }
+  if (e instanceof RecordsInDoubtError) return problem('records-in-doubt', e.message, { keys: e.keys });
   if (e instanceof ConfigError) return problem('invalid-config', e.message, { errors: e.issues.map(({ path, message }) => ({ path, message: redact(message) })) });
   if (e instanceof UsageError) return problem('invalid-request', e.message);
   if (e instanceof WarehouseBusyError) return problem('warehouse-busy', e.message);

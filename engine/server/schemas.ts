@@ -173,6 +173,8 @@ export const HistoryEntry = z
   })
   .openapi('HistoryEntry');
 
+export const HistoryPage = paged(HistoryEntry, 'HistoryPage');
+
 export const Plan = z
   .object({
     sync: z.string(),

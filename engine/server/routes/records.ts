@@ -1,9 +1,9 @@
 /** A sync's records: their state now, the audit trail of one record, and resending or skipping records. */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { listRecords, recordHistory, resyncRecords, skipRecords } from '../../ops/index.ts';
+import { listRecords, recordHistory, resolveRecords, resyncRecords, skipRecords } from '../../ops/index.ts';
 import { sendJson, apiBase, type ServerContext } from '../http.ts';
 import { problemResponses } from '../problems.ts';
-import { HistoryEntry, jsonResponse, Page, paged, pageFromOneMore, RecordKey, RecordState, SyncName } from '../schemas.ts';
+import { flag, HistoryPage, jsonResponse, Page, paged, pageFromOneMore, RecordKey, RecordState, SyncName } from '../schemas.ts';
 
 const keys = z.array(z.string()).openapi({ description: 'Record keys as text (a composite key is its values as a JSON array)', example: ['42'] });
 
@@ -30,7 +30,39 @@ const history = createRoute({
   tags: ['records'],
   summary: 'Every outcome of one record, newest first: action, reason, what was sent, what the app answered',
   request: { params: z.object({ name: SyncName, key: RecordKey }), query: Page },
-  responses: { 200: jsonResponse(paged(HistoryEntry, 'HistoryPage'), 'A page of outcomes'), ...problemResponses(401, 404, 422, 500, 503) },
+  responses: { 200: jsonResponse(HistoryPage, 'A page of outcomes'), ...problemResponses(401, 404, 422, 500, 503) },
+});
+
+const syncHistory = createRoute({
+  method: 'get',
+  path: `${apiBase}/syncs/{name}/history`,
+  operationId: 'syncHistory',
+  tags: ['records'],
+  summary: "The sync's audit trail, newest first, as `ebb history`: every outcome of every record, under its former names too",
+  request: {
+    params: z.object({ name: SyncName }),
+    query: Page.extend({
+      run_id: z.string().optional().openapi({ description: 'Only the outcomes of this run' }),
+      failed: flag('Only the outcomes that did not succeed'),
+    }),
+  },
+  responses: { 200: jsonResponse(HistoryPage, 'A page of outcomes'), ...problemResponses(401, 404, 422, 500, 503) },
+});
+
+const resolve = createRoute({
+  method: 'post',
+  path: `${apiBase}/syncs/{name}/records/resolve`,
+  operationId: 'resolveRecords',
+  tags: ['records'],
+  summary: 'Settle records in doubt (NEEDS_REVIEW), as `ebb resolve`: the app holds them under `app_ids` (one per key), or with `not_in_app` it does not and the next run creates them',
+  request: {
+    params: z.object({ name: SyncName }),
+    body: {
+      required: true,
+      content: { 'application/json': { schema: z.strictObject({ keys: keys.min(1), app_ids: z.array(z.string()).optional(), not_in_app: z.boolean().default(false) }).openapi('ResolveRecords') } },
+    },
+  },
+  responses: { 200: jsonResponse(z.object({ sync: z.string(), resolved: z.number().int() }).openapi('RecordsResolved'), 'The records were settled'), ...problemResponses(401, 403, 404, 422, 500, 503) },
 });
 
 const resync = createRoute({
@@ -78,6 +110,17 @@ export function register(app: OpenAPIHono, ctx: ServerContext): void {
     const { limit, offset } = c.req.valid('query');
     const rows = await ctx.engines.with((engine) => recordHistory(engine, { sync: name, keys: [key], limit: limit + 1, offset }));
     return sendJson(c, pageFromOneMore(rows, limit, offset));
+  });
+  app.openapi(syncHistory, async (c) => {
+    const { name } = c.req.valid('param');
+    const { limit, offset, run_id, failed } = c.req.valid('query');
+    const rows = await ctx.engines.with((engine) => recordHistory(engine, { sync: name, runId: run_id, failed, limit: limit + 1, offset }));
+    return sendJson(c, pageFromOneMore(rows, limit, offset));
+  });
+  app.openapi(resolve, async (c) => {
+    const { name } = c.req.valid('param');
+    const { keys: chosen, app_ids, not_in_app } = c.req.valid('json');
+    return sendJson(c, await ctx.engines.with((engine) => resolveRecords(engine, name, { keys: chosen, appIds: app_ids, notInApp: not_in_app, by: 'api' })));
   });
   app.openapi(resync, async (c) => {
     const { name } = c.req.valid('param');
