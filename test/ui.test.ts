@@ -289,6 +289,32 @@ describe('the Sync Manager in Chromium', () => {
     }
   });
 
+  it('asks a server with a token for it, and shows the refusal of a read-only server', async () => {
+    const dir = await makeProject({
+      version: 1,
+      name: 'guarded',
+      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+      connections: { files: { plugin: 'file', config: { directory: './out' } } },
+      syncs: [{ name: 'guarded_sync', source: { query: 'select 1 as id', key: 'id' }, destination: { connection: 'files', object: 'ids.jsonl' }, strategy: 'upsert', mapping: { id: 'id' } }],
+    });
+    const guarded = createServer({ project: await loadProject(dir), scheduler: false, token: 'a-long-secret-token', readOnly: true, log: () => undefined });
+    const other = await browser.newPage();
+    try {
+      const { url: guardedUrl } = await guarded.listen({ port: 0 });
+      await other.goto(`${guardedUrl}/#/syncs`);
+      await other.getByLabel('Token').fill('a-long-secret-token');
+      await other.getByRole('button', { name: 'Use this token' }).click();
+      await other.locator('tr[data-sync="guarded_sync"]').waitFor();
+      await other.locator('tr[data-sync="guarded_sync"]').getByRole('button', { name: /^Pause/ }).click();
+      expect(await other.getByRole('alert').textContent()).toContain('--read-only');
+      // The token stays in this tab's session storage, never in the address.
+      expect(other.url()).not.toContain('a-long-secret-token');
+    } finally {
+      await other.close();
+      await guarded.close();
+    }
+  });
+
   it('ran without an error in the page', () => {
     expect(errors).toEqual([]);
   });
