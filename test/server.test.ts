@@ -266,6 +266,7 @@ describe("an admin's changes", () => {
     const resumed = await api.call<Json>('PATCH', '/api/v1/syncs/people_a', { body: { status: null, batch_size: null } });
     expect(resumed.body).toMatchObject({ status: 'ACTIVE', overrides: { schedule: { every: '15m' }, rate_limit: { requests: 5, per_seconds: 1 } } });
     expect(resumed.body.overrides).not.toHaveProperty('batch_size');
+    expect((await api.call<Json>('GET', '/api/v1/syncs?tag=daily')).body.items.find((s: Json) => s.sync_name === 'people_a').schedule).toBe('{"every":"15m"}');
     const reverted = await api.call<Json>('POST', '/api/v1/syncs/people_a/revert');
     expect(reverted.body).toMatchObject({ status: 'ACTIVE', overrides: {} });
     expect((await api.call<Json>('PATCH', '/api/v1/syncs/nope', { body: { status: 'PAUSED' } })).status).toBe(404);

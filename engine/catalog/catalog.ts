@@ -20,6 +20,11 @@ const overrideFields = {
   ),
 };
 export const overridesSchema = z.object(overrideFields).partial();
+
+/** A schedule as the catalog's `schedule` column holds it: `manual`, `live`, or JSON such as `{"every":"15m"}`. */
+export function scheduleText(schedule: SyncConfig['schedule']): string {
+  return typeof schedule === 'string' ? schedule : JSON.stringify(schedule);
+}
 export type Overrides = z.infer<typeof overridesSchema>;
 
 /**

@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import type { Engine } from '../engine.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import type { Project } from '../config/load.ts';
-import { readCatalog, type CatalogEntry } from './catalog.ts';
+import { readCatalog, scheduleText, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { DestructiveChangeError, RunRefusedError } from '../errors.ts';
 import { assessChange, describeChange, type DestructiveChange } from './destructive.ts';
@@ -125,7 +125,7 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
         definition: storedDefinition(engine.project, sync),
         definition_hash: definitionHash(engine.project, sync),
         project_version: project.config.version,
-        schedule: typeof sync.schedule === 'string' ? sync.schedule : JSON.stringify(sync.schedule),
+        schedule: scheduleText(sync.schedule),
         former_names: JSON.stringify(former),
       });
       if (step.from) await sql.run('state_rename', { sync_name: step.sync, former_name: step.from });

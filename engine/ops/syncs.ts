@@ -1,6 +1,6 @@
 /** The syncs of a project as `ebb status` shows them, and one sync in full. */
 import type { Engine } from '../engine.ts';
-import { readCatalog, type CatalogEntry, type Overrides } from '../catalog/catalog.ts';
+import { readCatalog, scheduleText, type CatalogEntry, type Overrides } from '../catalog/catalog.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import { topErrors, type TopError } from '../record/record.ts';
 import { redactValue } from '../redact.ts';
@@ -39,6 +39,8 @@ export async function listSyncs(engine: Engine, options: ListSyncsOptions = {}):
     const row = health.get(e.name);
     return {
       ...row,
+      // The schedule in force: an admin's override wins over the deployed one.
+      schedule: e.overrides.schedule === undefined ? row?.schedule : scheduleText(e.overrides.schedule),
       sync_name: e.name,
       status: e.status,
       health: e.health,
