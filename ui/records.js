@@ -38,8 +38,11 @@ function RecordDetail({ name, recordKey }) {
   const history = useResource(() => api(`/syncs/${seg(name)}/records/${seg(recordKey)}/history`), [name, recordKey]);
   const record = (state.data?.items ?? []).find((r) => String(r.record_key) === recordKey);
   const outcomes = history.data?.items ?? [];
+  // Said here, not in the form: the form goes once the record is settled.
+  const [settled, setSettled] = useState('');
   return html`<section aria-labelledby="record-title" class="record">
     <h2 id="record-title">Record <span class="mono">${recordKey}</span></h2>
+    <p class="status" role="status" aria-live="polite">${settled}</p>
     <${Problem} error=${state.error ?? history.error} />
     ${state.data && !record && html`<p>No record with this key in the state of ${name}.${outcomes.length > 0 ? ' Its history is below.' : ''}</p>`}
     ${record &&
@@ -52,7 +55,9 @@ function RecordDetail({ name, recordKey }) {
         <div><dt>Last synced</dt><dd>${when(record.last_synced_at)}</dd></div>
       </dl>
       ${errorOf(record.last_result) && html`<p class="problem">The app's last answer: ${errorOf(record.last_result)}</p>`}
-      <${RecordButtons} name=${name} keys=${[recordKey]} onDone=${() => (state.reload(), history.reload())} />
+      ${record.apply_state === 'NEEDS_REVIEW'
+        ? html`<${Resolve} name=${name} recordKey=${recordKey} onDone=${(text) => (setSettled(text), state.reload(), history.reload())} />`
+        : html`<${RecordButtons} name=${name} keys=${[recordKey]} onDone=${() => (state.reload(), history.reload())} />`}
       <h3>Current record</h3>
       <${Json} value=${record.transformed_record} label="The transformed record" />`}
     <h3>History</h3>
@@ -74,6 +79,40 @@ function RecordDetail({ name, recordKey }) {
       </li>`)}
     </ol>
   </section>`;
+}
+
+/**
+ * A record in doubt (NEEDS_REVIEW): the app may hold it already, so sending it again could create
+ * it twice. Whoever checked the app settles it: it is there (under this identifier), or it is not.
+ */
+function Resolve({ name, recordKey, onDone }) {
+  const [appId, setAppId] = useState('');
+  const [error, setError] = useState(null);
+  const resolve = async (body, text) => {
+    setError(null);
+    try {
+      await api(`/syncs/${seg(name)}/records/resolve`, { method: 'POST', body: { keys: [recordKey], ...body } });
+      onDone(text);
+    } catch (e) {
+      setError(e);
+    }
+  };
+  const inApp = (event) => {
+    event.preventDefault();
+    return resolve({ app_ids: [appId.trim()] }, `Record ${recordKey} is the app's ${appId.trim()}.`);
+  };
+  return html`<form class="resolve" onSubmit=${inApp} aria-label="Settle the record in doubt">
+    <p>In doubt: the app may hold this record already (it accepted it without a readable identifier, or did not answer). Check the app, then say what you found.</p>
+    <div class="field">
+      <label for="resolve-app-id">Its identifier in the app</label>
+      <input id="resolve-app-id" value=${appId} onInput=${(e) => setAppId(e.currentTarget.value)} autocomplete="off" />
+    </div>
+    <div class="toolbar">
+      <button type="submit" class="primary" disabled=${!appId.trim()}>It is in the app</button>
+      <button type="button" onClick=${() => resolve({ not_in_app: true }, `Record ${recordKey} is not in the app: the next run creates it.`)}>It is not in the app</button>
+    </div>
+    <${Problem} error=${error} />
+  </form>`;
 }
 
 /** Resync (send again in the next run) or skip records; the server refuses records in doubt. */
