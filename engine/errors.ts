@@ -78,7 +78,7 @@ export class WarehouseError extends EbbError {
  * Why a run was refused. `paused`, `error_status` and `completed` come from the sync's status in
  * the catalog; `locked` from its run lock; the others from a guard before anything is sent.
  */
-export type RefusalReason = 'paused' | 'error_status' | 'completed' | 'not_deployed' | 'locked' | 'empty_source' | 'destructive_change' | 'outdated_project' | 'no_connection';
+export type RefusalReason = 'paused' | 'error_status' | 'completed' | 'not_deployed' | 'locked' | 'empty_source' | 'destructive_change' | 'outdated_project' | 'no_connection' | 'dependency_unhealthy';
 
 /** A run was refused before anything was sent; `reason` says why, for exit codes and schedulers. */
 export class RunRefusedError extends EbbError {

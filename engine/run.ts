@@ -13,6 +13,8 @@ import { redact } from './redact.ts';
 import { RunRefusedError } from './errors.ts';
 import { acquireRunLock } from './run-lock.ts';
 import { afterRun, catalogEntry, checkRunnable } from './catalog/lifecycle.ts';
+import { runFinished, runStarted } from './alerts/alerts.ts';
+import { fullResyncDue } from './schedule/resync.ts';
 
 export type Trigger = 'manual' | 'schedule' | 'live' | 'task' | 'api' | 'dbt' | 'airflow';
 
@@ -108,9 +110,14 @@ export async function runSync(engine: Engine, sync: SyncConfig, options: RunOpti
   sql.warehouse.tagRun(sync.name, runId);
   const lock = await acquireRunLock(sql, sync.name, runId);
   try {
+    // The lifecycle events go out from here, whoever started the run (CLI, scheduler, worker, server).
+    const trigger = options.trigger ?? 'manual';
+    const startEvent = runStarted(engine, sync, runId, trigger);
     // A lost lock stops the sending as a SIGTERM does; the run then ends FAILED with the lock's reason.
     const signal = options.signal ? AbortSignal.any([options.signal, lock.signal]) : lock.signal;
-    return await runLocked(engine, sync, runId, started, { ...options, signal }, lock.signal);
+    const result = await runLocked(engine, sync, runId, started, { ...options, signal }, lock.signal);
+    await runFinished(engine, sync, result, trigger, startEvent);
+    return result;
   } finally {
     // A lock that cannot be released (the warehouse is gone) expires on its own.
     await lock.release().catch(() => undefined);
@@ -149,7 +156,8 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     // Records left in doubt by earlier runs are looked up first, so that this run can finish them.
     const inDoubt = await sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
     if (inDoubt.length > 0) await findInDoubt(sql, sync, runId, await openSession(), inDoubt, batchSize);
-    summary = await plan(sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: options.allowEmptySource, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
+    const fullResync = options.fullResync || (await fullResyncDue(sql, sync));
+    summary = await plan(sql, sync, { runId, fullResync, allowEmptySource: options.allowEmptySource, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
     keyed = true;
     const toSend = summary.total - (summary.actions.untrack ?? 0) - (summary.actions.source_failure ?? 0);
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });

@@ -15,6 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { decide, formatDuration, parseInterval, type DueInput } from '../engine/schedule/due.ts';
+import { HttpReceivers } from './support/notification-receivers.ts';
 
 const bin = join(repoRoot, 'bin', 'ebb.js');
 /** Short intervals, so that the end-to-end tests take seconds. */
@@ -408,4 +409,124 @@ describe('a busy warehouse', () => {
       expect(result.stderr).not.toMatch(/internal error|\n\s+at /);
     }
   });
+});
+
+describe('dependent syncs (schedule: { after })', () => {
+  const T = Date.parse('2026-03-01T10:00:00Z');
+  const after: DueInput = { schedule: { after: ['a', 'b'] }, status: 'ACTIVE', lastRunAt: T, health: 'HEALTHY', startedAt: T - 3_600_000, now: T + 60_000 };
+
+  it('is due once every sync it runs after has finished HEALTHY since its own last run', () => {
+    expect(decide({ ...after, parents: new Map([['a', T + 1000], ['b', T - 1000]]) })).toEqual({ action: 'wait', reason: 'after a, b: b not HEALTHY since its last run', next: null });
+    expect(decide({ ...after, parents: new Map([['a', T + 1000], ['b', T + 2000]]) })).toEqual({ action: 'run', reason: 'after a, b: all HEALTHY since its last run', since: T + 2000 });
+    // Never ran: any HEALTHY run of each will do; a parent that never succeeded holds it back.
+    expect(decide({ ...after, lastRunAt: null, parents: new Map([['a', T - 5000], ['b', null]]) })).toMatchObject({ action: 'wait', reason: 'after a, b: b not HEALTHY yet' });
+    expect(decide({ ...after, lastRunAt: null, parents: new Map([['a', T - 5000], ['b', T - 4000]]) })).toMatchObject({ action: 'run' });
+    expect(decide({ ...after, status: 'PAUSED', parents: new Map([['a', T + 1000], ['b', T + 2000]]) })).toMatchObject({ action: 'skip' });
+  });
+
+  it('a cycle, an unknown sync or a sync after itself is a config error (exit 3)', async () => {
+    const { dir } = await fileProject([fileSync('a', { after: ['c'] }), fileSync('b', { after: ['a'] }), fileSync('c', { after: ['b'] })]);
+    const cycle = await ebb(dir, ['validate']);
+    expect(cycle.code).toBe(3);
+    expect(cycle.stderr).toContain('syncs[0].schedule.after: the syncs run after each other in a cycle (a → c → b → a)');
+    const { dir: other } = await fileProject([fileSync('a', { after: ['a'] }), fileSync('b', { after: ['nope'] })]);
+    const bad = await ebb(other, ['run', '--all']);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toContain('syncs[0].schedule.after: a sync cannot run after itself');
+    expect(bad.stderr).toContain('syncs[1].schedule.after: unknown sync "nope"');
+  });
+
+  it('`ebb run --all` runs syncs after the ones they depend on, and skips a sync whose parent did not end HEALTHY', async () => {
+    const { dir, db } = await fileProject([fileSync('grandchild', { after: ['child'] }), fileSync('child', { after: ['parent'] }), fileSync('parent', 'manual'), fileSync('alone', 'manual')]);
+    const ok = await ebb(dir, ['run', '--all', '--json']);
+    expect(ok.code, ok.stderr).toBe(0);
+    const order = (JSON.parse(ok.stdout) as { runs: Array<{ sync: string }> }).runs.map((r) => r.sync);
+    expect(order.filter((n) => n !== 'alone')).toEqual(['parent', 'child', 'grandchild']);
+    expect(order).toContain('alone');
+    // The parent's source breaks (a duplicate key): its run fails, and the syncs after it do not run.
+    await duck(db, `CREATE OR REPLACE TABLE people AS SELECT range AS id, 'person ' || range AS name FROM range(3) UNION ALL SELECT 1, 'twin'`);
+    const broken = await ebb(dir, ['run', '--all', '--json']);
+    const out = JSON.parse(broken.stdout) as { runs: Array<{ sync: string; health: string }>; skipped: Array<{ sync: string; reason_code: string; reason: string }> };
+    expect(out.skipped.map((s) => [s.sync, s.reason_code])).toEqual([
+      ['child', 'dependency_unhealthy'],
+      ['grandchild', 'dependency_unhealthy'],
+    ]);
+    expect(out.skipped[0].reason).toContain('runs after parent (FAILED), which did not end HEALTHY in this command');
+    expect(out.runs.map((r) => [r.sync, r.health]).sort()).toEqual([['alone', 'FAILED'], ['parent', 'FAILED']]);
+    expect(broken.code).toBe(1);
+  });
+
+  it('the scheduler runs a sync after the syncs it depends on, each time they all completed HEALTHY', async () => {
+    const { dir, db } = await fileProject([fileSync('parent', { every: '1s' }), fileSync('child', { after: ['parent'] }), fileSync('waits', { after: ['parent', 'manual'] }), fileSync('manual', 'manual')]);
+    const scheduler = startScheduler(dir);
+    await scheduler.waitFor(/waits: waiting \(after parent, manual: manual not HEALTHY yet\)/);
+    await until('two runs of child', async () => (await runsOf(db, 'child')).length >= 2);
+    expect(await runsOf(db, 'waits')).toEqual([]);
+    // The manual parent runs by hand: the sync that also waited for it runs next.
+    expect((await ebb(dir, ['run', 'manual'])).code).toBe(0);
+    await until('a run of waits', async () => (await runsOf(db, 'waits')).length >= 1);
+    expect(await scheduler.stop()).toBe(0);
+    const parents = await runsOf(db, 'parent');
+    // Each run of child started after a HEALTHY run of parent that finished after child's previous run.
+    const children = await runsOf(db, 'child');
+    children.forEach((run, i) => {
+      const since = i === 0 ? 0 : children[i - 1].started_at.getTime();
+      expect(parents.some((p) => p.status === 'HEALTHY' && p.finished_at!.getTime() > since && p.finished_at!.getTime() <= run.started_at.getTime())).toBe(true);
+    });
+    expect(children.every((r) => r.trigger === 'schedule')).toBe(true);
+  });
+});
+
+describe('periodic full resyncs (full_resync_every)', () => {
+  it('the scheduler sends every record again once the interval has passed, with reason FULL_RESYNC', async () => {
+    const { dir, db } = await fileProject([fileSync('periodic', { every: '1s' }, { full_resync_every: '3s' })]);
+    const scheduler = startScheduler(dir);
+    const full = async () =>
+      (await runsOf(db, 'periodic')).length === 0 ? [] : query(db, `SELECT DISTINCT run_id FROM ebb.sync_record_history WHERE sync_name = 'periodic' AND apply_reason = 'FULL_RESYNC' ORDER BY run_id`);
+    await until('two full resyncs', async () => (await full()).length >= 2, 30_000);
+    expect(await scheduler.stop()).toBe(0);
+    const runs = await runsOf(db, 'periodic');
+    const resyncs = (await full()).map((r) => String(r.run_id));
+    // The first run sends everything as NEW; runs in between send nothing; every record goes again at each resync.
+    expect(resyncs).not.toContain(runs[0].run_id);
+    expect(runs.length).toBeGreaterThan(resyncs.length + 1);
+    for (const runId of resyncs) {
+      expect(await query(db, `SELECT count(*) AS n FROM ebb.sync_record_history WHERE run_id = '${runId}' AND apply_reason = 'FULL_RESYNC' AND apply_state = 'SUCCESS'`)).toEqual([{ n: 3 }]);
+    }
+    const quiet = runs.filter((r) => !resyncs.includes(r.run_id)).slice(1);
+    expect(quiet.every((r) => r.succeeded === 0)).toBe(true);
+  }, 60_000);
+});
+
+describe('alerts between runs', () => {
+  it('the scheduler fires `no_success` for a sync that has not succeeded for too long, once, and its next success resolves it', async () => {
+    const secret = 'whsec-scheduler-0123456789';
+    const receivers = await HttpReceivers.start(secret);
+    cleanups.push(() => receivers.stop());
+    const dir = await makeProject({
+      version: 1,
+      name: 'quiet',
+      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+      connections: { out: { plugin: 'file', config: { directory: './out' } } },
+      alerts: { channels: { hook: { type: 'webhook', url: `${receivers.url}/hook`, secret: "{{ env_var('HOOK_SECRET') }}", events: ['sync.alert.firing', 'sync.alert.resolved'] } }, rules: { no_success: { for: '2s' } } },
+      syncs: [fileSync('quiet', 'manual')],
+    });
+    const db = join(dir, 'warehouse.duckdb');
+    await duck(db, `CREATE TABLE people AS SELECT range AS id, 'person ' || range AS name FROM range(3)`);
+    const env = { HOOK_SECRET: secret };
+    const scheduler = startScheduler(dir, FAST, env);
+    const events = () => receivers.webhooks().map((h) => `${String(h.json.event)} ${String((h.json.alert as { rule: string }).rule)}`);
+    await until('the no_success alert', () => events().length > 0);
+    expect(events()).toEqual(['sync.alert.firing no_success']);
+    expect(receivers.webhooks()[0].verified).toBe(true);
+    expect(String((receivers.webhooks()[0].json.alert as { message: string }).message)).toContain('no successful run since the sync was deployed');
+    // Still quiet for a few more looks: no second notification.
+    await sleep(2500);
+    expect(events()).toEqual(['sync.alert.firing no_success']);
+    expect((await ebb(dir, ['run', 'quiet'], env)).code).toBe(0);
+    await until('the resolution', () => events().length > 1);
+    await sleep(2000);
+    expect(await scheduler.stop()).toBe(0);
+    expect(events()).toEqual(['sync.alert.firing no_success', 'sync.alert.resolved no_success']);
+  }, 60_000);
 });

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { scheduleSchema, syncSchema, type SyncConfig } from '../config/schema.ts';
+import { syncAlertsSchema } from '../config/alerts.ts';
 import type { Sql } from '../warehouse/sql.ts';
 import { NotFoundError, type ConfigIssue } from '../errors.ts';
 import { resolveEnvVars, zodIssues } from '../config/load.ts';
@@ -18,6 +19,8 @@ const overrideFields = {
     { requests: z.number().int().positive(), per_seconds: z.number().positive() },
     { error: 'expected { "requests": <positive integer>, "per_seconds": <positive number> }' },
   ),
+  /** Alert rules (each one over the code's) and channels. */
+  alerts: syncAlertsSchema,
 };
 export const overridesSchema = z.object(overrideFields).partial();
 
@@ -110,13 +113,15 @@ export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
 /** The definition that runs: the deployed one, with the admin's overrides on top. */
 export function effectiveSync(entry: CatalogEntry): SyncConfig | null {
   if (!entry.definition) return null;
-  const { schedule, batch_size, max_run_seconds, rate_limit } = entry.overrides;
+  const { schedule, batch_size, max_run_seconds, rate_limit, alerts } = entry.overrides;
+  const code = entry.definition.alerts;
   return {
     ...entry.definition,
     ...(schedule !== undefined && { schedule }),
     ...(batch_size !== undefined && { batch_size }),
     ...(max_run_seconds !== undefined && { max_run_seconds }),
     ...(rate_limit !== undefined && { rate_limit }),
+    ...(alerts !== undefined && { alerts: { rules: { ...code?.rules, ...alerts.rules }, notify: alerts.notify ?? code?.notify } }),
   };
 }
 

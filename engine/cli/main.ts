@@ -15,6 +15,7 @@ import * as lifecycle from './lifecycle.ts';
 import * as records from './records.ts';
 import * as deploy from './deploy.ts';
 import * as scheduler from './scheduler.ts';
+import * as alerts from './alerts.ts';
 import * as worker from './worker.ts';
 import * as serve from './serve.ts';
 
@@ -29,7 +30,7 @@ const program = new Command('ebb')
     process.exit(err.exitCode === 0 ? 0 : ExitCode.invalid);
   });
 
-for (const command of [init, validate, check, plan, run, status, runs, history, lifecycle, records, deploy, scheduler, worker, serve]) command.register(program);
+for (const command of [init, validate, check, plan, run, status, runs, history, lifecycle, records, deploy, scheduler, worker, serve, alerts]) command.register(program);
 
 // The last line of defence: a promise nobody awaited that fails is still reported as ebb reports
 // errors (a message, exit 1), never as a stack trace.

@@ -10,6 +10,8 @@ import { loadPlugin } from '../plugins.ts';
 import { defaultCapabilities, type Plugin } from '../../plugins/plugin.ts';
 import { addSecret, isSecretUse, Secrets } from '../redact.ts';
 import { resolveDbtModels } from './dbt.ts';
+import { dependencyIssues } from '../schedule/dependencies.ts';
+import { channelIssues } from '../alerts/channels.ts';
 
 /** A loaded, valid project. */
 export interface Project {
@@ -102,6 +104,7 @@ export async function loadProject(projectDir = '.', options: LoadOptions = {}): 
   const config = parsed.data;
   const plugins = new Map<string, Plugin>();
   await checkProject(config, dir, plugins, secrets, issues, !options.withoutApps);
+  issues.push(...dependencyIssues(config.syncs), ...channelIssues(config, secrets));
   await resolveDbtModels(config, dir, options.dbtManifest, issues);
   if (issues.length > 0) throw new ConfigError(issues);
   return { dir, file, config, plugins, secrets };

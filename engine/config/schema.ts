@@ -1,6 +1,7 @@
 /** The zod schema of ebb.yml (SPEC §1), and the types derived from it. */
 import { z } from 'zod';
 import { Cron } from 'croner';
+import { projectAlertsSchema, syncAlertsSchema } from './alerts.ts';
 
 const name = z.string().min(1, 'must not be empty');
 const positiveInt = z.number().int().positive();
@@ -65,20 +66,24 @@ function cronProblem(pattern: string): string | null {
   }
 }
 
+const interval = z
+  .string()
+  .regex(/^\d+\s*(s|m|h|d)$/, 'must look like 30s, 15m, 2h or 1d')
+  .refine((every) => Number.parseInt(every, 10) > 0, 'must be longer than 0');
+
+const cronSchema = z.strictObject({
+  cron: z.string().superRefine((pattern, ctx) => {
+    const problem = cronProblem(pattern);
+    if (problem) ctx.addIssue({ code: 'custom', message: `not a valid cron expression (${problem}); write five fields, e.g. "0 * * * *", or six with seconds first` });
+  }),
+});
+
 export const scheduleSchema = z.union([
   z.enum(['manual', 'once', 'live']),
-  z.strictObject({
-    every: z
-      .string()
-      .regex(/^\d+\s*(s|m|h|d)$/, 'must look like 30s, 15m, 2h or 1d')
-      .refine((every) => Number.parseInt(every, 10) > 0, 'must be longer than 0'),
-  }),
-  z.strictObject({
-    cron: z.string().superRefine((pattern, ctx) => {
-      const problem = cronProblem(pattern);
-      if (problem) ctx.addIssue({ code: 'custom', message: `not a valid cron expression (${problem}); write five fields, e.g. "0 * * * *", or six with seconds first` });
-    }),
-  }),
+  z.strictObject({ every: interval }),
+  cronSchema,
+  /** Runs when every sync named has completed HEALTHY since this sync's last run. */
+  z.strictObject({ after: z.array(name).min(1, 'name at least one sync') }),
 ]);
 
 export const strategies = ['create', 'update', 'upsert', 'mirror', 'replace', 'send'] as const;
@@ -109,6 +114,9 @@ export const syncSchema = z.strictObject({
   /** A limit of this sync's own, within the connection's (which every sync on it shares). */
   rate_limit: z.strictObject({ requests: positiveInt, per_seconds: z.number().positive() }).optional(),
   schedule: scheduleSchema.default('manual'),
+  /** Send every record again at this interval (`7d`) or on this cron, as `--full-resync` does. */
+  full_resync_every: z.union([interval, cronSchema]).optional(),
+  alerts: syncAlertsSchema.optional(),
   /** The sync's former name: a deploy hands the old sync's state and history to this one. */
   renamed_from: name.optional(),
 });
@@ -127,6 +135,9 @@ export const projectSchema = z.strictObject({
       error_after_failures: positiveInt.default(3),
     })
     .default({ auto_deploy: true, error_after_failures: 3 }),
+  alerts: projectAlertsSchema.default({ channels: {}, rules: {} }),
+  /** `public_url`: where `ebb serve` is reached, for the links in notifications. */
+  server: z.strictObject({ public_url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional() }).optional(),
   /** Where dbt's manifest.json is, relative to ebb.yml (default target/manifest.json), for `source.dbt_model`. */
   dbt: z.strictObject({ manifest: z.string().min(1).optional() }).optional(),
 });

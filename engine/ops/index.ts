@@ -13,3 +13,4 @@ export { pauseSync, resumeSync, revertSync, setOverrides, deleteSync, type Lifec
 export { resyncRecords, skipRecords, listInDoubt, resolveRecords, type ActorOptions } from './resync.ts';
 export { deployProject, type DeployOptions, type DeployResult } from './deploy.ts';
 export { queueRun, getRunRequest } from './requests.ts';
+export { listAlerts, testChannels, checkAlerts, type AlertList, type ListAlertsOptions } from './alerts.ts';

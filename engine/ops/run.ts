@@ -8,6 +8,7 @@ import { runSync, type RunOptions, type RunResult } from '../run.ts';
 import { DestructiveChangeError, ExitCode, NotFoundError, RunRefusedError, UsageError, type RefusalReason } from '../errors.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import { dbtModelMatches } from '../config/dbt.ts';
+import { inDependencyOrder, parentsOf } from '../schedule/dependencies.ts';
 
 /** Which syncs to run: by name, or all, or by tag, or by the dbt models they read. */
 export interface Selection {
@@ -88,7 +89,8 @@ async function prepare(engine: Engine, selection: Selection, options: TriggerOpt
   await autoDeploy(engine, warn, { allowDestructive: options.allowDestructive, onHeld: (c) => held.set(c.sync, c) });
   const catalog = await readCatalog(engine.sql);
   const deployed = catalog.map(effectiveSync).filter((s): s is SyncConfig => s !== null);
-  const syncs = chooseSyncs(deployed, selection);
+  // A sync runs after the syncs it depends on (`schedule: { after }`) that run with it.
+  const syncs = inDependencyOrder(chooseSyncs(deployed, selection));
   for (const change of held.values()) if (!syncs.some((s) => s.name === change.sync)) warn(heldBack(change));
   for (const entry of catalog.filter((e) => syncs.some((s) => s.name === e.name))) {
     for (const issue of entry.overrideIssues) warn(`sync ${entry.name}: ${issue.path}: ${issue.message}`);
@@ -115,22 +117,33 @@ export async function triggerRun(engine: Engine, name: string, options: TriggerO
 }
 
 /**
- * Runs the chosen syncs one after the other. A sync that its status holds back is skipped by a
- * selection (all, select, dbtModels); any other refusal is listed and fails the exit code.
+ * Runs the chosen syncs one after the other, each after the syncs it depends on. A sync that its
+ * status holds back is skipped by a selection (all, select, dbtModels), and so is a sync whose
+ * parent did not end HEALTHY here (the parent's run sets the exit code); any other refusal is
+ * listed and fails the exit code.
  */
 export async function runSyncs(engine: Engine, selection: Selection, options: RunSyncsOptions = {}): Promise<RunSummary> {
   const { syncs, held } = await prepare(engine, selection, options);
   const runs: RunResult[] = [];
   const skipped: Skipped[] = [];
   let refused = 0;
+  /** The health of each sync run (or refused) here so far. */
+  const ended = new Map<string, string>();
   for (const sync of syncs) {
     try {
+      const unhealthy = parentsOf(sync).filter((p) => ended.has(p) && ended.get(p) !== 'HEALTHY');
+      if (unhealthy.length > 0) {
+        const why = unhealthy.map((p) => `${p} (${ended.get(p)})`).join(', ');
+        throw new RunRefusedError('dependency_unhealthy', `sync ${sync.name} runs after ${why}, which did not end HEALTHY in this command; not run`);
+      }
       const result = await runOne(engine, sync, held, options);
       runs.push(result);
+      ended.set(sync.name, result.health);
       options.onResult?.(result);
     } catch (e) {
       if (!(e instanceof RunRefusedError)) throw e;
-      const skip = e.byStatus && Boolean(selection.all || selection.select || selection.dbtModels);
+      ended.set(sync.name, 'REFUSED');
+      const skip = (e.byStatus && Boolean(selection.all || selection.select || selection.dbtModels)) || e.reason === 'dependency_unhealthy';
       const refusal = { sync: sync.name, reason: e.message, reason_code: e.reason };
       skipped.push(refusal);
       if (!skip) refused += 1;

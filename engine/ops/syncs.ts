@@ -5,6 +5,7 @@ import type { SyncConfig } from '../config/schema.ts';
 import { topErrors, type TopError } from '../record/record.ts';
 import { redactValue } from '../redact.ts';
 import { NotFoundError, type ConfigIssue } from '../errors.ts';
+import { firingAlerts, type FiringAlert } from '../alerts/alerts.ts';
 
 /**
  * One sync as `ebb status --json` shows it: the columns of the sync_health view (schedule, last
@@ -21,6 +22,8 @@ export interface SyncRow extends Record<string, unknown> {
   override_issues?: string[] | null;
   top_error?: TopError | null;
   tags: string[];
+  /** The alert rules firing on it now. */
+  alerts_firing: Array<Omit<FiringAlert, 'sync_name'>>;
 }
 
 export interface ListSyncsOptions {
@@ -35,6 +38,8 @@ export async function listSyncs(engine: Engine, options: ListSyncsOptions = {}):
   const health = new Map((await engine.sql.runAndRead('status_list')).map((r) => [String(r.sync_name), r]));
   const failing = [...health.values()].filter((r) => r.last_run_id && Number(r.failed ?? 0) + Number(r.source_failures ?? 0) > 0).map((r) => String(r.last_run_id));
   const tops = await topErrors(engine.sql, failing);
+  const firing = await firingAlerts(engine);
+  const firingOn = (name: string) => firing.filter((a) => a.sync_name === name).map(({ sync_name: _s, ...alert }) => alert);
   const rows: SyncRow[] = catalog.map((e) => {
     const row = health.get(e.name);
     return {
@@ -49,10 +54,11 @@ export async function listSyncs(engine: Engine, options: ListSyncsOptions = {}):
       override_issues: e.overrideIssues.length ? e.overrideIssues.map(issueText) : null,
       top_error: (row?.last_run_id ? tops.get(String(row.last_run_id)) : undefined) ?? null,
       tags: e.definition?.tags ?? [],
+      alerts_firing: firingOn(e.name),
     };
   });
   for (const sync of engine.project.config.syncs) {
-    if (!catalog.some((e) => e.name === sync.name)) rows.push({ sync_name: sync.name, status: 'NOT DEPLOYED', health: 'PENDING', tags: sync.tags });
+    if (!catalog.some((e) => e.name === sync.name)) rows.push({ sync_name: sync.name, status: 'NOT DEPLOYED', health: 'PENDING', tags: sync.tags, alerts_firing: [] });
   }
   return rows.filter(
     (r) => (!options.tag || r.tags.includes(options.tag)) && (!options.status || r.status === options.status) && (!options.health || r.health === options.health),

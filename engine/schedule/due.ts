@@ -19,6 +19,8 @@ export interface DueInput {
   /** When the scheduler started: what an interval or a cron counts from when the sync never ran. */
   startedAt: number;
   now: number;
+  /** For `after`: when each sync it depends on last finished a HEALTHY run (null: never). */
+  parents?: ReadonlyMap<string, number | null>;
 }
 
 /**
@@ -28,7 +30,7 @@ export interface DueInput {
  */
 export type Decision =
   | { action: 'run'; reason: string; /** When it became due. */ since: number }
-  | { action: 'wait'; reason: string; next: number }
+  | { action: 'wait'; reason: string; /** Null: when the syncs it runs after are done. */ next: number | null }
   | { action: 'skip'; reason: string }
   | { action: 'live'; reason: string };
 
@@ -62,6 +64,7 @@ export function formatTime(ms: number): string {
 /** A schedule as ebb.yml writes it: `every 15m`, `cron "0 * * * *"`, `live`. */
 export function describeSchedule(schedule: Schedule): string {
   if (typeof schedule === 'string') return schedule;
+  if ('after' in schedule) return `after ${schedule.after.join(', ')}`;
   return 'every' in schedule ? `every ${schedule.every}` : `cron "${schedule.cron}"`;
 }
 
@@ -101,6 +104,7 @@ export function decide(input: DueInput): Decision {
     return { action: 'skip', reason: `once, already ran (${input.health ?? 'unknown health'}) and not HEALTHY; \`ebb run\` it by hand to try again` };
   }
   const what = describeSchedule(schedule);
+  if ('after' in schedule) return decideAfter(schedule.after, input, what);
   const base = lastRunAt ?? input.startedAt;
   let next: number | null;
   try {
@@ -112,4 +116,18 @@ export function decide(input: DueInput): Decision {
   const since = lastRunAt === null ? `never ran, scheduler started ${formatDuration(now - input.startedAt)} ago` : `last run ${formatDuration(now - lastRunAt)} ago`;
   if (now >= next) return { action: 'run', reason: `${what}, ${since}`, since: next };
   return { action: 'wait', reason: what, next };
+}
+
+/**
+ * A sync that runs after others: due once every one of them has finished a HEALTHY run since this
+ * sync's last run started (any time, when it never ran). A parent that failed holds it back.
+ */
+function decideAfter(parents: string[], input: DueInput, what: string): Decision {
+  const done = parents.map((name) => ({ name, at: input.parents?.get(name) ?? null }));
+  const waiting = done.filter((p) => p.at === null || (input.lastRunAt !== null && p.at <= input.lastRunAt));
+  if (waiting.length > 0) {
+    const since = input.lastRunAt === null ? 'yet' : 'since its last run';
+    return { action: 'wait', reason: `${what}: ${waiting.map((p) => p.name).join(', ')} not HEALTHY ${since}`, next: null };
+  }
+  return { action: 'run', reason: `${what}: all HEALTHY since its last run`, since: Math.max(...done.map((p) => p.at!)) };
 }

@@ -29,6 +29,7 @@ import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
 import { decide, formatDuration, formatTime } from './due.ts';
 import { sourceFingerprint, type Fingerprint } from './fingerprint.ts';
+import { checkStale, STALE_CHECK_MS } from '../alerts/alerts.ts';
 
 /** One line of the scheduler's log: a decision, a run and its result, or a problem. */
 export interface LogEntry {
@@ -101,6 +102,8 @@ export class Scheduler {
    * broke, held back until the time given, so that one of them does not take every tick.
    */
   private readonly heldBack = new Map<string, number>();
+  /** When `no_success` is next evaluated between runs. */
+  private nextStaleCheck = 0;
   /** The last thing said about each sync (and '' for the scheduler): a decision is logged when it changes. */
   private readonly said = new Map<string, string>();
 
@@ -200,8 +203,10 @@ export class Scheduler {
     const now = Date.now();
     const catalog = await readCatalog(engine.sql);
     const lastRun = new Map<string, number>();
+    const lastHealthy = new Map<string, number | null>();
     for (const row of await engine.sql.runAndRead('schedule_runs')) {
       if (row.last_started_at !== null) lastRun.set(String(row.sync_name), toMs(row.last_started_at));
+      lastHealthy.set(String(row.sync_name), row.last_healthy_at === null ? null : toMs(row.last_healthy_at));
     }
     for (const name of [...this.live.keys()]) {
       if (!catalog.some((e) => e.name === name)) this.forgetLive(name);
@@ -223,6 +228,7 @@ export class Scheduler {
         health: entry.health,
         startedAt: this.startedAt,
         now,
+        parents: lastHealthy,
       });
       if (decision.action !== 'live') this.forgetLive(entry.name);
       const heldUntil = this.heldBack.get(entry.name) ?? 0;
@@ -234,12 +240,12 @@ export class Scheduler {
       if (decision.action === 'skip') {
         this.note(entry.name, `skip:${decision.reason}`, { level: 'info', event: 'decision', sync: entry.name, message: `${entry.name}: skipped, ${decision.reason}` });
       } else if (decision.action === 'wait') {
-        this.nextLook = Math.min(this.nextLook, decision.next);
-        this.note(entry.name, `wait:${decision.next}`, {
+        if (decision.next !== null) this.nextLook = Math.min(this.nextLook, decision.next);
+        this.note(entry.name, `wait:${decision.next ?? decision.reason}`, {
           level: 'info',
           event: 'decision',
           sync: entry.name,
-          message: `${entry.name}: next run at ${formatTime(decision.next)} (${decision.reason})`,
+          message: decision.next === null ? `${entry.name}: waiting (${decision.reason})` : `${entry.name}: next run at ${formatTime(decision.next)} (${decision.reason})`,
         });
       } else if (decision.action === 'run') {
         candidates.push({ sync, trigger: 'schedule', reason: decision.reason, since: decision.since });
@@ -247,6 +253,10 @@ export class Scheduler {
         const due = await this.pollLive(engine, entry, sync, now);
         if (due) candidates.push(due);
       }
+    }
+    if (now >= this.nextStaleCheck) {
+      this.nextStaleCheck = now + Math.min(STALE_CHECK_MS, this.refreshMs);
+      await checkStale(engine);
     }
     candidates.sort((a, b) => a.since - b.since);
     for (const waiting of this.stopping ? [] : candidates.slice(1)) {

@@ -106,7 +106,7 @@ const NICKNAMES: Record<string, string> = {
 
 /** Snowflake's SCHEDULE for an `every` or `cron` schedule; throws a message when Snowflake cannot run it. */
 export function snowflakeSchedule(schedule: SyncConfig['schedule']): { schedule: string; note?: string } {
-  if (typeof schedule === 'string') throw new Error(`a ${schedule} schedule has no task`);
+  if (typeof schedule === 'string' || 'after' in schedule) throw new Error(`a ${describeSchedule(schedule)} schedule has no schedule of its own`);
   if ('every' in schedule) {
     const ms = parseInterval(schedule.every);
     if (ms < 60_000) {

@@ -39,6 +39,7 @@ import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
 import { formatDuration } from './due.ts';
+import { checkStale, STALE_CHECK_MS } from '../alerts/alerts.ts';
 
 const TRIGGERS: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
 /** Candidates read at once: enough to get past the requests that other workers win. */
@@ -108,6 +109,8 @@ export class Worker {
   private current: Request | null = null;
   /** Syncs whose request went back to the queue, left alone until then (ms since the epoch). */
   private readonly heldBack = new Map<string, number>();
+  /** When `no_success` is next evaluated between runs. */
+  private nextStaleCheck = 0;
   private readonly summary: WorkerSummary = { runs: [], dropped: 0, requeued: 0 };
 
   constructor(
@@ -194,6 +197,10 @@ export class Worker {
   private async step(engine: Engine): Promise<boolean> {
     const { sql } = engine;
     const now = Date.now();
+    if (now >= this.nextStaleCheck) {
+      this.nextStaleCheck = now + STALE_CHECK_MS;
+      await checkStale(engine);
+    }
     const staleBefore = new Date(now - this.claimTtlMs);
     for (const row of await sql.runAndRead('request_candidates', { stale_before: staleBefore, limit: CANDIDATES })) {
       if (this.stopping) return false;

@@ -33,7 +33,7 @@ export function problemUri(type: ProblemType): string {
   return `urn:ebb:problem:${type}`;
 }
 
-const refusalReasons = ['paused', 'error_status', 'completed', 'not_deployed', 'locked', 'empty_source', 'destructive_change', 'outdated_project', 'no_connection'] as const satisfies readonly RefusalReason[];
+const refusalReasons = ['paused', 'error_status', 'completed', 'not_deployed', 'locked', 'empty_source', 'destructive_change', 'outdated_project', 'no_connection', 'dependency_unhealthy'] as const satisfies readonly RefusalReason[];
 
 export const ProblemSchema = z
   .object({

@@ -11,7 +11,7 @@ import { EbbError } from '../errors.ts';
 /**
  * The version of ebb's tables; `setup` migrates older ones.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** How to open: `readOnly` for commands that only read ebb's tables (status, runs, history). */
 export interface OpenOptions {

@@ -164,8 +164,8 @@ function targetUrl(ctx: Context): string {
   return path ? joinUrl(url, path) : url;
 }
 
-/** A request with the connection's headers, a JSON body, and its signature. */
-function signedRequest(config: WebhookConfig, url: string, method: string, body: string, names: { signature: string; timestamp: string }, key: string): Request {
+/** A request with the connection's headers, a JSON body, and its signature (alert webhooks are signed the same way). */
+export function signedRequest(config: WebhookConfig, url: string, method: string, body: string, names: { signature: string; timestamp: string }, key: string): Request {
   const timestamp = String(Math.floor(Date.now() / 1000));
   const headers = new Headers(config.headers);
   headers.set('content-type', 'application/json');

@@ -92,6 +92,18 @@ const context = {
   request_id: 'request-1',
   claimed_at: new Date('2026-01-01T00:00:30.000Z'),
   stale_before: new Date('2025-12-31T23:59:30.000Z'),
+  rule: 'failed_records',
+  state: 'FIRING',
+  message: '3 of 10 records sent failed (30%; the limit is 20%)',
+  firing_only: false,
+  notification_id: 'notification-1-slack',
+  event: 'sync.alert.firing',
+  channel: 'slack',
+  channel_type: 'slack',
+  success: true,
+  attempts: 1,
+  payload: JSON.stringify({ event: 'sync.alert.firing' }),
+  source_rows: 10,
   task: { name: 'EBB_CUSTOMERS_TO_CRM', sync_name: sync.name, comment: `ebb:acme:${sync.name}`, schedule: '1 MINUTE', warehouse: 'transforming', trigger: 'live', stream: 'EBB_CUSTOMERS_TO_CRM_STREAM', replace_stream: false },
 };
 
@@ -104,6 +116,8 @@ const variants: Record<string, Record<string, unknown>> = {
   'history_list.failed': { ...context, failed: true, keys: null, run_id: null },
   'task_create.serverless': { ...context, task: { ...context.task, schedule: 'USING CRON 0 * * * * UTC', warehouse: null, trigger: 'task', stream: null } },
   'task_create.quoted': { ...context, task: { ...context.task, sync_name: "it's a \\ name", comment: "ebb:acme:it's a \\ name", stream: null } },
+  'alert_states.firing': { ...context, sync_name: null, firing_only: true },
+  'alert_notifications_list.all': { ...context, sync_name: null },
   'task_stream_create.replace': { ...context, task: { ...context.task, replace_stream: true } },
 };
 

@@ -47,6 +47,18 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNC_OUTCOMES" (
 CREATE TABLE IF NOT EXISTS "EBB"."SYNC_INFLIGHT" (
   run_id VARCHAR, action VARCHAR, seq_lo BIGINT, seq_hi BIGINT, sent_at TIMESTAMP_NTZ
 );
+-- Alerting: the state of each (sync, rule), and every notification that was sent or tried.
+CREATE TABLE IF NOT EXISTS "EBB"."SYNC_ALERTS" (
+  sync_name VARCHAR, rule VARCHAR, state VARCHAR, since TIMESTAMP_NTZ, message VARCHAR, run_id VARCHAR,
+  updated_at TIMESTAMP_NTZ
+);
+CREATE TABLE IF NOT EXISTS "EBB"."ALERT_NOTIFICATIONS" (
+  notification_id VARCHAR, event VARCHAR, sync_name VARCHAR, rule VARCHAR, run_id VARCHAR, channel VARCHAR,
+  channel_type VARCHAR, success BOOLEAN, attempts INTEGER, error VARCHAR, payload VARIANT,
+  sent_at TIMESTAMP_NTZ
+);
+-- The rows the source had at a run, counted when a volume alert watches them.
+ALTER TABLE "EBB"."SYNC_RUNS" ADD COLUMN IF NOT EXISTS source_rows BIGINT;
 CREATE OR REPLACE VIEW "EBB"."SYNC_HEALTH" COPY GRANTS AS
 SELECT s.sync_name, s.status, s.health, s.schedule, s.last_run_id, r.status AS last_run_status,
        r.started_at AS last_run_started_at, r.finished_at AS last_run_finished_at,

@@ -1,0 +1,231 @@
+/**
+ * Alerting around runs: lifecycle events when a run starts and ends, the alert rules after each
+ * run (and `no_success` between runs), and a notification only when a (sync, rule) changes state,
+ * OK → FIRING or FIRING → OK. States live in `sync_alerts`, every notification in
+ * `alert_notifications`. Nothing here throws into a run: a channel or a warehouse that fails is
+ * written down (or, failing that, warned about on stderr).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Engine } from '../engine.ts';
+import type { SyncConfig } from '../config/schema.ts';
+import type { AlertEvent, AlertRules, ChannelConfig } from '../config/alerts.ts';
+import type { RunResult } from '../run.ts';
+import type { Row } from '../warehouse/warehouse.ts';
+import { redact } from '../redact.ts';
+import { deliver, eventsOf, type EventPayload } from './channels.ts';
+import { evaluateRules, noSuccessVerdict, runsNeeded, type RunFacts, type Verdict } from './rules.ts';
+import { sourceContext } from '../plan/plan.ts';
+import { effectiveSync, readCatalog } from '../catalog/catalog.ts';
+
+/** How often the scheduler and the worker evaluate `no_success` between runs, at most. */
+export const STALE_CHECK_MS = 10_000;
+
+/** The rules of a sync: the project's, each one replaced by the sync's own where it has one. */
+export function rulesOf(engine: Engine, sync: SyncConfig): AlertRules {
+  return { ...engine.project.config.alerts.rules, ...sync.alerts?.rules };
+}
+
+/** The channels that hear about a sync for an event, by name. */
+function channelsFor(engine: Engine, sync: SyncConfig | null, event: AlertEvent | 'test'): Array<[string, ChannelConfig]> {
+  const { channels, notify } = engine.project.config.alerts;
+  // A test (no sync) goes to every channel.
+  const names = sync ? (sync.alerts?.notify ?? notify ?? Object.keys(channels)) : Object.keys(channels);
+  return names.flatMap((name) => {
+    const channel = channels[name];
+    return channel && (event === 'test' || eventsOf(channel).includes(event)) ? [[name, channel] as [string, ChannelConfig]] : [];
+  });
+}
+
+/** The link to a run in `ebb serve`'s Sync Manager, when `server.public_url` is set. */
+export function runUrl(engine: Engine, sync: string, runId: string | null): string | null {
+  const base = engine.project.config.server?.public_url;
+  if (!base) return null;
+  return `${base.replace(/\/+$/, '')}/#/syncs/${encodeURIComponent(sync)}${runId ? `/runs/${encodeURIComponent(runId)}` : ''}`;
+}
+
+function warn(message: string): void {
+  process.stderr.write(`warning: ${redact(message)}\n`);
+}
+
+type PayloadFields = Partial<Omit<EventPayload, 'id' | 'event' | 'occurred_at' | 'project' | 'sync'>>;
+
+/** Sends an event to the channels that take it, and writes each delivery to `alert_notifications`. */
+async function notify(engine: Engine, sync: SyncConfig | null, syncName: string, event: AlertEvent | 'test', fields: PayloadFields, only?: string): Promise<Array<{ channel: string; success: boolean; error: string | null }>> {
+  const targets = channelsFor(engine, sync, event).filter(([name]) => only === undefined || name === only);
+  const payload: EventPayload = {
+    id: randomUUID(),
+    event,
+    occurred_at: new Date().toISOString(),
+    project: engine.project.config.name,
+    sync: syncName,
+    run_id: null,
+    trigger: null,
+    status: null,
+    planned: null,
+    counts: null,
+    duration_ms: null,
+    error: null,
+    alert: null,
+    ...fields,
+    url: runUrl(engine, syncName, fields.run_id ?? null),
+  };
+  return Promise.all(
+    targets.map(async ([name, channel]) => {
+      // Each channel's copy has its own id: a receiver de-duplicates retries, not channels.
+      const copy = { ...payload, id: `${payload.id}-${name}` };
+      const delivery = await deliver(channel, copy);
+      try {
+        await engine.sql.run('alert_notification_insert', {
+          notification_id: copy.id,
+          event,
+          sync_name: syncName,
+          rule: payload.alert?.rule ?? null,
+          run_id: payload.run_id,
+          channel: name,
+          channel_type: channel.type,
+          success: delivery.success,
+          attempts: delivery.attempts,
+          error: delivery.error,
+          payload: redact(JSON.stringify(copy)),
+        });
+      } catch (e) {
+        warn(`the notification ${event} of sync ${syncName} to channel ${name} could not be written to alert_notifications: ${(e as Error).message}`);
+      }
+      if (!delivery.success) warn(`channel ${name} (${channel.type}): ${event} of sync ${syncName} not delivered after ${delivery.attempts} attempts: ${delivery.error}`);
+      return { channel: name, success: delivery.success, error: delivery.error };
+    }),
+  );
+}
+
+/** `sync.run.started`; the promise never rejects. Awaited before the run's end event, which it must precede. */
+export function runStarted(engine: Engine, sync: SyncConfig, runId: string, trigger: string): Promise<unknown> {
+  return notify(engine, sync, sync.name, 'sync.run.started', { run_id: runId, trigger, status: 'RUNNING' }).catch((e: unknown) => warn(String(e)));
+}
+
+/** After a run is recorded: its end event, then its alert rules. Never rejects. */
+export async function runFinished(engine: Engine, sync: SyncConfig, result: RunResult, trigger: string, started: Promise<unknown>): Promise<void> {
+  try {
+    await started;
+    const run = { run_id: result.run_id, trigger, status: result.health, planned: result.planned, counts: result.counts, duration_ms: result.duration_ms, error: result.error };
+    await notify(engine, sync, sync.name, result.health === 'FAILED' ? 'sync.run.failed' : 'sync.run.completed', run);
+    const rules = rulesOf(engine, sync);
+    if (Object.values(rules).every((r) => !r)) return;
+    if (rules.volume && rules.volume.counts.includes('source_rows') && result.health !== 'FAILED') {
+      const [{ n }] = await engine.sql.runAndRead('source_count', { ...sourceContext(sync) });
+      await engine.sql.run('run_set_source_rows', { run_id: result.run_id, source_rows: Number(n) });
+    }
+    const verdicts = evaluateRules(rules, await factsOf(engine, sync, rules));
+    await settle(engine, sync, verdicts, result.run_id, run, true);
+  } catch (e) {
+    warn(`sync ${sync.name}: its alerts could not be evaluated after run ${result.run_id}: ${(e as Error).message}`);
+  }
+}
+
+const ms = (v: unknown): number | null => {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Date) return v.getTime();
+  const text = String(v);
+  return Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : `${text.replace(' ', 'T')}Z`);
+};
+
+function runFacts(r: Row): RunFacts {
+  const planned = typeof r.planned === 'string' ? (JSON.parse(r.planned) as Record<string, number>) : ((r.planned ?? {}) as Record<string, number>);
+  return {
+    run_id: String(r.run_id),
+    status: String(r.status),
+    error: r.error === null ? null : String(r.error),
+    started: ms(r.started_at)!,
+    finished: ms(r.finished_at)!,
+    planned: Object.values(planned).reduce((a, b) => a + Number(b), 0),
+    succeeded: Number(r.succeeded ?? 0),
+    failed: Number(r.failed ?? 0),
+    source_rows: r.source_rows === null || r.source_rows === undefined ? null : Number(r.source_rows),
+  };
+}
+
+async function factsOf(engine: Engine, sync: SyncConfig, rules: AlertRules) {
+  const { sql } = engine;
+  const runs = (await sql.runAndRead('alert_runs', { sync_name: sync.name, limit: runsNeeded(rules) })).map(runFacts);
+  const [review] = await sql.runAndRead('state_review_count', { sync_name: sync.name });
+  const success = (await sql.runAndRead('alert_last_success')).find((r) => r.sync_name === sync.name);
+  return { runs, needsReview: Number(review?.n ?? 0), lastSuccessAt: ms(success?.last_success_at), createdAt: ms(success?.created_at), now: Date.now() };
+}
+
+/**
+ * Writes the verdicts that changed a state and notifies each change. With `complete`, the verdicts
+ * are all the rules of the sync: a FIRING rule that is no longer configured goes back to OK, quietly.
+ */
+async function settle(engine: Engine, sync: SyncConfig, verdicts: Verdict[], runId: string | null, run: PayloadFields, complete: boolean): Promise<void> {
+  const { sql } = engine;
+  const states = new Map((await sql.runAndRead('alert_states', { sync_name: sync.name })).map((r) => [String(r.rule), String(r.state)]));
+  for (const v of verdicts) {
+    const state = v.firing ? 'FIRING' : 'OK';
+    const before = states.get(v.rule);
+    if (before === state) continue;
+    await sql.run('alert_state_set', { sync_name: sync.name, rule: v.rule, state, message: redact(v.message), run_id: runId });
+    // A first verdict of OK is no news; a first FIRING is.
+    if (before === undefined && !v.firing) continue;
+    await notify(engine, sync, sync.name, v.firing ? 'sync.alert.firing' : 'sync.alert.resolved', { ...run, run_id: runId, alert: { rule: v.rule, state, message: redact(v.message) } });
+  }
+  if (!complete) return;
+  const ruled = new Set(verdicts.map((v) => v.rule));
+  const configured = Object.entries(rulesOf(engine, sync)).filter(([, r]) => r).map(([name]) => name);
+  for (const [rule, state] of states) {
+    if (state === 'FIRING' && !ruled.has(rule) && !configured.includes(rule.split('.')[0])) {
+      await sql.run('alert_state_set', { sync_name: sync.name, rule, state: 'OK', message: 'the rule is no longer configured', run_id: runId });
+    }
+  }
+}
+
+/** The syncs of the catalog that are expected to run: a paused or completed sync is not stale. */
+async function scheduledSyncs(engine: Engine): Promise<SyncConfig[]> {
+  return (await readCatalog(engine.sql))
+    .filter((e) => e.status !== 'PAUSED' && e.status !== 'COMPLETED')
+    .map(effectiveSync)
+    .filter((s): s is SyncConfig => s !== null);
+}
+
+/** The `no_success` verdicts of the catalog's syncs now, without writing anything (for `ebb status`). */
+export async function staleVerdicts(engine: Engine): Promise<Array<[SyncConfig, Verdict]>> {
+  const rows = new Map((await engine.sql.runAndRead('alert_last_success')).map((r) => [String(r.sync_name), r]));
+  return (await scheduledSyncs(engine)).flatMap((sync): Array<[SyncConfig, Verdict]> => {
+    const row = rows.get(sync.name);
+    const verdict = row && noSuccessVerdict(rulesOf(engine, sync), { lastSuccessAt: ms(row.last_success_at), createdAt: ms(row.created_at), now: Date.now() });
+    return verdict ? [[sync, verdict]] : [];
+  });
+}
+
+/** Evaluates `no_success` between runs (the scheduler and the worker do, every STALE_CHECK_MS) and notifies changes. Never rejects. */
+export async function checkStale(engine: Engine): Promise<void> {
+  try {
+    for (const [sync, verdict] of await staleVerdicts(engine)) await settle(engine, sync, [verdict], null, {}, false);
+  } catch (e) {
+    warn(`the no_success alerts could not be evaluated: ${(e as Error).message}`);
+  }
+}
+
+/** An alert firing now. */
+export interface FiringAlert {
+  sync_name: string;
+  rule: string;
+  /** Since when; null for a `no_success` that holds but that no scheduler, worker or run has recorded yet. */
+  since: unknown;
+  message: string;
+}
+
+/** The FIRING alerts: the stored ones, with `no_success` as it holds now. */
+export async function firingAlerts(engine: Engine): Promise<FiringAlert[]> {
+  const firing = await engine.sql.runAndRead('alert_states', { firing_only: true });
+  const stored = firing.filter((r) => r.rule !== 'no_success');
+  const since = new Map(firing.filter((r) => r.rule === 'no_success').map((r) => [String(r.sync_name), r.since]));
+  const live = (await staleVerdicts(engine)).filter(([, v]) => v.firing);
+  return [
+    ...stored.map((r) => ({ sync_name: String(r.sync_name), rule: String(r.rule), since: r.since, message: String(r.message) })),
+    ...live.map(([sync, v]) => ({ sync_name: sync.name, rule: v.rule, since: since.get(sync.name) ?? null, message: v.message })),
+  ].sort((a, b) => a.sync_name.localeCompare(b.sync_name) || a.rule.localeCompare(b.rule));
+}
+
+/** `ebb alerts test`: a test notification to each channel (or one), each logged. */
+export async function sendTest(engine: Engine, channel?: string) {
+  return notify(engine, null, '(test)', 'test', {}, channel);
+}

@@ -1,0 +1,4 @@
+SELECT sync_name, rule, state, since, message, run_id, updated_at
+FROM "EBB"."SYNC_ALERTS"
+WHERE 1 = 1 AND sync_name = ?ORDER BY sync_name, rule
+-- binds: ["customers_to_crm"]
