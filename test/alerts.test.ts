@@ -6,7 +6,6 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { duck, ebb, makeProject } from './support/project.ts';
 import { CrmApp, crmRequests, rejectEmails, type Rule } from './support/crm-app.ts';
 import { HttpReceivers, MailServer } from './support/notification-receivers.ts';
@@ -78,7 +77,7 @@ describe('alert rules', () => {
       run_failed: true,
       failed_records: { above_percent: 20 },
       needs_review: { above: 0 },
-      run_time: { above: '3s' },
+      run_time: { above: '8s' },
       volume: { counts: ['source_rows'], deviation_percent: 50, runs: 2 },
     };
     const s = await setup({ channels: { hook: channels.hook }, rules });
@@ -108,13 +107,13 @@ describe('alert rules', () => {
     s.app.rules = [];
     fired.push('sync.alert.resolved run_failed');
     await step('a healthy run again', 0, fired);
-    // A slow run: the app asks for a 4 s pause before the first request of the run goes through.
+    // A slow run: the app asks for a 9 s pause before the first request of the run goes through.
     let slowed = false;
-    const slow: Rule = () => (slowed ? undefined : ((slowed = true), { status: 503, headers: { 'retry-after': '4' }, body: { error: 'busy' } }));
+    const slow: Rule = () => (slowed ? undefined : ((slowed = true), { status: 503, headers: { 'retry-after': '9' }, body: { error: 'busy' } }));
     s.app.rules = [slow];
     await s.load(contacts(7));
     fired.push('sync.alert.firing run_time');
-    await step('a run longer than 3s', 0, fired);
+    await step('a run longer than 8s', 0, fired);
     s.app.rules = [];
     fired.push('sync.alert.resolved run_time');
     await step('a quick run', 0, fired);
@@ -237,14 +236,16 @@ describe('channels and lifecycle webhooks', () => {
   }, 60_000);
 
   it('no successful run for longer than `no_success.for` fires between runs (`ebb alerts check`), and resolves with the next success', async () => {
-    const s = await setup({ channels: { hook: channels.hook }, rules: { no_success: { for: '2s' } } });
+    const s = await setup({ channels: { hook: channels.hook }, rules: { no_success: { for: '1h' } } });
     await s.load(contacts(1));
     await s.run(0);
     expect(await ebb(s.dir, ['alerts', 'check'], s.env)).toMatchObject({ code: 0 });
     expect(alertEvents(s.receivers)).toEqual([]);
-    await sleep(2500);
-    const status = JSON.parse((await ebb(s.dir, ['status', '--json'], s.env)).stdout) as Array<{ alerts_firing: Array<{ rule: string }> }>;
+    // Two hours pass without a run (the clock of the warehouse's rows, not the test's, moves).
+    await duck(s.db, "UPDATE ebb.sync_runs SET started_at = started_at - INTERVAL 2 HOUR, finished_at = finished_at - INTERVAL 2 HOUR; UPDATE ebb.syncs SET created_at = created_at - INTERVAL 3 HOUR");
+    const status = JSON.parse((await ebb(s.dir, ['status', '--json'], s.env)).stdout) as Array<{ alerts_firing: Array<{ rule: string; message: string }> }>;
     expect(status[0].alerts_firing.map((a) => a.rule)).toEqual(['no_success']);
+    expect(status[0].alerts_firing[0].message).toMatch(/^the last successful run finished 2h00m ago \(the limit is 1h\)$/);
     await ebb(s.dir, ['alerts', 'check'], s.env);
     await ebb(s.dir, ['alerts', 'check'], s.env);
     expect(alertEvents(s.receivers)).toEqual(['sync.alert.firing no_success']);

@@ -61,6 +61,10 @@ export const SyncSummary = z
     records: nullableCount.openapi({ description: 'Records ebb holds for the sync' }),
     failing_records: nullableCount.openapi({ description: 'Records FAILED, SOURCE_FAILURE or NEEDS_REVIEW now' }),
     top_error: TopError.nullable().optional(),
+    alerts_firing: z
+      .array(z.object({ rule: z.string(), since: time.nullable(), message: z.string() }))
+      .optional()
+      .openapi({ description: 'The alert rules firing on the sync now (see the README: Alerts and notifications)' }),
   })
   .openapi('SyncSummary');
 
