@@ -418,7 +418,7 @@ describe('a run in progress', () => {
       const [run] = (await api.call<Json>('GET', '/api/v1/syncs/slow/runs?limit=1')).body.items;
       return run?.status === 'RUNNING' && app.requests.length >= 3 ? run : undefined;
     });
-    expect(scheduled.trigger).toBe('schedule');
+    expect(scheduled).toMatchObject({ trigger: 'schedule', phase: 'apply', progress: { planned: 40 } });
     // The scheduler is not to start the next one right away.
     await api.call('PATCH', '/api/v1/syncs/slow', { body: { schedule: 'manual' } });
     expect((await api.call<Json>('POST', `/api/v1/runs/${scheduled.run_id}/cancel`)).status).toBe(202);

@@ -23,7 +23,7 @@ import type { SyncConfig } from '../config/schema.ts';
 import type { Engine } from '../engine.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
 import { effectiveSync, readCatalog, type CatalogEntry } from '../catalog/catalog.ts';
-import { newRunId, runSync, type RunResult, type Trigger } from '../run.ts';
+import { newRunId, runSync, type RunOptions, type RunResult, type Trigger } from '../run.ts';
 import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
@@ -53,6 +53,14 @@ export interface SchedulerOptions {
   log?: (entry: LogEntry) => void;
   /** The warehouse to share with the rest of the process (`ebb serve`); one of its own without. */
   engines?: StepEngine;
+  /** Follows the runs (`ebb serve` shows their phase and progress, and can stop them). */
+  watcher?: RunWatcher;
+}
+
+/** Follows runs as they go: the hooks it gives a run report its phase and progress, and its signal stops it. */
+export interface RunWatcher {
+  /** Called as a run starts; `end` once it has ended. */
+  track(run: { runId: string; sync: string }): { hooks: Pick<RunOptions, 'signal' | 'onPhase' | 'onProgress'>; end(): void };
 }
 
 /** A run to start, with why. */
@@ -89,9 +97,8 @@ export class Scheduler {
   private finished?: Promise<void>;
   private readonly sleeper = new Sleeper();
   private readonly engines: StepEngine;
+  private readonly watcher?: RunWatcher;
   private inRun: string | null = null;
-  /** The run in progress, to stop it on request (`cancel`). */
-  private current?: { runId: string; controller: AbortController };
   /** When the next look at the warehouse is needed (ms since the epoch): 0 for at the next tick. */
   private nextLook = 0;
   private readonly live = new Map<string, LiveState>();
@@ -118,6 +125,7 @@ export class Scheduler {
     // Every line is masked here, whoever writes it (text, JSON, a test's collector).
     this.log = (entry) => log(redactValue(entry));
     this.engines = options.engines ?? new StepEngine(project);
+    this.watcher = options.watcher;
   }
 
   /**
@@ -323,9 +331,9 @@ export class Scheduler {
     // Whatever comes next about this sync is news.
     this.said.delete(name);
     try {
-      const current = { runId: newRunId(), controller: new AbortController() };
-      this.current = current;
-      const result = await runSync(engine, due.sync, { trigger: due.trigger, runId: current.runId, signal: current.controller.signal });
+      const runId = newRunId();
+      const tracked = this.watcher?.track({ runId, sync: name });
+      const result = await runSync(engine, due.sync, { trigger: due.trigger, runId, ...tracked?.hooks }).finally(() => tracked?.end());
       // The new baseline is the source as the run saw it (or later): a change during the run is seen at the next poll.
       if (due.fingerprint) this.live.set(name, { fingerprint: due.fingerprint, polledAt: this.live.get(name)?.polledAt ?? Date.now() });
       this.log({ level: result.health === 'HEALTHY' ? 'info' : 'warn', event: 'result', sync: name, trigger: due.trigger, result, message: resultLine(result) });
@@ -338,18 +346,7 @@ export class Scheduler {
       else this.log({ level: 'error', event: 'error', sync: name, trigger: due.trigger, message: `${name}: the run broke: ${message}; ${again}` });
     } finally {
       this.inRun = null;
-      this.current = undefined;
     }
-  }
-
-  /**
-   * Stops the run in progress when it is `runId` (`ebb serve` cancels it): it sends no new batch,
-   * and the records not sent are recorded DELAYED. False when this scheduler is not running it.
-   */
-  cancel(runId: string): boolean {
-    if (this.current?.runId !== runId) return false;
-    this.current.controller.abort(new Error('cancelled'));
-    return true;
   }
 
   /** Logs an entry unless the same thing (`key`) was the last said about `subject`. */

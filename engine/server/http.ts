@@ -3,7 +3,7 @@ import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Project } from '../config/load.ts';
 import type { StepEngine } from '../schedule/steps.ts';
-import type { LogEntry, Scheduler } from '../schedule/scheduler.ts';
+import type { LogEntry } from '../schedule/scheduler.ts';
 import { toJson } from '../redact.ts';
 import type { LiveRuns } from './live-runs.ts';
 import type { Problem } from './problems.ts';
@@ -16,8 +16,6 @@ export interface ServerContext {
   engines: StepEngine;
   runs: LiveRuns;
   readOnly: boolean;
-  /** The scheduler running in this process, if any: its runs can be cancelled too. */
-  scheduler?: Scheduler;
   /** Triggers queue run requests for the workers instead of running here. */
   queueRuns: boolean;
   log: (entry: Pick<LogEntry, 'level' | 'message'>) => void;

@@ -3,13 +3,14 @@
  * cancel it. Once a run has ended, ebb's tables hold all there is to say about it.
  */
 import type { Engine } from '../engine.ts';
-import { newRunId, type RunResult, type Trigger } from '../run.ts';
+import { newRunId, type Trigger } from '../run.ts';
+import type { RunWatcher } from '../schedule/scheduler.ts';
 import { triggerRun } from '../ops/index.ts';
 import type { StepEngine } from '../schedule/steps.ts';
 
 export type Phase = 'plan' | 'apply' | 'record';
 
-/** A run in progress in this process. */
+/** A run in progress in this process: started through the API, or by the in-process scheduler. */
 export interface LiveRun {
   runId: string;
   sync: string;
@@ -18,14 +19,32 @@ export interface LiveRun {
   applied: number;
   /** Aborting it stops the sending: batches in flight finish, records not sent are recorded DELAYED. */
   controller: AbortController;
-  /** Settles when the run has ended and its outcomes are recorded. */
-  done: Promise<RunResult>;
 }
 
-export class LiveRuns {
+/** The runs in progress in this process, by run id; the scheduler reports its runs here too (RunWatcher). */
+export class LiveRuns implements RunWatcher {
   private readonly runs = new Map<string, LiveRun>();
+  /** The runs started through the API, which the server waits for when it stops. */
+  private readonly started = new Set<Promise<unknown>>();
 
   constructor(private readonly engines: StepEngine) {}
+
+  track({ runId, sync }: { runId: string; sync: string }) {
+    const live: LiveRun = { runId, sync, phase: 'plan', planned: null, applied: 0, controller: new AbortController() };
+    this.runs.set(runId, live);
+    return {
+      live,
+      hooks: {
+        signal: live.controller.signal,
+        onPhase: (phase: Phase) => void (live.phase = phase),
+        onProgress: ({ planned, applied }: { planned: number; applied: number }) => {
+          live.planned = planned;
+          live.applied = applied;
+        },
+      },
+      end: () => void this.runs.delete(runId),
+    };
+  }
 
   /**
    * Starts a run of a sync and resolves once it holds the sync's run lock (so that a second
@@ -33,34 +52,33 @@ export class LiveRuns {
    * invalid) rejects, and nothing was run.
    */
   async start(sync: string, options: { fullResync?: boolean; trigger?: Trigger; log: (message: string) => void }): Promise<LiveRun> {
-    const controller = new AbortController();
     const runId = newRunId();
+    const { live, hooks, end } = this.track({ runId, sync });
     let holding!: () => void;
     const locked = new Promise<void>((resolve) => (holding = resolve));
-    const live: LiveRun = { runId, sync, phase: 'plan', planned: null, applied: 0, controller, done: undefined as unknown as Promise<RunResult> };
-    live.done = this.engines.with((engine: Engine) =>
-      triggerRun(engine, sync, {
-        trigger: options.trigger ?? 'api',
-        runId,
-        fullResync: options.fullResync,
-        signal: controller.signal,
-        warn: options.log,
-        onPhase: (phase) => {
-          live.phase = phase;
-          if (phase === 'plan') holding();
-        },
-        onProgress: ({ planned, applied }) => {
-          live.planned = planned;
-          live.applied = applied;
-        },
-      }),
-    );
-    await Promise.race([locked, live.done]);
-    this.runs.set(runId, live);
-    void live.done.then(
+    const done = this.engines
+      .with((engine: Engine) =>
+        triggerRun(engine, sync, {
+          trigger: options.trigger ?? 'api',
+          runId,
+          fullResync: options.fullResync,
+          warn: options.log,
+          ...hooks,
+          onPhase: (phase) => {
+            hooks.onPhase(phase);
+            if (phase === 'plan') holding();
+          },
+        }),
+      )
+      .finally(end);
+    this.started.add(done);
+    const forget = () => void this.started.delete(done);
+    void done.then(forget, forget);
+    await Promise.race([locked, done]);
+    void done.then(
       (result) => options.log(`${sync}: run ${runId} ended ${result.health}`),
       (e: unknown) => options.log(`${sync}: run ${runId} broke: ${e instanceof Error ? e.message : String(e)}`),
-    ).finally(() => this.runs.delete(runId));
+    );
     return live;
   }
 
@@ -68,10 +86,9 @@ export class LiveRuns {
     return this.runs.get(runId);
   }
 
-  /** Stops every run in progress (the server is stopping) and waits for their outcomes to be recorded. */
+  /** Stops every run in progress (the server is stopping) and waits for those it started to be recorded. */
   async stopAll(): Promise<void> {
-    const all = [...this.runs.values()];
-    for (const run of all) run.controller.abort(new Error('the server is stopping'));
-    await Promise.allSettled(all.map((r) => r.done));
+    for (const run of this.runs.values()) run.controller.abort(new Error('the server is stopping'));
+    await Promise.allSettled([...this.started]);
   }
 }

@@ -60,8 +60,9 @@ export interface EbbServer {
 export function createServer(options: ServerOptions): EbbServer {
   const log = options.log ?? textLog;
   const engines = new StepEngine(options.project);
-  const scheduler = options.scheduler ? new Scheduler(options.project, { ...(options.scheduler === true ? {} : options.scheduler), engines, log }) : undefined;
-  const context: ServerContext = { project: options.project, engines, runs: new LiveRuns(engines), readOnly: options.readOnly ?? false, queueRuns: options.queueRuns ?? false, scheduler, log };
+  const runs = new LiveRuns(engines);
+  const context: ServerContext = { project: options.project, engines, runs, readOnly: options.readOnly ?? false, queueRuns: options.queueRuns ?? false, log };
+  const scheduler = options.scheduler ? new Scheduler(options.project, { ...(options.scheduler === true ? {} : options.scheduler), engines, watcher: runs, log }) : undefined;
   const app = new OpenAPIHono({
     defaultHook: (result, c) => {
       if (result.success) return;

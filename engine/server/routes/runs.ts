@@ -119,10 +119,10 @@ export function register(app: OpenAPIHono, ctx: ServerContext): void {
     const row = await ctx.engines.with((engine) => getRun(engine, run_id));
     const live = ctx.runs.get(run_id);
     if (row.status !== 'RUNNING') return sendProblem(c, problem('run-finished', `run ${run_id} has already ended (${String(row.status)}); there is nothing to cancel`));
-    if (live) live.controller.abort(new Error('cancelled through the API'));
-    else if (!ctx.scheduler?.cancel(run_id)) {
+    if (!live) {
       return sendProblem(c, problem('run-elsewhere', `run ${run_id} of ${row.sync_name} was started by another process (a scheduler, a worker or \`ebb run\`); stop that process with SIGTERM or Ctrl-C: it stops sending and records the rest as DELAYED`));
     }
+    live.controller.abort(new Error('cancelled through the API'));
     return sendJson(c, runView(row, live), 202);
   });
 }
