@@ -282,6 +282,7 @@ describe('the Sync Manager in Chromium', () => {
   it('cancels a full resync in progress: the records not sent wait for the next run', async () => {
     await visit('#/syncs/contacts_to_crm');
     await page.getByRole('button', { name: 'Full resync' }).click();
+    await page.getByRole('dialog', { name: 'Send every record of contacts_to_crm again?' }).getByRole('button', { name: 'Resync every record' }).click();
     // At once: the rate limit makes the run last seconds, so it is still going.
     await page.getByRole('button', { name: 'Cancel the run' }).click();
     await page.getByRole('heading', { name: /^Last run/ }).waitFor({ timeout: 30_000 });

@@ -5,7 +5,7 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { api, seg } from './api.js';
-import { Badge, Json, Pager, Problem, count, duration, href, schedule, useInterval, useResource, when } from './lib.js';
+import { Badge, ConfirmDialog, Json, Pager, Problem, count, duration, href, schedule, useInterval, useResource, when } from './lib.js';
 import { SyncActions, trigger } from './actions.js';
 import { LiveRun } from './live-run.js';
 import { RunsChart, endedRuns } from './chart.js';
@@ -121,10 +121,13 @@ export function SyncPage({ name }) {
     setRequestId(result?.requestId ?? null);
     refresh();
   };
+  const [confirmFull, setConfirmFull] = useState(false);
   const runFull = async () => {
+    setConfirmFull(false);
     setError(null);
     try {
-      done(...(await trigger(name, true).then((r) => [r.message, r])));
+      const result = await trigger(name, true);
+      done(result.message, result);
     } catch (e) {
       setError(e);
     }
@@ -154,7 +157,10 @@ export function SyncPage({ name }) {
     </header>
     <div class="toolbar">
       <${SyncActions} sync=${{ ...last, ...s }} onDone=${done} onError=${setError} />
-      <button type="button" onClick=${runFull}>Full resync</button>
+      <button type="button" onClick=${() => setConfirmFull(true)}>Full resync</button>
+      <${ConfirmDialog} open=${confirmFull} title=${`Send every record of ${name} again?`} confirmLabel="Resync every record" onConfirm=${runFull} onClose=${() => setConfirmFull(false)}>
+        <p>A full resync sends every record of the source again, changed or not, in a run that starts now.</p>
+      <//>
       <a class="button" href=${href('syncs', name, 'records')}>Record debugger</a>
     </div>
     <p class="status" role="status" aria-live="polite">${message}</p>
