@@ -175,6 +175,7 @@ export function SyncPage({ name }) {
       <div><dt>Failed in last run</dt><dd>${count(last.failed)}</dd></div>
     </dl>
     ${last.last_error && html`<p class="problem">Last run's error: ${last.last_error}</p>`}
+    ${(last.alerts_firing ?? []).map((a) => html`<p class="problem">Alert <strong>${a.rule}</strong> firing${a.since ? ` since ${when(a.since)}` : ''}: ${a.message}</p>`)}
     <${Runs} name=${name} runs=${runs} page=${page} setPage=${setPage} />
     <${Plan} name=${name} />
     <${Overrides} sync=${s} onSaved=${(text) => done(text)} />

@@ -64,7 +64,7 @@ export function SyncList() {
         ${syncs.map((s) => html`<tr key=${s.sync_name} data-sync=${s.sync_name}>
           <th scope="row" data-label="Sync"><a href=${href('syncs', s.sync_name)}>${s.sync_name}</a>${s.tags?.length > 0 && html`<span class="tags">${s.tags.map((t) => html`<span class="tag">${t}</span>`)}</span>`}</th>
           <td data-label="State"><${Badge} value=${s.status} /></td>
-          <td data-label="Health"><${Badge} value=${s.health} /></td>
+          <td data-label="Health"><span><${Badge} value=${s.health} />${s.alerts_firing?.length > 0 && html` <span class="badge badge-failed" title=${s.alerts_firing.map((a) => a.message).join('\n')}>${s.alerts_firing.length} alert${s.alerts_firing.length > 1 ? 's' : ''} firing</span>`}</span></td>
           <td data-label="Schedule">${schedule(s.schedule)}</td>
           <td data-label="Last run"><span>${following.includes(s) ? html`<${Badge} value="RUNNING" /> ` : ''}${s.last_run_id ? html`${when(s.last_run_started_at)} <${Badge} value=${s.last_run_status} /><br /><small>${count(s.succeeded)} synced, ${count(s.failed)} failed</small>` : 'never'}</span></td>
           <td data-label="Records" class="num">${count(s.records)}</td>
