@@ -5,6 +5,7 @@
 import { Cron } from 'croner';
 import type { SyncConfig } from '../config/schema.ts';
 import type { Status } from '../catalog/catalog.ts';
+import { notHealthySince } from './dependencies.ts';
 
 export type Schedule = SyncConfig['schedule'];
 
@@ -123,11 +124,11 @@ export function decide(input: DueInput): Decision {
  * sync's last run started (any time, when it never ran). A parent that failed holds it back.
  */
 function decideAfter(parents: string[], input: DueInput, what: string): Decision {
-  const done = parents.map((name) => ({ name, at: input.parents?.get(name) ?? null }));
-  const waiting = done.filter((p) => p.at === null || (input.lastRunAt !== null && p.at <= input.lastRunAt));
+  const lastHealthy = input.parents ?? new Map<string, number | null>();
+  const waiting = notHealthySince(parents, input.lastRunAt, lastHealthy);
   if (waiting.length > 0) {
     const since = input.lastRunAt === null ? 'yet' : 'since its last run';
-    return { action: 'wait', reason: `${what}: ${waiting.map((p) => p.name).join(', ')} not HEALTHY ${since}`, next: null };
+    return { action: 'wait', reason: `${what}: ${waiting.join(', ')} not HEALTHY ${since}`, next: null };
   }
-  return { action: 'run', reason: `${what}: all HEALTHY since its last run`, since: Math.max(...done.map((p) => p.at!)) };
+  return { action: 'run', reason: `${what}: all HEALTHY since its last run`, since: Math.max(...parents.map((p) => lastHealthy.get(p)!)) };
 }

@@ -9,6 +9,8 @@
  * - `live` → a stream on the source table, `EBB_<SYNC>_STREAM`, and a task that checks it every
  *   minute (`WHEN SYSTEM$STREAM_HAS_DATA`, evaluated without a warehouse) and whose INSERT reads
  *   the stream, which consumes it. A `query:` source has no table to stream: refused.
+ * - `after: [a, b]` → a task with no schedule, `AFTER` the tasks of a and b, in their graph
+ *   (task-graph.ts); the worker runs it after their runs.
  *
  * Which tasks are ebb's: those whose COMMENT is `ebb:<project>:<sync>`, found with SHOW TASKS in the
  * state schema. Snowflake itself is the registry, not a table of ebb's: DDL commits on its own on
@@ -28,6 +30,7 @@ import { ConfigError, WarehouseError, type ConfigIssue } from '../errors.ts';
 import { redact } from '../redact.ts';
 import { quoteSnowflake } from '../warehouse/snowflake.ts';
 import { cronOf, describeSchedule, parseInterval } from './due.ts';
+import { afterSpecs, orderGraphSteps, predecessorsOf } from './task-graph.ts';
 
 /** How often a live sync's task checks its stream. The check needs no warehouse; only a firing does. */
 export const LIVE_SCHEDULE = '1 MINUTE';
@@ -54,6 +57,10 @@ export interface TaskSpec {
   resume: boolean;
   /** What ebb.yml says, for messages: `every 15m`, `cron "0 * * * *"`, `live`. */
   source: string;
+  /** For `after`: the tasks it runs after (AFTER, no SCHEDULE); empty otherwise. See task-graph.ts. */
+  after: string[];
+  /** The root task of its graph: itself unless it runs after others. */
+  root: string;
   /** E.g. that an interval was rounded up to whole minutes. */
   note?: string;
 }
@@ -160,10 +167,20 @@ export function desiredTasks(project: Engine['project'], catalog: CatalogEntry[]
   }
   const issues: ConfigIssue[] = [];
   const specs: TaskSpec[] = [];
-  for (const { sync, status, path } of chosen) {
+  const children: Array<{ sync: SyncConfig; path: string }> = [];
+  const statusOf = new Map(chosen.map((c) => [c.sync.name, c.status]));
+  const commonOf = (sync: SyncConfig) => {
+    const name = taskName(sync.name);
+    return { sync: sync.name, name, comment: `ebb:${config.name}:${sync.name}`, warehouse, resume: statusOf.get(sync.name) !== 'PAUSED', source: describeSchedule(sync.schedule), after: [], root: name };
+  };
+  for (const { sync, path } of chosen) {
     const { schedule } = sync;
     if (schedule === 'manual' || schedule === 'once') continue;
-    const common = { sync: sync.name, name: taskName(sync.name), comment: `ebb:${config.name}:${sync.name}`, warehouse, resume: status !== 'PAUSED', source: describeSchedule(schedule) };
+    if (typeof schedule === 'object' && 'after' in schedule) {
+      children.push({ sync, path });
+      continue;
+    }
+    const common = commonOf(sync);
     if (schedule === 'live') {
       if (!sync.source.table) {
         issues.push({ path, message: `live: a Snowflake stream needs a table, and sync ${sync.name} reads a query; give source.table, or use every/cron` });
@@ -179,6 +196,8 @@ export function desiredTasks(project: Engine['project'], catalog: CatalogEntry[]
       issues.push({ path, message: (e as Error).message });
     }
   }
+  const make = (sync: SyncConfig, parents: TaskSpec[]): TaskSpec => ({ ...commonOf(sync), schedule: '', trigger: 'task', stream: null, table: null, after: parents.map((p) => p.name), root: parents[0].root });
+  specs.push(...afterSpecs(children, specs, make, issues));
   if (issues.length > 0) throw new ConfigError(issues);
   return specs;
 }
@@ -186,7 +205,7 @@ export function desiredTasks(project: Engine['project'], catalog: CatalogEntry[]
 /** The template context of a task or stream statement. */
 function contextOf(spec: TaskSpec, replaceStream = false): Record<string, unknown> {
   return {
-    task: { name: spec.name, sync_name: spec.sync, comment: spec.comment, schedule: spec.schedule, warehouse: spec.warehouse, trigger: spec.trigger, stream: spec.stream, replace_stream: replaceStream },
+    task: { name: spec.name, sync_name: spec.sync, comment: spec.comment, schedule: spec.schedule, warehouse: spec.warehouse, trigger: spec.trigger, stream: spec.stream, replace_stream: replaceStream, after: spec.after },
     source: { table: spec.table ? relationParts(spec.table) : null, query: null },
   };
 }
@@ -218,6 +237,7 @@ function differences(row: Row, statement: Statement, spec: TaskSpec): string[] {
   if (squash(row.definition) !== want.definition) changed.push('statement');
   if (squash(row.warehouse) !== want.warehouse) changed.push('warehouse');
   if (String(row.comment ?? '') !== spec.comment) changed.push('comment');
+  if (predecessorsOf(row).sort().join() !== [...spec.after].sort().join()) changed.push('after');
   return changed;
 }
 
@@ -233,7 +253,7 @@ export async function planTasks(engine: Engine): Promise<TaskPlan> {
   const streams = await sql.runAndRead('task_stream_list');
   const render = (name: string, spec: TaskSpec, replace = false) => sql.render(name, contextOf(spec, replace));
   const steps: TaskStep[] = [];
-  const where = (spec: TaskSpec) => `${spec.source} → SCHEDULE '${spec.schedule}'${spec.stream ? ` WHEN ${spec.stream} has data` : ''}, ${spec.warehouse ? `warehouse ${stored(spec.warehouse)}` : 'serverless'}${spec.note ? ` (${spec.note})` : ''}`;
+  const where = (spec: TaskSpec) => `${spec.source} → ${spec.after.length ? `AFTER ${spec.after.join(', ')}` : `SCHEDULE '${spec.schedule}'`}${spec.stream ? ` WHEN ${spec.stream} has data` : ''}, ${spec.warehouse ? `warehouse ${stored(spec.warehouse)}` : 'serverless'}${spec.note ? ` (${spec.note})` : ''}`;
   for (const spec of specs) {
     if (spec.stream && spec.table) {
       const existing = streams.find((s) => s.name === spec.stream);
@@ -274,7 +294,7 @@ export async function planTasks(engine: Engine): Promise<TaskPlan> {
   // Streams before the tasks that read them; removed tasks before their streams.
   const order = (s: TaskStep) => (s.kind === 'remove' ? (s.object === 'task' ? 2 : 3) : s.object === 'stream' ? 0 : 1);
   steps.sort((a, b) => order(a) - order(b));
-  return { schema: project.config.warehouse.state_schema, steps };
+  return { schema: project.config.warehouse.state_schema, steps: orderGraphSteps(steps, specs, tasks, (name, spec) => render(name, spec as TaskSpec)) };
 }
 
 /** Runs the DDL of a task plan, step by step. */

@@ -32,7 +32,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Project } from '../config/load.ts';
 import type { Engine } from '../engine.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
-import { effectiveSync } from '../catalog/catalog.ts';
+import { effectiveSync, readCatalog, type CatalogEntry } from '../catalog/catalog.ts';
 import { catalogEntry, checkRunnable } from '../catalog/lifecycle.ts';
 import { runSync, type RunResult, type Trigger } from '../run.ts';
 import { RunRefusedError } from '../errors.ts';
@@ -40,6 +40,7 @@ import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
 import { formatDuration } from './due.ts';
 import { checkStale, STALE_CHECK_MS } from '../alerts/alerts.ts';
+import { checkParentsHealthy, parentsQueued } from './dependencies.ts';
 
 const TRIGGERS: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
 /** Candidates read at once: enough to get past the requests that other workers win. */
@@ -202,6 +203,8 @@ export class Worker {
       await checkStale(engine);
     }
     const staleBefore = new Date(now - this.claimTtlMs);
+    /** The catalog, read once per look and only when a request of a task graph asks for it. */
+    let catalog: Promise<CatalogEntry[]> | undefined;
     for (const row of await sql.runAndRead('request_candidates', { stale_before: staleBefore, limit: CANDIDATES })) {
       if (this.stopping) return false;
       const request: Request = {
@@ -210,6 +213,8 @@ export class Worker {
         trigger: TRIGGERS.includes(row.trigger as Trigger) ? (row.trigger as Trigger) : 'task',
       };
       if ((this.heldBack.get(request.sync) ?? 0) > now) continue;
+      // A task graph queues a sync right after the syncs it runs after: their runs go first.
+      if (request.trigger === 'task' && (await this.waitsForParents(sql, request, (catalog ??= readCatalog(sql))))) continue;
       const claimed = await sql.run('request_claim', { holder: this.id, request_id: request.id, claimed_at: new Date(), stale_before: staleBefore });
       // Another worker won this one: try the next.
       if (claimed !== 1) continue;
@@ -221,6 +226,13 @@ export class Worker {
       if (Number(n) === 0) this.drained = true;
     }
     return false;
+  }
+
+  /** Whether a sync's request waits for requests of the syncs it runs after, queued no later. */
+  private async waitsForParents(sql: Engine['sql'], request: Request, catalog: Promise<CatalogEntry[]>): Promise<boolean> {
+    const entry = (await catalog).find((e) => e.name === request.sync);
+    const sync = entry ? effectiveSync(entry) : null;
+    return sync !== null && (await parentsQueued(sql, sync, request.id));
   }
 
   /** Finishes a request that cannot run, without a run, and says why. */
@@ -239,6 +251,7 @@ export class Worker {
     try {
       checkRunnable(entry, request.sync, request.trigger);
       if (!sync) throw new RunRefusedError('not_deployed', `sync ${request.sync}: its definition in the catalog is not valid; deploy it again`);
+      if (request.trigger === 'task') await checkParentsHealthy(sql, sync);
     } catch (e) {
       if (!(e instanceof RunRefusedError)) throw e;
       return this.drop(sql, request, e);

@@ -13,7 +13,7 @@
  * Snowflake does.
  *
  * Tasks and streams, which DuckDB does not have, live in the emulator's memory: CREATE [OR REPLACE]
- * TASK, ALTER TASK … RESUME|SUSPEND, DROP TASK, EXECUTE TASK, SHOW TASKS, CREATE [OR REPLACE]
+ * TASK (with AFTER: task graphs, changed only while their root is suspended), ALTER TASK … RESUME|SUSPEND, DROP TASK, EXECUTE TASK, SHOW TASKS, CREATE [OR REPLACE]
  * STREAM … ON TABLE, DROP STREAM and SHOW STREAMS. Nothing fires on a schedule: a test fires a task
  * (executeTask, fireTasks), which runs its statement if its WHEN holds. A stream is a DuckDB view of
  * its whole table; it "has data" when the table's fingerprint differs from the one taken when a DML
@@ -96,6 +96,8 @@ export interface EmulatedTask {
   createdOn: Date;
   /** How many times its statement ran. */
   runs: number;
+  /** The tasks it runs AFTER (DB.SCHEMA.NAME), in its task graph; empty for a root or standalone task. */
+  predecessors: string[];
 }
 
 /** A stream that CREATE STREAM made. */
@@ -325,13 +327,31 @@ export class SnowflakeEmulator {
     return this.serialise(() => this.fire(this.findTask(name)));
   }
 
-  /** One round of the schedules: fires every started task whose WHEN holds; resolves with the names of those that ran. */
+  /**
+   * One round of the schedules: fires every started task with a schedule whose WHEN holds, then, as
+   * in a task graph, each started task whose predecessors all ran in this round; resolves with the
+   * names of those that ran.
+   */
   fireTasks(): Promise<string[]> {
     return this.serialise(async () => {
-      const ran: string[] = [];
-      for (const task of this.tasks()) if (task.state === 'started' && (await this.fire(task))) ran.push(task.name);
-      return ran;
+      const ran = new Set<string>();
+      for (const task of this.tasks()) if (task.state === 'started' && task.schedule !== null && (await this.fire(task))) ran.add(objectKey(task));
+      for (let more = true; more; ) {
+        more = false;
+        for (const task of this.tasks()) {
+          if (ran.has(objectKey(task)) || task.state !== 'started' || task.predecessors.length === 0 || !task.predecessors.every((p) => ran.has(p))) continue;
+          if (await this.fire(task)) ran.add(objectKey(task));
+          more = true;
+        }
+      }
+      return this.tasks().filter((t) => ran.has(objectKey(t))).map((t) => t.name);
     });
+  }
+
+  /** The root of a task's graph: the task reached by following its first predecessor to the end. */
+  private rootOf(task: EmulatedTask): EmulatedTask {
+    const parent = task.predecessors.length ? this.taskRegistry.get(task.predecessors[0]) : undefined;
+    return parent ? this.rootOf(parent) : task;
   }
 
   /** Runs Snowflake SQL as a client of database `database` would (translated and checked the same way); returns rows keyed by column name. */
@@ -630,6 +650,20 @@ export class SnowflakeEmulator {
           throw compilation('a task takes WAREHOUSE or USER_TASK_MANAGED_INITIAL_WAREHOUSE_SIZE (serverless), not both');
         }
         if (p.SCHEDULE !== undefined) checkSchedule(p.SCHEDULE);
+        const predecessors = statement.after.map((parts) => {
+          const found = this.taskRegistry.get(objectKey(this.resolveObject(session, parts)));
+          if (!found) throw missing('Task', parts);
+          if (found.database !== database || found.schema !== schema) throw compilation(`Task ${found.name} is in another schema: the tasks of a graph share one schema.`);
+          return found;
+        });
+        if (predecessors.length > 0 && p.SCHEDULE !== undefined) throw compilation('A task with predecessors (AFTER) cannot have a schedule; only the root task of a graph has one.');
+        const roots = new Set(predecessors.map((t) => objectKey(this.rootOf(t))));
+        if (roots.size > 1) throw compilation(`The predecessors of ${name} belong to different task graphs (${[...roots].join(', ')}).`);
+        // A graph changes only while its root is suspended: the new task's, and the one it replaces.
+        const replaced = this.taskRegistry.get(key);
+        const graphRoots = [...predecessors.map((t) => this.rootOf(t)), ...(replaced && (replaced.predecessors.length || this.tasks().some((t) => t.predecessors.includes(key))) ? [this.rootOf(replaced)] : [])];
+        const running = graphRoots.find((r) => r.state === 'started');
+        if (running) throw compilation(`Unable to update graph with root task ${running.database}.${running.schema}.${running.name} since that root task is not suspended.`);
         if (statement.condition !== null) streamCondition(statement.condition);
         await this.checkTaskBody(session, statement.body);
         this.taskRegistry.set(key, {
@@ -644,6 +678,7 @@ export class SnowflakeEmulator {
           state: 'suspended',
           createdOn: new Date(),
           runs: 0,
+          predecessors: predecessors.map(objectKey),
         });
         return status(`Task ${name} successfully created.`);
       }
@@ -653,7 +688,7 @@ export class SnowflakeEmulator {
           if (statement.ifExists) return status('Statement executed successfully.');
           throw missing('Task', statement.name);
         }
-        if (statement.action === 'RESUME' && task.schedule === null) throw compilation(`Task ${task.name} has no schedule: it cannot be resumed (a standalone task runs by EXECUTE TASK)`);
+        if (statement.action === 'RESUME' && task.schedule === null && task.predecessors.length === 0) throw compilation(`Task ${task.name} has no schedule: it cannot be resumed (a standalone task runs by EXECUTE TASK)`);
         task.state = statement.action === 'RESUME' ? 'started' : 'suspended';
         return status('Statement executed successfully.');
       }
@@ -667,6 +702,8 @@ export class SnowflakeEmulator {
           throw missing(statement.kind === 'drop-task' ? 'Task' : 'Stream', statement.name);
         }
         registry.delete(key);
+        // The tasks that ran after it lose it as a predecessor (with none left, they stand alone).
+        for (const task of this.tasks()) task.predecessors = task.predecessors.filter((p) => p !== key);
         if (statement.kind === 'drop-stream') await session.conn.run(`DROP VIEW IF EXISTS ${quote(target.database)}.${quote(target.schema)}.${quote(target.name)}`);
         return status(`${target.name} successfully dropped.`);
       }
@@ -713,7 +750,7 @@ export class SnowflakeEmulator {
           const common = { created_on: o.createdOn.toISOString(), name: o.name, database_name: o.database, schema_name: o.schema, owner: 'EBB_ROLE', comment: o.comment };
           const row: Record<string, string | null> =
             'definition' in o
-              ? { ...common, id: createHash('md5').update(objectKey(o)).digest('hex').slice(0, 16), warehouse: o.warehouse, schedule: o.schedule, predecessors: '[]', state: o.state, definition: o.definition, condition: o.condition, allow_overlapping_execution: 'false' }
+              ? { ...common, id: createHash('md5').update(objectKey(o)).digest('hex').slice(0, 16), warehouse: o.warehouse, schedule: o.schedule, predecessors: JSON.stringify(o.predecessors), state: o.state, definition: o.definition, condition: o.condition, allow_overlapping_execution: 'false' }
               : { ...common, table_name: o.table, source_type: 'Table', base_tables: o.table, type: 'DELTA', stale: 'false', mode: 'DEFAULT' };
           return columns.map((c) => row[c] ?? null);
         });

@@ -104,7 +104,7 @@ const context = {
   attempts: 1,
   payload: JSON.stringify({ event: 'sync.alert.firing' }),
   source_rows: 10,
-  task: { name: 'EBB_CUSTOMERS_TO_CRM', sync_name: sync.name, comment: `ebb:acme:${sync.name}`, schedule: '1 MINUTE', warehouse: 'transforming', trigger: 'live', stream: 'EBB_CUSTOMERS_TO_CRM_STREAM', replace_stream: false },
+  task: { name: 'EBB_CUSTOMERS_TO_CRM', sync_name: sync.name, comment: `ebb:acme:${sync.name}`, schedule: '1 MINUTE', warehouse: 'transforming', trigger: 'live', stream: 'EBB_CUSTOMERS_TO_CRM_STREAM', replace_stream: false, after: [] },
 };
 
 /** Extra renderings of the statements whose SQL depends most on the context. */
@@ -115,6 +115,8 @@ const variants: Record<string, Record<string, unknown>> = {
   'select_source.expr': { ...context, expr: 'round(score, 2)', filter: null },
   'history_list.failed': { ...context, failed: true, keys: null, run_id: null },
   'task_create.serverless': { ...context, task: { ...context.task, schedule: 'USING CRON 0 * * * * UTC', warehouse: null, trigger: 'task', stream: null } },
+  // After the serverless task above, which is its root.
+  'task_create.after': { ...context, task: { ...context.task, name: 'EBB_REGIONAL', sync_name: 'regional', comment: 'ebb:acme:regional', schedule: '', trigger: 'task', stream: null, after: ['EBB_CUSTOMERS_TO_CRM'] } },
   'task_create.quoted': { ...context, task: { ...context.task, sync_name: "it's a \\ name", comment: "ebb:acme:it's a \\ name", stream: null } },
   'alert_states.firing': { ...context, sync_name: null, firing_only: true },
   'alert_notifications_list.all': { ...context, sync_name: null },

@@ -235,6 +235,26 @@ describe('the emulator keeps the rules of Snowflake tasks (emulated)', () => {
     await emulator.sql('DROP STREAM s');
     expect(emulator.streams()).toEqual([]);
   });
+
+  it('task graphs: AFTER without a schedule, predecessors of one graph, changed only while the root is suspended', async () => {
+    await emulator.sql(`CREATE TASK root SCHEDULE = '1 MINUTE' AS INSERT INTO log VALUES ('root')`);
+    await expect(emulator.sql(`CREATE TASK kid SCHEDULE = '1 MINUTE' AFTER root AS INSERT INTO log VALUES ('kid')`)).rejects.toThrow(/cannot have a schedule/);
+    await expect(emulator.sql(`CREATE TASK kid AFTER nope AS INSERT INTO log VALUES ('kid')`)).rejects.toThrow(/Task 'NOPE' does not exist/);
+    await emulator.sql('ALTER TASK root RESUME');
+    await expect(emulator.sql(`CREATE TASK kid AFTER root AS INSERT INTO log VALUES ('kid')`)).rejects.toThrow(/Unable to update graph with root task DB.PUBLIC.ROOT since that root task is not suspended/);
+    await emulator.sql('ALTER TASK root SUSPEND');
+    await emulator.sql(`CREATE TASK kid AFTER root AS INSERT INTO log VALUES ('kid')`);
+    await emulator.sql(`CREATE TASK other SCHEDULE = '1 MINUTE' AS INSERT INTO log VALUES ('other')`);
+    await expect(emulator.sql(`CREATE TASK mixed AFTER kid, other AS INSERT INTO log VALUES ('mixed')`)).rejects.toThrow(/different task graphs/);
+    await emulator.sql('ALTER TASK kid RESUME');
+    await emulator.sql('ALTER TASK root RESUME');
+    const [shown] = await emulator.sql('SHOW TASKS LIKE \'KID\'');
+    expect(shown).toMatchObject({ schedule: null, predecessors: '["DB.PUBLIC.ROOT"]', state: 'started' });
+    // A round fires the root, then the task after it.
+    expect(await emulator.fireTasks()).toEqual(['KID', 'ROOT']);
+    await emulator.sql('DROP TASK root');
+    expect(byName(emulator.tasks()).KID.predecessors).toEqual([]);
+  });
 });
 
 describe('ebb deploy on DuckDB', () => {
@@ -256,5 +276,99 @@ describe('ebb deploy on DuckDB', () => {
     expect(text.stdout).toContain('tasks: skipped, DuckDB has none; `ebb scheduler` runs the schedules of a, b');
     const json = await ebb(dir, ['deploy', '--json']);
     expect(JSON.parse(json.stdout)).toMatchObject({ tasks: null });
+  });
+});
+
+describe('syncs that run after others: task graphs (emulated)', () => {
+  let emulator: SnowflakeEmulator;
+  let dir: string;
+  const deploy = async (syncs: object[], args: string[] = ['--json']) => {
+    await writeFile(
+      join(dir, 'ebb.yml'),
+      stringify({
+        version: 1,
+        name: 'acme',
+        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'secret', database: 'DB', warehouse: 'transforming', access_url: emulator.url },
+        connections: { files: { plugin: 'file', config: { directory: './out' } } },
+        syncs,
+      }),
+    );
+    return ebb(dir, ['deploy', ...args]);
+  };
+  const graph = () => [
+    sync('nightly', { every: '1h' }, { source: { table: 'analytics.nightly', key: 'customer_id' } }),
+    sync('child', { after: ['nightly'] }),
+    sync('grand', { after: ['child'] }),
+    sync('both', { after: ['nightly', 'child'] }),
+  ];
+  const runOrder = async () => (await emulator.sql('SELECT sync_name, status FROM ebb.sync_runs ORDER BY started_at')).map((r) => `${String(r.SYNC_NAME)}:${String(r.STATUS)}`);
+
+  beforeAll(async () => {
+    emulator = await SnowflakeEmulator.start();
+    await emulator.sql('CREATE SCHEMA analytics');
+    await emulator.sql('CREATE TABLE analytics.customers (customer_id INTEGER, email VARCHAR, plan VARCHAR)');
+    await emulator.sql(`INSERT INTO analytics.customers VALUES (1, 'ada@x.io', 'pro'), (2, 'bob@x.io', 'free')`);
+    await emulator.sql('CREATE TABLE analytics.nightly (customer_id INTEGER, email VARCHAR, plan VARCHAR)');
+    await emulator.sql(`INSERT INTO analytics.nightly VALUES (1, 'ada@x.io', 'pro')`);
+    dir = await makeProject(stringify({ version: 1, name: 'acme', syncs: [] }));
+  });
+  afterAll(() => emulator?.stop());
+
+  it('gives a sync that runs after others a task AFTER theirs, in their graph, resumed children first and the root last', async () => {
+    const result = await deploy(graph());
+    expect(result.code, result.stderr).toBe(0);
+    const steps = (JSON.parse(result.stdout) as { tasks: { steps: Array<{ name: string; kind: string }> } }).tasks.steps.map((s) => `${s.name}:${s.kind}`);
+    expect(steps).toEqual(['EBB_NIGHTLY:create', 'EBB_CHILD:create', 'EBB_GRAND:create', 'EBB_BOTH:create', 'EBB_BOTH:resume', 'EBB_GRAND:resume', 'EBB_CHILD:resume', 'EBB_NIGHTLY:resume']);
+    const tasks = byName(emulator.tasks());
+    expect(tasks.EBB_NIGHTLY).toMatchObject({ schedule: '60 MINUTES', predecessors: [], state: 'started' });
+    expect(tasks.EBB_CHILD).toMatchObject({ schedule: null, predecessors: ['DB.EBB.EBB_NIGHTLY'], state: 'started', comment: 'ebb:acme:child' });
+    expect(tasks.EBB_GRAND).toMatchObject({ schedule: null, predecessors: ['DB.EBB.EBB_CHILD'], state: 'started' });
+    expect(tasks.EBB_BOTH.predecessors.sort()).toEqual(['DB.EBB.EBB_CHILD', 'DB.EBB.EBB_NIGHTLY']);
+    const dry = await deploy(graph(), ['--dry-run']);
+    expect(dry.stdout).toMatch(/= EBB_CHILD\s+unchanged: after nightly → AFTER EBB_NIGHTLY/);
+  });
+
+  it('the graph queues its runs in order, and the worker runs each sync after the syncs it runs after', async () => {
+    expect(await emulator.fireTasks()).toEqual(expect.arrayContaining(['EBB_NIGHTLY', 'EBB_CHILD', 'EBB_GRAND', 'EBB_BOTH']));
+    const worker = await ebb(dir, ['worker', '--once', '--poll-seconds', '0.1']);
+    expect(worker.code, worker.stderr).toBe(0);
+    const order = await runOrder();
+    expect(order[0]).toBe('nightly:HEALTHY');
+    expect(order.indexOf('child:HEALTHY')).toBeLessThan(order.indexOf('grand:HEALTHY'));
+    expect(order.indexOf('child:HEALTHY')).toBeLessThan(order.indexOf('both:HEALTHY'));
+    expect(order).toHaveLength(4);
+  });
+
+  it('a failed parent holds back the syncs after it: their requests are finished without a run, with the reason', async () => {
+    // A duplicate key: the only record to send is a source failure, so nightly's run fails.
+    await emulator.sql(`INSERT INTO analytics.nightly VALUES (3, 'cy@x.io', 'pro'), (3, 'cy2@x.io', 'pro')`);
+    await emulator.fireTasks();
+    const worker = await ebb(dir, ['worker', '--once', '--poll-seconds', '0.1']);
+    // Exit 1: nightly's run failed.
+    expect(worker.code, worker.stderr).toBe(1);
+    expect((await runOrder()).slice(4)).toEqual(['nightly:FAILED']);
+    expect(worker.stderr).toMatch(/not run, sync child runs after nightly, which did not complete HEALTHY since its last run/);
+    expect(worker.stderr).toMatch(/not run, sync grand runs after child/);
+    const open = await emulator.sql('SELECT count(*) AS n FROM ebb.run_requests WHERE finished_at IS NULL');
+    expect(open).toEqual([{ N: '0' }]);
+  });
+
+  it('changes a graph with its root suspended first, and refuses graphs that Snowflake cannot make (exit 3)', async () => {
+    emulator.resetCounts();
+    const changed = graph();
+    changed[2] = sync('grand', { after: ['nightly'] });
+    const result = await deploy(changed, []);
+    expect(result.code, result.stderr).toBe(0);
+    const ddl = emulator.statements.map((s) => s.sql).filter((s) => /^(CREATE|ALTER)\b[^\n]*\bTASK\b/.test(s)).map((s) => s.split('\n')[0]);
+    expect(ddl[0]).toBe('ALTER TASK IF EXISTS "EBB"."EBB_NIGHTLY" SUSPEND');
+    expect(ddl[1]).toBe('CREATE OR REPLACE TASK "EBB"."EBB_GRAND"');
+    expect(ddl[ddl.length - 1]).toBe('ALTER TASK IF EXISTS "EBB"."EBB_NIGHTLY" RESUME');
+    expect(byName(emulator.tasks()).EBB_GRAND).toMatchObject({ predecessors: ['DB.EBB.EBB_NIGHTLY'], state: 'started' });
+    expect(byName(emulator.tasks()).EBB_NIGHTLY.state).toBe('started');
+
+    const bad = await deploy([sync('by_hand', 'manual'), sync('a', { every: '1h' }), sync('b', { every: '2h' }), sync('after_manual', { after: ['by_hand'] }), sync('two_roots', { after: ['a', 'b'] })], []);
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toContain('syncs[3].schedule: after: by_hand has no Snowflake task');
+    expect(bad.stderr).toContain('syncs[4].schedule: after: the syncs it runs after belong to different task graphs (roots EBB_A, EBB_B)');
   });
 });

@@ -253,7 +253,7 @@ export function nameParts(name: string): string[] {
 
 /** Snowflake's task and stream statements, which DuckDB does not have: the emulator runs them itself. */
 export type ObjectStatement =
-  | { kind: 'create-task'; replace: boolean; ifNotExists: boolean; name: string[]; params: Record<string, string>; condition: string | null; body: string }
+  | { kind: 'create-task'; replace: boolean; ifNotExists: boolean; name: string[]; params: Record<string, string>; after: string[][]; condition: string | null; body: string }
   | { kind: 'alter-task'; ifExists: boolean; name: string[]; action: 'RESUME' | 'SUSPEND' }
   | { kind: 'drop-task'; ifExists: boolean; name: string[] }
   | { kind: 'execute-task'; name: string[] }
@@ -323,7 +323,11 @@ export function parseObjectStatement(tokens: Token[]): ObjectStatement | null {
       const ifNotExists = accept('IF', 'NOT', 'EXISTS');
       const taskName = name();
       const params = properties(TASK_PROPERTIES, 'TASK', ['WHEN', 'AS', 'AFTER']);
-      if (words[i] === 'AFTER') throw compilationError('task graphs (AFTER) are not emulated');
+      const after: string[][] = [];
+      if (accept('AFTER')) {
+        do after.push(name());
+        while (accept(','));
+      }
       let condition: string | null = null;
       if (accept('WHEN')) {
         const from = i;
@@ -334,7 +338,7 @@ export function parseObjectStatement(tokens: Token[]): ObjectStatement | null {
       }
       if (!accept('AS') || i >= sig.length) throw compilationError('syntax error: a task needs AS <statement>');
       if (replace && ifNotExists) throw compilationError('OR REPLACE and IF NOT EXISTS are incompatible');
-      return { kind: 'create-task', replace, ifNotExists, name: taskName, params, condition, body: rest() };
+      return { kind: 'create-task', replace, ifNotExists, name: taskName, params, after, condition, body: rest() };
     }
     if (accept('STREAM')) {
       const ifNotExists = accept('IF', 'NOT', 'EXISTS');
