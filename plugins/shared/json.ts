@@ -6,7 +6,7 @@
  * 3 alike), and an {@link ExactNumber} otherwise; {@link stringifyJson} writes an ExactNumber back
  * digit for digit, as the warehouse wrote it.
  */
-import { compareNumber, isInteger, LosslessNumber, parse, stringify } from 'lossless-json';
+import { compareNumber, isInteger, isLosslessNumber, LosslessNumber, parse, stringify } from 'lossless-json';
 
 /**
  * A number of a record that a JS number would change, kept as the warehouse's text. A template
@@ -45,8 +45,22 @@ export function parseJson(text: string): unknown {
   return mayNeedExact.test(text) ? parse(text, null, parseNumber) : JSON.parse(text);
 }
 
-/** JSON text of a value, with ExactNumbers and bigints written as their exact digits. */
+/** Whether a value holds no number that JSON.stringify would write otherwise (an ExactNumber, a bigint). */
+function plain(value: unknown): boolean {
+  if (typeof value === 'bigint') return false;
+  if (value === null || typeof value !== 'object') return true;
+  if (isLosslessNumber(value)) return false;
+  if (Array.isArray(value)) return value.every(plain);
+  for (const key in value) if (!plain((value as Record<string, unknown>)[key])) return false;
+  return true;
+}
+
+/**
+ * JSON text of a value, with ExactNumbers and bigints written as their exact digits. A value
+ * without them (most records) goes through JSON.stringify, which is several times faster.
+ */
 export function stringifyJson(value: unknown, space?: number | string): string {
+  if (plain(value)) return JSON.stringify(value ?? null, null, space) ?? 'null';
   return stringify(value ?? null, null, space) ?? 'null';
 }
 
