@@ -1,5 +1,5 @@
 /** The DuckDB warehouse, on @duckdb/node-api. */
-import { DuckDBInstance, DuckDBTimestampValue, type DuckDBAppender, type DuckDBConnection, type DuckDBResult, type DuckDBValue } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBResult, type DuckDBValue } from '@duckdb/node-api';
 import { dirname, resolve } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -72,36 +72,15 @@ function toRow(row: Record<string, unknown>): Row {
   return out;
 }
 
-/** A column of a table, with how to append a (non-null) value to it. */
-interface ColumnLayout {
-  name: string;
-  append: (appender: DuckDBAppender, value: Param) => void;
-}
-
-function appenderFor(type: string): ColumnLayout['append'] {
-  switch (type) {
-    case 'VARCHAR':
-    case 'JSON':
-      return (a, v) => a.appendVarchar(typeof v === 'string' ? v : String(v));
-    case 'BIGINT':
-      return (a, v) => a.appendBigInt(BigInt(v as number));
-    case 'INTEGER':
-      return (a, v) => a.appendInteger(Number(v));
-    case 'BOOLEAN':
-      return (a, v) => a.appendBoolean(Boolean(v));
-    case 'TIMESTAMP':
-      return (a, v) => (v instanceof Date ? a.appendTimestamp(new DuckDBTimestampValue(BigInt(v.getTime()) * 1000n)) : a.appendValue(String(v)));
-    default:
-      return (a, v) => a.appendValue((v instanceof Date ? utcText(v) : v) as DuckDBValue);
-  }
-}
-
-/** Up to this many values, append() uses one INSERT statement instead of the appender. */
-const SMALL_APPEND = 512;
-
 /** A timestamp as the UTC text that a TIMESTAMP column takes. */
 export function utcText(d: Date): string {
   return d.toISOString().replace('T', ' ').replace('Z', '');
+}
+
+/** A cell of append()'s JSON: a timestamp as UTC text, a bigint as its digits. */
+function cellText(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  const raw = this[key];
+  return raw instanceof Date ? utcText(raw) : typeof raw === 'bigint' ? raw.toString() : value;
 }
 
 function bind(params: Param[]): DuckDBValue[] {
@@ -128,7 +107,7 @@ class Queue {
 export class DuckdbWarehouse implements Warehouse {
   readonly dialect = duckdbDialect;
   private readonly queue = new Queue();
-  private readonly layouts = new Map<string, ColumnLayout[]>();
+  private readonly columnTypesOf = new Map<string, Map<string, string>>();
   private readonly writers = new Map<string, Promise<{ conn: DuckDBConnection; queue: Queue }>>();
 
   private constructor(
@@ -215,31 +194,16 @@ export class DuckdbWarehouse implements Warehouse {
     if (rows.length === 0) return Promise.resolve();
     // Each table appends on a connection of its own: the small in-flight marks that hold up a
     // batch never wait behind a large flush of outcomes (appends do not conflict in DuckDB).
-    const writer = this.writerFor(`${schema}.${table}`);
-    // A few rows go in one INSERT, which runs off the event loop; many go through the appender,
-    // which is faster per row but flushes synchronously.
-    if (rows.length * columns.length <= SMALL_APPEND) {
-      const tuple = `(${columns.map(() => '?').join(', ')})`;
-      const sql = `INSERT INTO ${duckdbDialect.quote(schema)}.${duckdbDialect.quote(table)} (${columns.map(duckdbDialect.quote).join(', ')}) VALUES ${rows.map(() => tuple).join(', ')}`;
-      return writer.then(({ conn, queue }) => queue.push(async () => void (await conn.run(sql, bind(rows.flat())))));
-    }
-    return writer.then(({ conn, queue }) =>
+    // The rows travel as one JSON text that DuckDB unpacks: the event loop only stringifies them
+    // (about a microsecond a row), and the insert and its commit run on DuckDB's threads, while
+    // the next batches are sent. (The appender would convert and flush every cell on the loop.)
+    const text = JSON.stringify(rows, cellText);
+    return this.writerFor(`${schema}.${table}`).then(({ conn, queue }) =>
       queue.push(async () => {
-        const layout = (await this.columnLayout(conn, schema, table)).map(({ name, append }) => ({ i: columns.indexOf(name), append }));
-        const appender = await conn.createAppender(table, schema);
-        try {
-          for (const row of rows) {
-            for (const { i, append } of layout) {
-              const v = i < 0 ? null : row[i];
-              if (v === null || v === undefined) appender.appendNull();
-              else append(appender, v);
-            }
-            appender.endRow();
-          }
-          appender.flushSync();
-        } finally {
-          appender.closeSync();
-        }
+        const types = await this.columnTypes(conn, schema, table);
+        const cells = columns.map((c, i) => `r[${i + 1}]::${types.get(c) ?? 'VARCHAR'}`).join(', ');
+        const target = `${duckdbDialect.quote(schema)}.${duckdbDialect.quote(table)} (${columns.map(duckdbDialect.quote).join(', ')})`;
+        await conn.run(`INSERT INTO ${target} SELECT ${cells} FROM (SELECT unnest(from_json(?::JSON, '[["VARCHAR"]]')) AS r)`, [text]);
       }),
     );
   }
@@ -253,22 +217,16 @@ export class DuckdbWarehouse implements Warehouse {
     return writer;
   }
 
-  /**
-   * The columns of a table in their order, each with the typed append that fits it (cached: ebb's
-   * tables). Typed appends cost a fraction of appendValue(), which converts every cell.
-   */
-  private async columnLayout(conn: DuckDBConnection, schema: string, table: string): Promise<ColumnLayout[]> {
+  /** The type of each column of a table (cached: ebb's own tables, which do not change under a run). */
+  private async columnTypes(conn: DuckDBConnection, schema: string, table: string): Promise<Map<string, string>> {
     const key = `${schema}.${table}`;
-    let layout = this.layouts.get(key);
-    if (!layout) {
-      const described = await conn.runAndReadAll(
-        `select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position`,
-        [schema, table],
-      );
-      layout = described.getRows().map((r) => ({ name: String(r[0]), append: appenderFor(String(r[1])) }));
-      this.layouts.set(key, layout);
+    let types = this.columnTypesOf.get(key);
+    if (!types) {
+      const described = await conn.runAndReadAll(`select column_name, data_type from information_schema.columns where table_schema = ? and table_name = ?`, [schema, table]);
+      types = new Map(described.getRows().map((r) => [String(r[0]), String(r[1])]));
+      this.columnTypesOf.set(key, types);
     }
-    return layout;
+    return types;
   }
 
   describe(sql: string): Promise<Column[]> {
