@@ -117,6 +117,23 @@ describe('Snowflake adapter on the emulator (emulated)', () => {
     expect(await w.runAndRead('SELECT result FROM app.semi WHERE seq = 7')).toEqual([{ result: expect.stringMatching(/"i":\s*7/) }]);
   });
 
+  it('adds latencyMs to every request it answers, one at a time or several at once', async () => {
+    emulator.latencyMs = 150;
+    try {
+      emulator.resetCounts();
+      const started = Date.now();
+      await w.runAndRead('SELECT 1 AS one');
+      const one = Date.now() - started;
+      await Promise.all([w.runAndRead('SELECT 2 AS two'), w.runAndRead('SELECT 3 AS three')]);
+      const both = Date.now() - started - one;
+      expect(emulator.requests.query).toBe(3);
+      expect(one).toBeGreaterThanOrEqual(150);
+      expect(both).toBeGreaterThanOrEqual(150);
+    } finally {
+      emulator.latencyMs = 0;
+    }
+  });
+
   it('splits a very large append to stay under the driver’s stage-binding threshold', async () => {
     await w.run('CREATE TABLE app.wide (a VARCHAR, b VARCHAR, c VARCHAR, d VARCHAR, e VARCHAR)');
     emulator.resetCounts();

@@ -23,6 +23,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHash, createPublicKey, randomBytes, randomUUID, verify } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DuckDBInstance, DuckDBTypeId, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import {
   check,
@@ -51,6 +52,8 @@ export interface EmulatorOptions {
   dataDir?: string;
   /** The port to listen on (default: any free one), on 127.0.0.1. */
   port?: number;
+  /** Milliseconds added to every request before it is handled, as a distant warehouse would take (default 0). */
+  latencyMs?: number;
 }
 
 interface Session {
@@ -245,6 +248,8 @@ export class SnowflakeEmulator {
   private readonly interposed: Array<{ pattern: RegExp; sqlText: string; done: (error?: Error) => void }> = [];
   private readonly failures: Array<{ pattern: RegExp; error: SnowflakeRejection; times: number }> = [];
   private nextSession = 1;
+  /** Milliseconds added to every request (see EmulatorOptions.latencyMs); may be changed between requests. */
+  latencyMs: number;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -252,7 +257,9 @@ export class SnowflakeEmulator {
     /** e.g. http://127.0.0.1:43121 */
     readonly url: string,
     private readonly options: EmulatorOptions,
-  ) {}
+  ) {
+    this.latencyMs = options.latencyMs ?? 0;
+  }
 
   /** Starts an emulator on 127.0.0.1. */
   static async start(options: EmulatorOptions = {}): Promise<SnowflakeEmulator> {
@@ -394,6 +401,8 @@ export class SnowflakeEmulator {
       res.end(JSON.stringify(body));
     };
     try {
+      // Outside serialise(): the requests of a client wait side by side, as on a network.
+      if (this.latencyMs > 0) await sleep(this.latencyMs);
       const raw = await readBody(req);
       const body = raw.length === 0 ? {} : (JSON.parse(raw.toString('utf8')) as Record<string, unknown>);
       const path = url.pathname;

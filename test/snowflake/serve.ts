@@ -1,10 +1,10 @@
 /**
  * Runs the Snowflake wire emulator as a server, to try ebb's Snowflake path without an account:
- *   npm run emulator -- [--port 8085] [--data-dir DIR] [--init seed.sql] [--chunk-rows 1000]
+ *   npm run emulator -- [--port 8085] [--data-dir DIR] [--init seed.sql] [--chunk-rows 1000] [--latency-ms 100]
  * Point ebb.yml at it with `access_url: http://127.0.0.1:8085` (any account, user and password).
  * `--init` runs a file of Snowflake SQL statements (separated by `;` at the end of a line) into
  * database DB first, e.g. to create the source tables. Ctrl-C stops it and prints the requests
- * it answered.
+ * it answered. `--latency-ms` adds that much to every request, as a distant account would.
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     'data-dir': { type: 'string' },
     init: { type: 'string' },
     'chunk-rows': { type: 'string' },
+    'latency-ms': { type: 'string' },
   },
 });
 
@@ -23,6 +24,7 @@ const emulator = await SnowflakeEmulator.start({
   port: Number(values.port),
   dataDir: values['data-dir'],
   chunkRows: values['chunk-rows'] ? Number(values['chunk-rows']) : undefined,
+  latencyMs: values['latency-ms'] ? Number(values['latency-ms']) : undefined,
 });
 if (values.init) {
   const script = await readFile(values.init, 'utf8');
