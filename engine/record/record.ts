@@ -72,9 +72,8 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
   };
   let health = healthOf(counts, run.error);
   // Records left in doubt by any run keep the sync from being HEALTHY until they are resolved.
-  const [outstanding] = await sql.runAndRead('state_review_count', { sync_name: run.syncName });
   const fresh = counts.needs_review;
-  counts.needs_review = Number(outstanding.n);
+  counts.needs_review = byState.IN_DOUBT ?? 0;
   if (counts.needs_review > 0 && (health === 'HEALTHY' || health === 'DELAYED')) health = 'INCOMPLETE';
   for (const table of ['sync_changes', 'sync_outcomes', 'sync_inflight']) await sql.run('clear_run', { table, run_id: run.runId });
   // The run row keeps the untracked records in `planned` (each untrack is planned and done at once).
