@@ -321,7 +321,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const outcomes = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
   const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
-  const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
+  const maxLead = MAX_LEAD_PER_SLOT * options.concurrency;
+  const pace = new Pace(options.concurrency, maxLead);
   // Outcomes are written behind the answers: a batch does not wait for its outcomes to be durable
   // to free its slot (see `settling` for how far behind they may be). A failed write fails the run.
   const write = (rows: Param[][]): Promise<void> => {
@@ -475,7 +476,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const next = async () => (ahead ? ahead.next() : plain.next().then((n) => (n.done ? undefined : n.value)));
   try {
     for (let batch = await next(); batch; batch = await next()) {
-      const lead = resendable(batch) ? pace.lead() : 0;
+      // An atomic plugin's outcomes count only once it commits: they need not keep up with the sends.
+      const lead = options.atomicRun ? maxLead : resendable(batch) ? pace.lead() : 0;
       while (running.size >= options.concurrency || settling.size >= options.concurrency + lead) await Promise.race([...running, ...settling]);
       start(batch);
     }
