@@ -154,9 +154,29 @@ async function failingExpression(sql: Sql, sync: SyncConfig, ctx: SourceContext,
   return undefined;
 }
 
+/**
+ * The formula of record hashes (dialect.sql.njk record_hash) that the state holds: 2 hashes the
+ * mapped values as an ordered array; the first (null in the state) hashed the record's JSON object,
+ * whose key order Snowflake does not guarantee. plan_rehash migrates a sync's state to it.
+ */
+export const HASH_VERSION = 2;
+
+/**
+ * How each key column becomes text (dialect.sql.njk key_value), by its type in the source: dates
+ * and timestamps in explicit formats, so that no session setting changes a record's key.
+ */
+async function keyKinds(sql: Sql, ctx: SourceContext): Promise<Record<string, string>> {
+  const types = new Map((await sql.describe('select_source', { ...ctx, filter: null, expr: null, tried: false })).map((c) => [c.name, c.type.toUpperCase()]));
+  const kind = (type = '') =>
+    type === 'DATE' ? 'date' : /TIME ZONE|_LTZ|_TZ/.test(type) ? 'timestamp_tz' : type.startsWith('TIMESTAMP') || type === 'DATETIME' ? 'timestamp' : 'other';
+  return Object.fromEntries(ctx.key.map((c) => [c, kind(types.get(c))]));
+}
+
 /** Writes the change set of a run into `sync_changes` and returns its summary. */
 export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Promise<PlanSummary> {
-  const source = await markTried(sql, sourceContext(sync));
+  const tried = await markTried(sql, sourceContext(sync));
+  const source = { ...tried, key_kinds: await keyKinds(sql, tried) };
+  await sql.run('plan_rehash', { ...source, sync: { name: sync.name }, hash_version: HASH_VERSION });
   const context = { ...source, run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
   try {
     await sql.run('plan', context);

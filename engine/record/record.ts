@@ -1,4 +1,5 @@
 /** Record: fold a run's outcomes into history, state, the run row and the sync's health. */
+import { HASH_VERSION } from '../plan/plan.ts';
 import type { Sql } from '../warehouse/sql.ts';
 
 export type Health = 'HEALTHY' | 'INCOMPLETE' | 'FAILED' | 'DELAYED';
@@ -59,7 +60,7 @@ export async function topErrors(sql: Sql, runIds: string[]): Promise<Map<string,
 export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null; idempotentCreate: boolean }) {
   const ctx = { run_id: run.runId };
   await sql.run('record_history', { ...ctx, idempotent_create: run.idempotentCreate });
-  await sql.run('record_state', ctx);
+  await sql.run('record_state', { ...ctx, hash_version: HASH_VERSION });
   const byState = Object.fromEntries((await sql.runAndRead('run_counts', { ...ctx, sync_name: run.syncName })).map((r) => [String(r.apply_state), Number(r.n)]));
   const counts: RunCounts = {
     succeeded: byState.SUCCESS ?? 0,

@@ -10,6 +10,7 @@ import { EbbError } from '../errors.ts';
 
 /**
  * The version of ebb's tables; `setup` migrates older ones.
+ * 2: sync_record_state.hash_version (record hashes over an ordered array, see plan_rehash).
  */
 export const SCHEMA_VERSION = 2;
 

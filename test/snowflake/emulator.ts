@@ -512,7 +512,14 @@ export class SnowflakeEmulator {
     await conn.run(`SET TimeZone = 'UTC'`);
     // Snowflake's functions of a VARIANT (TO_VARIANT becomes to_json): a number, and its text.
     await conn.run(`CREATE OR REPLACE TEMP MACRO is_real(v) AS json_type(v) IN ('DOUBLE', 'BIGINT', 'UBIGINT')`);
-    await conn.run(`CREATE OR REPLACE TEMP MACRO to_varchar(v) AS CAST(v AS VARCHAR)`);
+    // TO_VARCHAR(date or timestamp, format): the format elements that ebb's keys use, as strftime's.
+    const format = ['YYYY:%Y', 'HH24:%H', 'MI:%M', 'MM:%m', 'DD:%d', 'SS:%S', 'FF3:%g', ' TZHTZM:%z'].reduce((f, pair) => {
+      const [from, to] = pair.split(/:(?=%)/);
+      return `replace(${f}, '${from}', '${to}')`;
+    }, 'f');
+    await conn.run(`CREATE OR REPLACE TEMP MACRO to_varchar(v) AS CAST(v AS VARCHAR), (v, f) AS strftime(v, ${format})`);
+    // GET(object, key): the field named key, never read as a path.
+    await conn.run(`CREATE OR REPLACE TEMP MACRO get(v, k) AS json_extract(v, '/' || replace(replace(k, '~', '~0'), '/', '~1'))`);
     return conn;
   }
 

@@ -37,6 +37,8 @@ const composite = syncSchema.parse({ ...sync, name: 'regional', source: { table:
 /** One context that holds every variable of every statement: a new variable must be added here. */
 const context = {
   ...sourceContext(sync),
+  key_kinds: { customer_id: 'other' },
+  hash_version: 2,
   sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove },
   run_id: '20260101T000000Z-abc123',
   run_ids: ['20260101T000000Z-abc123', '20260101T000000Z-def456'],
@@ -109,7 +111,10 @@ const context = {
 
 /** Extra renderings of the statements whose SQL depends most on the context. */
 const variants: Record<string, Record<string, unknown>> = {
-  'plan.composite-clear': { ...context, ...sourceContext(composite), sync: { name: composite.name, strategy: 'upsert', on_remove: 'clear' } },
+  'plan.composite-clear': { ...context, ...sourceContext(composite), key_kinds: { region: 'other', customer_id: 'other' }, sync: { name: composite.name, strategy: 'upsert', on_remove: 'clear' } },
+  // Date and timestamp keys in explicit formats, never the session's.
+  'transform.dated-keys': { ...context, ...sourceContext(composite), key: ['signup_date', 'seen_at', 'seen_at_tz'], key_kinds: { signup_date: 'date', seen_at: 'timestamp', seen_at_tz: 'timestamp_tz' } },
+  'transform.date-key': { ...context, key: ['signup_date'], key_kinds: { signup_date: 'date' } },
   'plan.replace': { ...context, sync: { ...context.sync, strategy: 'replace' } },
   'plan_rekey.kept': { ...context, kept: true },
   'select_source.expr': { ...context, expr: 'round(score, 2)', filter: null },
@@ -172,8 +177,10 @@ describe('Snowflake SQL runs on the emulator (emulated)', () => {
     w = await openEmulated(emulator);
     sql = new Sql(w, 'ebb');
     await w.run('CREATE SCHEMA analytics');
-    await w.run('CREATE TABLE analytics.customers (customer_id INTEGER, region VARCHAR, email VARCHAR, score DECIMAL(10,2), lifecycle_stage VARCHAR)');
-    await w.run(`INSERT INTO analytics.customers VALUES (1, 'eu', 'a@x.io', 1.5, 'customer'), (2, 'us', 'b@x.io', 2.25, 'customer')`);
+    await w.run('CREATE TABLE analytics.customers (customer_id INTEGER, region VARCHAR, email VARCHAR, score DECIMAL(10,2), lifecycle_stage VARCHAR, signup_date DATE, seen_at TIMESTAMP, seen_at_tz TIMESTAMPTZ)');
+    await w.run(
+      `INSERT INTO analytics.customers VALUES (1, 'eu', 'a@x.io', 1.5, 'customer', '2026-01-01', '2026-01-01 10:00:00.5', '2026-01-01 10:00:00+00'), (2, 'us', 'b@x.io', 2.25, 'customer', NULL, NULL, NULL)`,
+    );
   });
   afterAll(async () => {
     await w?.close();

@@ -14,7 +14,7 @@ FROM (
 ) AS __ebb_mapped
 ),
 counted AS (
-  SELECT __ebb_key, __ebb_record, __ebb_error, MD5(TO_JSON(__ebb_record)) AS __ebb_hash,
+  SELECT __ebb_key, __ebb_record, __ebb_error, MD5(TO_JSON(ARRAY_CONSTRUCT(GET(__ebb_record, ?), GET(__ebb_record, ?), GET(__ebb_record, ?)))) AS __ebb_hash,
          count(*) OVER (PARTITION BY __ebb_key) AS __ebb_count
   FROM transformed
 ),
@@ -77,9 +77,9 @@ SELECT
   row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key),
   record_key,
   coalesce(action, 'none'), apply_reason,
-  CASE WHEN action = 'clear' THEN MD5(TO_JSON(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL))) ELSE coalesce(__ebb_hash, record_hash) END,
+  CASE WHEN action = 'clear' THEN MD5(TO_JSON(ARRAY_CONSTRUCT(GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?)))) ELSE coalesce(__ebb_hash, record_hash) END,
   CASE WHEN action = 'clear' THEN OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL) ELSE coalesce(__ebb_record, state_record) END,
   app_identifier, source_error, in_doubt
 FROM planned
 WHERE action IS NOT NULL OR source_error IS NOT NULL
--- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","regional","null key: the key columns region, customer_id must not be null","20260101T000000Z-abc123","regional","email","score","source_system","email","score","source_system"]
+-- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","email","score","source_system","regional","null key: the key columns region, customer_id must not be null","20260101T000000Z-abc123","regional","email","score","source_system","email","email","score","source_system","score","email","score","source_system","source_system","email","score","source_system"]

@@ -9,6 +9,7 @@ WHEN MATCHED AND h.apply_state = 'SUCCESS' AND h.action IN ('delete', 'untrack')
 WHEN MATCHED AND s.last_run_id IS DISTINCT FROM h.run_id THEN UPDATE SET
   app_identifier = coalesce(h.app_identifier, s.app_identifier),
   record_hash = h.record_hash,
+  hash_version = ?,
   transformed_record = h.transformed_record,
   apply_state = h.apply_state,
   apply_reason = h.apply_reason,
@@ -20,11 +21,11 @@ WHEN MATCHED AND s.last_run_id IS DISTINCT FROM h.run_id THEN UPDATE SET
   last_synced_at = CASE WHEN h.apply_state = 'SUCCESS' THEN h.recorded_at ELSE s.last_synced_at END,
   maybe_in_app = CASE WHEN h.apply_state = 'SUCCESS' THEN NULL ELSE (coalesce(s.maybe_in_app, FALSE) OR h.in_flight) END
 WHEN NOT MATCHED AND NOT (h.apply_state = 'SUCCESS' AND h.action IN ('delete', 'untrack')) THEN INSERT
-  (sync_name, record_key, app_identifier, record_hash, transformed_record, apply_state, apply_reason, last_action,
+  (sync_name, record_key, app_identifier, record_hash, hash_version, transformed_record, apply_state, apply_reason, last_action,
    failure_count, last_result, last_run_id, first_synced_at, last_synced_at, maybe_in_app)
 VALUES
-  (h.sync_name, h.record_key, h.app_identifier, h.record_hash, h.transformed_record, h.apply_state, h.apply_reason, h.action,
+  (h.sync_name, h.record_key, h.app_identifier, h.record_hash, ?, h.transformed_record, h.apply_state, h.apply_reason, h.action,
    CASE WHEN h.apply_state IN ('SUCCESS', 'DELAYED') THEN 0 ELSE 1 END, h.result, h.run_id,
    CASE WHEN h.apply_state = 'SUCCESS' THEN h.recorded_at END, CASE WHEN h.apply_state = 'SUCCESS' THEN h.recorded_at END,
    CASE WHEN h.in_flight THEN TRUE END)
--- binds: ["20260101T000000Z-abc123"]
+-- binds: ["20260101T000000Z-abc123",2,2]

@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNC_RECORD_STATE" (
   first_synced_at TIMESTAMP_NTZ, last_synced_at TIMESTAMP_NTZ,
   maybe_in_app BOOLEAN
 );
+-- 2: the version of record_hash's formula (see plan_rehash.sql.njk); null for the first one.
+ALTER TABLE "EBB"."SYNC_RECORD_STATE" ADD COLUMN IF NOT EXISTS hash_version INTEGER;
 CREATE TABLE IF NOT EXISTS "EBB"."SYNC_RECORD_HISTORY" (
   run_id VARCHAR, sync_name VARCHAR, record_key VARCHAR, action VARCHAR, apply_reason VARCHAR,
   apply_state VARCHAR, success BOOLEAN, app_identifier VARCHAR, result VARIANT,
