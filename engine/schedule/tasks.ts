@@ -50,7 +50,7 @@ export interface TaskSpec {
   warehouse: string | null;
   /** The trigger of the runs it queues: `task`, or `live` for a stream's task. */
   trigger: 'task' | 'live';
-  /** For a live sync: its stream, and the table it watches. */
+  /** For a live sync: its stream, and the table, view or dynamic table it watches. */
   stream: string | null;
   table: string | null;
   /** False for a paused sync: its task exists, suspended. */
@@ -203,9 +203,20 @@ export function desiredTasks(project: Engine['project'], catalog: CatalogEntry[]
 }
 
 /** The template context of a task or stream statement. */
-function contextOf(spec: TaskSpec, replaceStream = false): Record<string, unknown> {
+function contextOf(spec: TaskSpec, replaceStream = false, source?: SourceObject): Record<string, unknown> {
   return {
-    task: { name: spec.name, sync_name: spec.sync, comment: spec.comment, schedule: spec.schedule, warehouse: spec.warehouse, trigger: spec.trigger, stream: spec.stream, replace_stream: replaceStream, after: spec.after },
+    task: {
+      name: spec.name,
+      sync_name: spec.sync,
+      comment: spec.comment,
+      schedule: spec.schedule,
+      warehouse: spec.warehouse,
+      trigger: spec.trigger,
+      stream: spec.stream,
+      replace_stream: replaceStream,
+      source_kind: source?.kind ?? 'TABLE',
+      after: spec.after,
+    },
     source: { table: spec.table ? relationParts(spec.table) : null, query: null },
   };
 }
@@ -241,26 +252,76 @@ function differences(row: Row, statement: Statement, spec: TaskSpec): string[] {
   return changed;
 }
 
+/** What a live sync's source is, as SHOW reports it: what its stream is ON. */
+export interface SourceObject {
+  kind: 'TABLE' | 'VIEW' | 'DYNAMIC TABLE';
+  changeTracking: boolean;
+}
+
+/** SHOW STREAMS' source_type for each kind of source. */
+const SOURCE_TYPES: Record<SourceObject['kind'], string> = { TABLE: 'Table', VIEW: 'View', 'DYNAMIC TABLE': 'Dynamic Table' };
+
+/**
+ * What the source of each live sync is (a dbt model may be a table, a view or a dynamic table),
+ * with SHOW VIEWS, SHOW DYNAMIC TABLES and SHOW TABLES, which need no warehouse. Throws a
+ * ConfigError (exit 3) for a source that is none of them, and for a dynamic table that refreshes
+ * fully, on which Snowflake has no stream.
+ */
+async function sourceObjects(engine: Engine, specs: TaskSpec[]): Promise<Map<string, SourceObject>> {
+  const found = new Map<string, SourceObject>();
+  const issues: ConfigIssue[] = [];
+  for (const spec of specs) {
+    if (!spec.table) continue;
+    const parts = relationParts(spec.table);
+    const name = stored(parts[parts.length - 1]);
+    const context = { name, scope: parts.slice(0, -1) };
+    const path = `syncs[${Math.max(0, engine.project.config.syncs.findIndex((s) => s.name === spec.sync))}].schedule`;
+    let object: (SourceObject & { refreshMode?: string }) | undefined;
+    for (const [what, kind] of [['VIEWS', 'VIEW'], ['DYNAMIC TABLES', 'DYNAMIC TABLE'], ['TABLES', 'TABLE']] as const) {
+      const row = (await engine.sql.runAndRead('source_object_list', { ...context, what })).find((r) => r.name === name && (kind !== 'TABLE' || r.is_dynamic !== 'Y'));
+      if (!row) continue;
+      object = { kind, changeTracking: String(row.change_tracking ?? '').toUpperCase() === 'ON', refreshMode: String(row.refresh_mode ?? '').toUpperCase() };
+      break;
+    }
+    if (!object) {
+      issues.push({ path, message: `live: the source ${spec.table} of sync ${spec.sync} is not a table, view or dynamic table that ebb's role can see; a stream needs one` });
+    } else if (object.kind === 'DYNAMIC TABLE' && object.refreshMode === 'FULL') {
+      issues.push({ path, message: `live: ${spec.table} is a dynamic table that refreshes fully (REFRESH_MODE = FULL), and Snowflake has streams only on dynamic tables that refresh incrementally; make it incremental, or use every/cron` });
+    } else found.set(spec.sync, { kind: object.kind, changeTracking: object.changeTracking });
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+  return found;
+}
+
 /**
  * Compares the tasks and streams that the syncs should have with those in the state schema;
- * changes nothing. Throws a ConfigError for a schedule that Snowflake cannot run.
+ * changes nothing. Throws a ConfigError for a schedule that Snowflake cannot run, or a live
+ * source that cannot have a stream.
  */
 export async function planTasks(engine: Engine): Promise<TaskPlan> {
   const { sql, project } = engine;
   const specs = desiredTasks(project, await readCatalog(sql));
+  const sources = await sourceObjects(engine, specs);
   const prefix = `ebb:${project.config.name}:`;
   const tasks = await sql.runAndRead('task_list');
   const streams = await sql.runAndRead('task_stream_list');
-  const render = (name: string, spec: TaskSpec, replace = false) => sql.render(name, contextOf(spec, replace));
+  const render = (name: string, spec: TaskSpec, replace = false) => sql.render(name, contextOf(spec, replace, sources.get(spec.sync)));
   const steps: TaskStep[] = [];
   const where = (spec: TaskSpec) => `${spec.source} → ${spec.after.length ? `AFTER ${spec.after.join(', ')}` : `SCHEDULE '${spec.schedule}'`}${spec.stream ? ` WHEN ${spec.stream} has data` : ''}, ${spec.warehouse ? `warehouse ${stored(spec.warehouse)}` : 'serverless'}${spec.note ? ` (${spec.note})` : ''}`;
   for (const spec of specs) {
-    if (spec.stream && spec.table) {
+    const source = sources.get(spec.sync);
+    if (spec.stream && spec.table && source) {
       const existing = streams.find((s) => s.name === spec.stream);
-      if (!existing) steps.push({ object: 'stream', name: spec.stream, sync: spec.sync, kind: 'create', detail: `on ${spec.table}`, statements: [render('task_stream_create', spec)] });
-      else if (!sameTable(existing.table_name, spec.table)) {
-        steps.push({ object: 'stream', name: spec.stream, sync: spec.sync, kind: 'replace', detail: `on ${spec.table} (it watched ${String(existing.table_name)})`, statements: [render('task_stream_create', spec, true)] });
-      } else steps.push({ object: 'stream', name: spec.stream, sync: spec.sync, kind: 'unchanged', detail: `on ${spec.table}`, statements: [] });
+      const on = `on ${source.kind === 'TABLE' ? '' : `${source.kind.toLowerCase()} `}${spec.table}`;
+      // Creating the stream turns change tracking on, which takes the source's owner (a view's base tables too).
+      const tracking = source.changeTracking ? '' : `; change tracking is off on ${spec.table}: the stream turns it on, which needs ownership of it (or, as its owner: ALTER ${source.kind} … SET CHANGE_TRACKING = TRUE)`;
+      if (!existing) steps.push({ object: 'stream', name: spec.stream, sync: spec.sync, kind: 'create', detail: on + tracking, statements: [render('task_stream_create', spec)] });
+      else if (!sameTable(existing.table_name, spec.table) || String(existing.source_type ?? 'Table') !== SOURCE_TYPES[source.kind]) {
+        steps.push({ object: 'stream', name: spec.stream, sync: spec.sync, kind: 'replace', detail: `${on} (it watched ${String(existing.source_type ?? 'Table').toLowerCase()} ${String(existing.table_name)})${tracking}`, statements: [render('task_stream_create', spec, true)] });
+      } else if (String(existing.stale).toLowerCase() === 'true') {
+        // A stale stream cannot be read; the run it triggers compares the whole source, so recreating it misses no change.
+        steps.push({ object: 'stream', name: spec.stream, sync: spec.sync, kind: 'replace', detail: `${on} (it was stale: not read within the source's retention period; recreated)`, statements: [render('task_stream_create', spec, true)] });
+      } else steps.push({ object: 'stream', name: spec.stream, sync: spec.sync, kind: 'unchanged', detail: on, statements: [] });
     }
     const create = render('task_create', spec);
     const state = render(spec.resume ? 'task_resume' : 'task_suspend', spec);

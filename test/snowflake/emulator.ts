@@ -108,8 +108,12 @@ export interface EmulatedStream {
   database: string;
   schema: string;
   name: string;
-  /** The table it watches: DB.SCHEMA.TABLE. */
+  /** The table, view or dynamic table it watches: DB.SCHEMA.NAME. */
   table: string;
+  /** What it watches, as SHOW STREAMS' source_type says. */
+  sourceType: 'Table' | 'View' | 'Dynamic Table';
+  /** Stale: not consumed within its source's retention period (a test sets it with makeStale). */
+  stale: boolean;
   comment: string | null;
   createdOn: Date;
   /** The table's fingerprint when the stream was created or last consumed. */
@@ -247,6 +251,10 @@ export class SnowflakeEmulator {
   private readonly streamRegistry = new Map<string, EmulatedStream>();
   private readonly interposed: Array<{ pattern: RegExp; sqlText: string; done: (error?: Error) => void }> = [];
   private readonly failures: Array<{ pattern: RegExp; error: SnowflakeRejection; times: number }> = [];
+  /** The DuckDB tables that stand for dynamic tables, with their refresh mode. */
+  private readonly dynamicTables = new Map<string, 'INCREMENTAL' | 'FULL'>();
+  /** The objects with change tracking on (a stream on an object turns it on, as its owner's would). */
+  private readonly changeTracking = new Set<string>();
   private nextSession = 1;
   /** Milliseconds added to every request (see EmulatorOptions.latencyMs); may be changed between requests. */
   latencyMs: number;
@@ -307,6 +315,18 @@ export class SnowflakeEmulator {
    */
   failNext(pattern: RegExp, error: { code: string; sqlState: string; message: string }, times = 1): void {
     this.failures.push({ pattern, error: new SnowflakeRejection(error.message, error.code, error.sqlState), times });
+  }
+
+  /** Makes a table (DB.SCHEMA.NAME, created before) a dynamic table, as dbt's `dynamic_table` materialisation would. */
+  declareDynamicTable(name: string, refreshMode: 'INCREMENTAL' | 'FULL' = 'INCREMENTAL'): void {
+    this.dynamicTables.set(nameParts(name).join('.'), refreshMode);
+  }
+
+  /** Makes a stream stale, as one not consumed within its source's retention period becomes. */
+  makeStale(name: string): void {
+    const found = this.streams().filter((s) => objectKey(s).endsWith(nameParts(name).join('.')));
+    if (found.length !== 1) throw new Error(`no single stream named ${name}`);
+    found[0].stale = true;
   }
 
   /** What ALTER SESSION SET set in each open session of the clients (not the emulator's own). */
@@ -736,11 +756,17 @@ export class SnowflakeEmulator {
         if (this.streamRegistry.has(key) && statement.ifNotExists) return status(`${name} already exists, statement succeeded.`);
         if (this.streamRegistry.has(key) && !statement.replace) throw new SnowflakeRejection(`SQL compilation error:\nObject '${name}' already exists.`, '002002', '42710');
         const table = this.resolve(session, statement.table);
-        const [{ n }] = (await session.conn.runAndReadAll('SELECT count(*) AS n FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?', table)).getRowObjectsJS();
-        if (Number(n) === 0) throw missing('Table', statement.table);
+        const found = await this.objectKind(session.conn, table);
+        if (found === null) throw missing(statement.on === 'VIEW' ? 'View' : 'Table', statement.table);
+        if (found !== statement.on) throw compilation(`Object found is of type '${found.replace(' ', '_')}', not specified type '${statement.on.replace(' ', '_')}'.`);
+        if (found === 'DYNAMIC TABLE' && this.dynamicTables.get(table.join('.')) !== 'INCREMENTAL') {
+          throw compilation(`Change tracking is not supported on dynamic table '${table.join('.')}' with refresh mode FULL.`);
+        }
         const relation = table.map(quote).join('.');
         await session.conn.run(`CREATE OR REPLACE VIEW ${quote(database)}.${quote(schema)}.${quote(name)} AS SELECT * FROM ${relation}`);
-        this.streamRegistry.set(key, { database, schema, name, table: table.join('.'), comment: statement.params.COMMENT ?? null, createdOn: new Date(), offset: await this.fingerprint(session.conn, table) });
+        this.changeTracking.add(table.join('.'));
+        const sourceType = found === 'VIEW' ? 'View' : found === 'DYNAMIC TABLE' ? 'Dynamic Table' : 'Table';
+        this.streamRegistry.set(key, { database, schema, name, table: table.join('.'), sourceType, stale: false, comment: statement.params.COMMENT ?? null, createdOn: new Date(), offset: await this.fingerprint(session.conn, table) });
         return status(`Stream ${name} successfully created.`);
       }
       case 'show': {
@@ -755,9 +781,18 @@ export class SnowflakeEmulator {
                 })()
               : [scope?.name[0] ?? session.database, null];
         const like = statement.like === null ? null : likePattern(statement.like);
-        const objects = (statement.what === 'TASKS' ? this.tasks() : this.streams()).filter(
-          (o) => (database === null || o.database === database) && (schema === null || o.schema === schema) && (!like || like.test(o.name)),
-        );
+        const inScope = (o: { database: string; schema: string; name: string }) => (database === null || o.database === database) && (schema === null || o.schema === schema) && (!like || like.test(o.name));
+        if (statement.what !== 'TASKS' && statement.what !== 'STREAMS') {
+          const objects = (await this.relations(session.conn)).filter((o) => o.kind === statement.what.slice(0, -1) && inScope(o));
+          const columns = ['created_on', 'name', 'database_name', 'schema_name', 'owner', 'change_tracking', ...(statement.what === 'TABLES' ? ['is_dynamic'] : statement.what === 'DYNAMIC TABLES' ? ['refresh_mode'] : [])];
+          const rowset = objects.map((o) => {
+            const key = `${o.database}.${o.schema}.${o.name}`;
+            const row: Record<string, string> = { created_on: new Date().toISOString(), name: o.name, database_name: o.database, schema_name: o.schema, owner: 'OWNER_ROLE', change_tracking: this.changeTracking.has(key) ? 'ON' : 'OFF', is_dynamic: 'N', refresh_mode: this.dynamicTables.get(key) ?? '' };
+            return columns.map((c) => row[c]);
+          });
+          return { success: true, data: { ...base, statementTypeId: 0x4000, rowtype: columns.map(textColumn), rowset, total: rowset.length, returned: rowset.length } };
+        }
+        const objects = (statement.what === 'TASKS' ? this.tasks() : this.streams()).filter(inScope);
         const columns =
           statement.what === 'TASKS'
             ? ['created_on', 'name', 'id', 'database_name', 'schema_name', 'owner', 'comment', 'warehouse', 'schedule', 'predecessors', 'state', 'definition', 'condition', 'allow_overlapping_execution']
@@ -767,12 +802,31 @@ export class SnowflakeEmulator {
           const row: Record<string, string | null> =
             'definition' in o
               ? { ...common, id: createHash('md5').update(objectKey(o)).digest('hex').slice(0, 16), warehouse: o.warehouse, schedule: o.schedule, predecessors: JSON.stringify(o.predecessors), state: o.state, definition: o.definition, condition: o.condition, allow_overlapping_execution: 'false' }
-              : { ...common, table_name: o.table, source_type: 'Table', base_tables: o.table, type: 'DELTA', stale: 'false', mode: 'DEFAULT' };
+              : { ...common, table_name: o.table, source_type: o.sourceType, base_tables: o.table, type: 'DELTA', stale: String(o.stale), mode: 'DEFAULT' };
           return columns.map((c) => row[c] ?? null);
         });
         return { success: true, data: { ...base, statementTypeId: 0x4000, rowtype: columns.map(textColumn), rowset, total: rowset.length, returned: rowset.length } };
       }
     }
+  }
+
+  /** The tables, views and dynamic tables of the databases (streams, which are DuckDB views here, left out). */
+  private async relations(conn: DuckDBConnection): Promise<Array<{ database: string; schema: string; name: string; kind: 'TABLE' | 'VIEW' | 'DYNAMIC TABLE' }>> {
+    const reader = await conn.runAndReadAll(
+      `SELECT database_name, schema_name, table_name, 'TABLE' FROM duckdb_tables() WHERE NOT internal UNION ALL SELECT database_name, schema_name, view_name, 'VIEW' FROM duckdb_views() WHERE NOT internal`,
+    );
+    return reader
+      .getRows()
+      .map(([database, schema, name, kind]) => {
+        const key = `${String(database)}.${String(schema)}.${String(name)}`;
+        return { database: String(database), schema: String(schema), name: String(name), kind: (this.dynamicTables.has(key) ? 'DYNAMIC TABLE' : String(kind)) as 'TABLE' | 'VIEW' | 'DYNAMIC TABLE', key };
+      })
+      .filter((o) => !this.streamRegistry.has(o.key));
+  }
+
+  /** What an object is (DB.SCHEMA.NAME), or null when there is none. */
+  private async objectKind(conn: DuckDBConnection, parts: string[]): Promise<'TABLE' | 'VIEW' | 'DYNAMIC TABLE' | null> {
+    return (await this.relations(conn)).find((o) => o.database === parts[0] && o.schema === parts[1] && o.name === parts[2])?.kind ?? null;
   }
 
   /** [database, schema, name] of a name as written, completed from the session's database and schema. */

@@ -106,7 +106,10 @@ const context = {
   attempts: 1,
   payload: JSON.stringify({ event: 'sync.alert.firing' }),
   source_rows: 10,
-  task: { name: 'EBB_CUSTOMERS_TO_CRM', sync_name: sync.name, comment: `ebb:acme:${sync.name}`, schedule: '1 MINUTE', warehouse: 'transforming', trigger: 'live', stream: 'EBB_CUSTOMERS_TO_CRM_STREAM', replace_stream: false, after: [] },
+  task: { name: 'EBB_CUSTOMERS_TO_CRM', sync_name: sync.name, comment: `ebb:acme:${sync.name}`, schedule: '1 MINUTE', warehouse: 'transforming', trigger: 'live', stream: 'EBB_CUSTOMERS_TO_CRM_STREAM', replace_stream: false, source_kind: 'TABLE', after: [] },
+  what: 'TABLES',
+  name: 'CUSTOMERS',
+  scope: ['analytics'],
 };
 
 /** Extra renderings of the statements whose SQL depends most on the context. */
@@ -126,6 +129,8 @@ const variants: Record<string, Record<string, unknown>> = {
   'alert_states.firing': { ...context, sync_name: null, firing_only: true },
   'alert_notifications_list.all': { ...context, sync_name: null },
   'task_stream_create.replace': { ...context, task: { ...context.task, replace_stream: true } },
+  'task_stream_create.view': { ...context, task: { ...context.task, source_kind: 'VIEW' }, source: { table: ['analytics', 'customer_view'], query: null } },
+  'source_object_list.dynamic': { ...context, what: 'DYNAMIC TABLES', scope: [] },
 };
 
 const templates = readdirSync(`${sqlDir}default`)
@@ -181,6 +186,7 @@ describe('Snowflake SQL runs on the emulator (emulated)', () => {
     await w.run(
       `INSERT INTO analytics.customers VALUES (1, 'eu', 'a@x.io', 1.5, 'customer', '2026-01-01', '2026-01-01 10:00:00.5', '2026-01-01 10:00:00+00'), (2, 'us', 'b@x.io', 2.25, 'customer', NULL, NULL, NULL)`,
     );
+    await w.run('CREATE VIEW analytics.customer_view AS SELECT * FROM analytics.customers');
   });
   afterAll(async () => {
     await w?.close();

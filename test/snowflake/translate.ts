@@ -257,8 +257,8 @@ export type ObjectStatement =
   | { kind: 'alter-task'; ifExists: boolean; name: string[]; action: 'RESUME' | 'SUSPEND' }
   | { kind: 'drop-task'; ifExists: boolean; name: string[] }
   | { kind: 'execute-task'; name: string[] }
-  | { kind: 'show'; what: 'TASKS' | 'STREAMS'; like: string | null; scope: { kind: 'SCHEMA' | 'DATABASE' | 'ACCOUNT'; name: string[] } | null }
-  | { kind: 'create-stream'; replace: boolean; ifNotExists: boolean; name: string[]; table: string[]; params: Record<string, string> }
+  | { kind: 'show'; what: 'TASKS' | 'STREAMS' | 'TABLES' | 'VIEWS' | 'DYNAMIC TABLES'; like: string | null; scope: { kind: 'SCHEMA' | 'DATABASE' | 'ACCOUNT'; name: string[] } | null }
+  | { kind: 'create-stream'; replace: boolean; ifNotExists: boolean; name: string[]; on: 'TABLE' | 'VIEW' | 'DYNAMIC TABLE'; table: string[]; params: Record<string, string> }
   | { kind: 'drop-stream'; ifExists: boolean; name: string[] }
   | { kind: 'alter-session'; params: Record<string, string> };
 
@@ -343,11 +343,12 @@ export function parseObjectStatement(tokens: Token[]): ObjectStatement | null {
     if (accept('STREAM')) {
       const ifNotExists = accept('IF', 'NOT', 'EXISTS');
       const streamName = name();
-      if (!accept('ON', 'TABLE') && !accept('ON', 'VIEW')) throw compilationError('syntax error: a stream needs ON TABLE <table> (other sources are not emulated)');
+      const on = accept('ON', 'TABLE') ? 'TABLE' : accept('ON', 'VIEW') ? 'VIEW' : accept('ON', 'DYNAMIC', 'TABLE') ? 'DYNAMIC TABLE' : null;
+      if (!on) throw compilationError('syntax error: a stream needs ON TABLE, ON VIEW or ON DYNAMIC TABLE <name> (other sources are not emulated)');
       const table = name();
       const params = properties(STREAM_PROPERTIES, 'STREAM');
       if (replace && ifNotExists) throw compilationError('OR REPLACE and IF NOT EXISTS are incompatible');
-      return { kind: 'create-stream', replace, ifNotExists, name: streamName, table, params };
+      return { kind: 'create-stream', replace, ifNotExists, name: streamName, on, table, params };
     }
     return null;
   }
@@ -384,9 +385,9 @@ export function parseObjectStatement(tokens: Token[]): ObjectStatement | null {
   }
   if (accept('SHOW')) {
     accept('TERSE');
-    const what = words[i];
-    if (what !== 'TASKS' && what !== 'STREAMS') return null;
-    i++;
+    const what = accept('DYNAMIC', 'TABLES') ? 'DYNAMIC TABLES' : (['TASKS', 'STREAMS', 'TABLES', 'VIEWS'] as const).find((w) => w === words[i]);
+    if (!what) return null;
+    if (what !== 'DYNAMIC TABLES') i++;
     let like: string | null = null;
     if (accept('LIKE')) {
       const t = sig[i++];

@@ -1,0 +1,2 @@
+SHOW DYNAMIC TABLES LIKE 'CUSTOMERS'
+-- binds: []
