@@ -16,6 +16,7 @@ import { benchE2e, type E2eBench } from './e2e.ts';
 import { BATCH_SIZE, CHANGE, E2E_MEMORY_LIMIT } from './data.ts';
 import { benchDelivery, deliveryFigures, formatDelivery } from './delivery.ts';
 import { figureTable, met, type Figure } from './figures.ts';
+import { benchIdle, idleFigures } from './idle.ts';
 
 const REPEATS = 3;
 
@@ -49,6 +50,7 @@ const planBench = await benchPlan(rows, REPEATS, log);
 const e2e: E2eBench = await benchE2e(rows, log);
 const small: E2eBench = await benchE2e(smallRows, log);
 const delivery = await benchDelivery({}, log);
+const idle = await benchIdle(120, log);
 
 const planMs = median(planBench.plan.map((t: Timing) => t.wall));
 const bareMs = median(planBench.bare.map((t: Timing) => t.wall));
@@ -71,6 +73,7 @@ const figures: Figure[] = [
   { goal: '', figure: `peak RSS, first run of ${int(e2e.rows)} records`, value: e2e.maxRss / 2 ** 20, unit: 'MiB' },
   { goal: '4', figure: `peak RSS ratio, ${int(e2e.rows)} / ${int(small.rows)}`, value: rssRatio, unit: 'ratio', target: { op: '<=', value: 1.25 } },
   ...deliveryFigures(delivery),
+  ...idleFigures(idle),
 ];
 
 const cpus = os.cpus();

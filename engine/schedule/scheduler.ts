@@ -17,6 +17,7 @@
  * syncs at once, and never one sync twice; the run lock (run-lock.ts) refuses a run that another
  * process has going.
  */
+import { changeTokens, IdleLooks, type Watched } from './idle.ts';
 import { envSeconds, resultLine, Sleeper, StepEngine, textLog } from './steps.ts';
 import type { Project } from '../config/load.ts';
 import type { SyncConfig } from '../config/schema.ts';
@@ -30,6 +31,7 @@ import { redact, redactValue } from '../redact.ts';
 import { decide, formatDuration, formatTime } from './due.ts';
 import { sourceFingerprint, type Fingerprint } from './fingerprint.ts';
 import { checkStale, STALE_CHECK_MS } from '../alerts/alerts.ts';
+import { relationParts } from '../plan/plan.ts';
 
 /** One line of the scheduler's log: a decision, a run and its result, or a problem. */
 export interface LogEntry {
@@ -53,6 +55,8 @@ export interface SchedulerOptions {
   log?: (entry: LogEntry) => void;
   /** The warehouse to share with the rest of the process (`ebb serve`); one of its own without. */
   engines?: StepEngine;
+  /** The longest an idle scheduler goes without reading the catalog itself, in ms (see idle.ts). Default 5 minutes. */
+  maxIdleLookMs?: number;
   /** Follows the runs (`ebb serve` shows their phase and progress, and can stop them). */
   watcher?: RunWatcher;
 }
@@ -62,6 +66,9 @@ export interface RunWatcher {
   /** Called as a run starts; `end` once it has ended. */
   track(run: { runId: string; sync: string }): { hooks: Pick<RunOptions, 'signal' | 'onPhase' | 'onProgress'>; end(): void };
 }
+
+/** An idle scheduler whose tables and live sources all have change tokens reads the catalog at least this often. */
+const MAX_IDLE_LOOK_MS = 5 * 60_000;
 
 /** A run to start, with why. */
 interface Due {
@@ -113,6 +120,16 @@ export class Scheduler {
   private nextStaleCheck = 0;
   /** The last thing said about each sync (and '' for the scheduler): a decision is logged when it changes. */
   private readonly said = new Map<string, string>();
+  /**
+   * What an idle scheduler watches instead of reading the catalog, the runs and the live sources
+   * (see idle.ts): their change tokens; null when one of them has none (a live `query:` source).
+   */
+  private watched: Watched[] | null = null;
+  private readonly looks: IdleLooks;
+  /** The earliest time-based run (every, cron) found at the last look: then it looks whatever the tokens say. */
+  private timedDue = 0;
+  /** How often an idle scheduler reads the tokens: the live poll interval when there are live syncs. */
+  private pollEvery: number;
 
   constructor(
     private readonly project: Project,
@@ -126,6 +143,8 @@ export class Scheduler {
     this.log = (entry) => log(redactValue(entry));
     this.engines = options.engines ?? new StepEngine(project);
     this.watcher = options.watcher;
+    this.looks = new IdleLooks(this.refreshMs, options.maxIdleLookMs ?? MAX_IDLE_LOOK_MS);
+    this.pollEvery = this.refreshMs;
   }
 
   /**
@@ -190,7 +209,14 @@ export class Scheduler {
   private async tick(): Promise<void> {
     try {
       await this.engines.with(async (engine) => {
+        const now = Date.now();
+        if (this.watched && now < this.timedDue && !this.looks.due(await changeTokens(engine.sql, this.watched), now)) {
+          // Nothing moved: no statement that needs a running warehouse.
+          this.nextLook = Math.min(this.timedDue, now + this.pollEvery);
+          return;
+        }
         const due = await this.decideAll(engine);
+        this.looks.looked(due !== undefined);
         if (due && !this.stopping) {
           await this.runDue(engine, due);
           // The run changed what is due (and others may be waiting): look again at the next tick.
@@ -200,6 +226,7 @@ export class Scheduler {
       this.said.delete('');
     } catch (e) {
       this.nextLook = 0;
+      this.looks.reset();
       const message = redact(e instanceof Error ? e.message : String(e));
       if (e instanceof WarehouseBusyError) this.note('', 'busy', { level: 'warn', event: 'busy', message: `${message} Trying again.` });
       else this.note('', `error:${message}`, { level: 'error', event: 'error', message: `${message} (trying again every ${formatDuration(this.tickMs)})` });
@@ -221,6 +248,8 @@ export class Scheduler {
     }
     const candidates: Due[] = [];
     this.nextLook = now + this.refreshMs;
+    let timedDue = Infinity;
+    const watched: Array<Watched | null> = [{ own: 'syncs' }, { own: 'sync_runs' }];
     for (const entry of catalog) {
       const sync = effectiveSync(entry);
       if (!sync) {
@@ -242,13 +271,17 @@ export class Scheduler {
       const heldUntil = this.heldBack.get(entry.name) ?? 0;
       if (heldUntil > now && (decision.action === 'run' || decision.action === 'live')) {
         this.nextLook = Math.min(this.nextLook, heldUntil);
+        timedDue = Math.min(timedDue, heldUntil);
         continue;
       }
       this.heldBack.delete(entry.name);
       if (decision.action === 'skip') {
         this.note(entry.name, `skip:${decision.reason}`, { level: 'info', event: 'decision', sync: entry.name, message: `${entry.name}: skipped, ${decision.reason}` });
       } else if (decision.action === 'wait') {
-        if (decision.next !== null) this.nextLook = Math.min(this.nextLook, decision.next);
+        if (decision.next !== null) {
+          this.nextLook = Math.min(this.nextLook, decision.next);
+          timedDue = Math.min(timedDue, decision.next);
+        }
         this.note(entry.name, `wait:${decision.next ?? decision.reason}`, {
           level: 'info',
           event: 'decision',
@@ -258,6 +291,7 @@ export class Scheduler {
       } else if (decision.action === 'run') {
         candidates.push({ sync, trigger: 'schedule', reason: decision.reason, since: decision.since });
       } else {
+        watched.push(sync.source.table ? { parts: relationParts(sync.source.table) } : null);
         const due = await this.pollLive(engine, entry, sync, now);
         if (due) candidates.push(due);
       }
@@ -266,6 +300,10 @@ export class Scheduler {
       this.nextStaleCheck = now + Math.min(STALE_CHECK_MS, this.refreshMs);
       await checkStale(engine);
     }
+    // The alerts' no_success check runs in looks: an idle scheduler on Snowflake makes it at least every five minutes.
+    this.timedDue = timedDue;
+    this.watched = watched.every((w) => w !== null) ? (watched as Watched[]) : null;
+    this.pollEvery = watched.length > 2 ? this.livePollMs : this.refreshMs;
     candidates.sort((a, b) => a.since - b.since);
     for (const waiting of this.stopping ? [] : candidates.slice(1)) {
       this.note(waiting.sync.name, 'queued', { level: 'info', event: 'decision', sync: waiting.sync.name, message: `${waiting.sync.name}: due, waiting for ${candidates[0].sync.name} to run first` });

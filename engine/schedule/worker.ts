@@ -26,6 +26,7 @@
  * `--once` drains the queue and exits: it stops when no request is left that a worker could claim
  * (those that other workers hold are theirs to finish).
  */
+import { changeTokens, IdleLooks } from './idle.ts';
 import { envSeconds, resultLine, Sleeper, StepEngine, textLog } from './steps.ts';
 import { hostname } from 'node:os';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -67,6 +68,8 @@ export interface WorkerOptions {
   /** The worker's name in `claimed_by`. Default host:pid:random. */
   id?: string;
   log?: (entry: WorkerLogEntry) => void;
+  /** The longest an idle worker goes without reading the queue itself, in ms (see idle.ts). Default 60 s. */
+  maxIdleLookMs?: number;
 }
 
 /** What a worker did, when it stops. */
@@ -113,6 +116,8 @@ export class Worker {
   /** When `no_success` is next evaluated between runs. */
   private nextStaleCheck = 0;
   private readonly summary: WorkerSummary = { runs: [], dropped: 0, requeued: 0 };
+  /** When to read the queue itself rather than its change tokens: an idle worker lets the warehouse suspend. */
+  private readonly looks: IdleLooks;
 
   constructor(
     private readonly project: Project,
@@ -126,6 +131,7 @@ export class Worker {
     // Every line is masked here, whoever writes it (text, JSON, a test's collector).
     this.log = (entry) => log(redactValue(entry));
     this.engines = new StepEngine(project);
+    this.looks = new IdleLooks(this.pollMs, options.maxIdleLookMs);
   }
 
   /** Starts working; settles when the worker has stopped (after stop(), or with --once when the queue is drained). */
@@ -163,6 +169,7 @@ export class Worker {
         try {
           worked = await this.engines.with((engine) => this.step(engine));
         } catch (e) {
+          this.looks.reset();
           const message = redact(e instanceof Error ? e.message : String(e));
           if (e instanceof WarehouseBusyError) this.log({ level: 'warn', event: 'busy', message: `${message} Trying again.` });
           else {
@@ -194,8 +201,20 @@ export class Worker {
     }
   }
 
-  /** Claims one request and serves it; returns whether it did. With --once, notes when nothing is left to claim. */
+  /**
+   * Claims one request and serves it; returns whether it did. With --once, notes when nothing is
+   * left to claim. Idle, it reads the queue only when the change tokens of run_requests or syncs
+   * (a run lock released) moved, or its idle wait ran out (see idle.ts).
+   */
   private async step(engine: Engine): Promise<boolean> {
+    const { sql } = engine;
+    if (!this.once && !this.looks.due(await changeTokens(sql, [{ own: 'run_requests' }, { own: 'syncs' }]))) return false;
+    const served = await this.claimAndServe(engine);
+    this.looks.looked(served);
+    return served;
+  }
+
+  private async claimAndServe(engine: Engine): Promise<boolean> {
     const { sql } = engine;
     const now = Date.now();
     if (now >= this.nextStaleCheck) {

@@ -82,6 +82,18 @@ export interface LoggedStatement {
   queryTag?: string;
 }
 
+/**
+ * Whether a statement needs a running virtual warehouse on Snowflake, and so keeps one from
+ * suspending: anything but SHOW, DESCRIBE, ALTER SESSION, a describe-only request, and a SELECT of
+ * the system functions answered from metadata (SYSTEM$LAST_CHANGE_COMMIT_TIME, SYSTEM$STREAM_HAS_DATA).
+ */
+export function needsWarehouse(statement: LoggedStatement): boolean {
+  if (statement.describeOnly) return false;
+  const sql = statement.sql.trim();
+  if (/^(SHOW|DESCRIBE|DESC|ALTER\s+SESSION)\b/i.test(sql)) return false;
+  return !/^SELECT\s+(SYSTEM\$(LAST_CHANGE_COMMIT_TIME|STREAM_HAS_DATA)\(\?\)\s+AS\s+\w+\s*,?\s*)+$/i.test(sql);
+}
+
 /** A task that CREATE TASK made, as SHOW TASKS reports it. Tests fire it with executeTask() or fireTasks(). */
 export interface EmulatedTask {
   database: string;
@@ -253,6 +265,8 @@ export class SnowflakeEmulator {
   private readonly failures: Array<{ pattern: RegExp; error: SnowflakeRejection; times: number }> = [];
   /** The DuckDB tables that stand for dynamic tables, with their refresh mode. */
   private readonly dynamicTables = new Map<string, 'INCREMENTAL' | 'FULL'>();
+  /** DML statements per table (DB.SCHEMA.NAME), for SYSTEM$LAST_CHANGE_COMMIT_TIME. */
+  private readonly changes = new Map<string, number>();
   /** The objects with change tracking on (a stream on an object turns it on, as its owner's would). */
   private readonly changeTracking = new Set<string>();
   private nextSession = 1;
@@ -596,6 +610,7 @@ export class SnowflakeEmulator {
       }
       const tokens = tokenize(sqlText);
       check(tokens, { arrayBinds, multiStatementCount: parameters.MULTI_STATEMENT_COUNT === undefined ? undefined : Number(parameters.MULTI_STATEMENT_COUNT) });
+      if (/^SELECT\s+SYSTEM\$LAST_CHANGE_COMMIT_TIME\(/i.test(sqlText.trim())) return await this.changeTokens(session, binds.map((b) => String(b.value)), queryId);
       const object = parseObjectStatement(tokens);
       if (object) return await this.executeObject(session, object, queryId);
       const type = statementType(tokens);
@@ -625,6 +640,11 @@ export class SnowflakeEmulator {
           changed = (await prepared.run()).rowsChanged;
         }
         await this.consumeStreams(session, tokens);
+        const [target] = qualifiedNames(tokens);
+        if (target) {
+          const key = objectKey(this.resolveObject(session, target));
+          this.changes.set(key, (this.changes.get(key) ?? 0) + 1);
+        }
         const label = { INSERT: 'inserted', UPDATE: 'updated', DELETE: 'deleted', MERGE: 'merged' }[type.name] ?? 'changed';
         const rowtype = [{ name: `number of rows ${label}`, type: 'fixed', precision: 19, scale: 0, nullable: false, byteLength: null, length: null }];
         return { success: true, data: { ...base, rowtype, rowset: [[String(changed)]], total: 1, returned: 1 } };
@@ -808,6 +828,23 @@ export class SnowflakeEmulator {
         return { success: true, data: { ...base, statementTypeId: 0x4000, rowtype: columns.map(textColumn), rowset, total: rowset.length, returned: rowset.length } };
       }
     }
+  }
+
+  /**
+   * SELECT SYSTEM$LAST_CHANGE_COMMIT_TIME(?) AS t0, …: one token per bound name, which moves with
+   * each DML statement on that table (on any table, for a view: an over-approximation).
+   */
+  private async changeTokens(session: Session, names: string[], queryId: string): Promise<unknown> {
+    const relations = await this.relations(session.conn);
+    const total = [...this.changes.values()].reduce((a, b) => a + b, 0);
+    const row = names.map((name) => {
+      const target = this.resolveObject(session, nameParts(name));
+      const found = relations.find((o) => o.database === target.database && o.schema === target.schema && o.name === target.name);
+      if (!found) throw new SnowflakeRejection(`SQL compilation error:\nObject '${name}' does not exist or not authorized.`, '002003', '02000');
+      return String(1_700_000_000_000_000_000n + BigInt(found.kind === 'VIEW' ? total : (this.changes.get(objectKey(target)) ?? 0)));
+    });
+    const rowtype = names.map((_n, i) => ({ name: `T${i}`, type: 'fixed', precision: 38, scale: 0, nullable: false, byteLength: null, length: null }));
+    return { success: true, data: { queryId, statementTypeId: 0x1000, version: 1, parameters: PARAMETERS, queryResultFormat: 'json', rowtype, rowset: [row], total: 1, returned: 1 } };
   }
 
   /** The tables, views and dynamic tables of the databases (streams, which are DuckDB views here, left out). */
