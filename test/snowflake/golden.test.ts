@@ -109,6 +109,7 @@ const context = {
   task: { name: 'EBB_CUSTOMERS_TO_CRM', sync_name: sync.name, comment: `ebb:acme:${sync.name}`, schedule: '1 MINUTE', warehouse: 'transforming', trigger: 'live', stream: 'EBB_CUSTOMERS_TO_CRM_STREAM', replace_stream: false, source_kind: 'TABLE', after: [] },
   what: 'TABLES',
   name: 'CUSTOMERS',
+  relations: [{ own: 'run_requests' }, { parts: ['analytics', 'customers'] }],
   scope: ['analytics'],
 };
 

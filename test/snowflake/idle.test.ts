@@ -23,7 +23,7 @@ describe('idle worker and scheduler on Snowflake (emulated)', () => {
     expect(scheduler.warehouse).toBeLessThanOrEqual(62);
     expect(worker.free).toBeGreaterThan(worker.warehouse);
     expect(scheduler.free).toBeGreaterThan(scheduler.warehouse);
-  });
+  }, 120_000);
 
   describe('a worker that waits long between looks', () => {
     let emulator: SnowflakeEmulator;
