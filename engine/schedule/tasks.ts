@@ -239,11 +239,24 @@ function expected(statement: Statement, spec: TaskSpec) {
   return { condition: squash(m?.[1]), definition: squash(m?.[2]), warehouse: spec.warehouse === null ? '' : stored(spec.warehouse) };
 }
 
+const UNIT_SECONDS: Record<string, number> = { SECOND: 1, SECONDS: 1, S: 1, MINUTE: 60, MINUTES: 60, M: 60, HOUR: 3600, HOURS: 3600, H: 3600 };
+
+/**
+ * A schedule as a comparable value, however SHOW TASKS spells it: `15 MINUTES`, `15 minute` and
+ * `15M` are one schedule (in seconds), and a cron compares without case or extra spaces.
+ */
+export function scheduleKey(schedule: unknown): string {
+  const text = squash(schedule).toUpperCase();
+  const interval = /^(\d+)\s*([A-Z]+)$/.exec(text);
+  const unit = interval && UNIT_SECONDS[interval[2]];
+  return interval && unit ? `${Number(interval[1]) * unit}S` : text;
+}
+
 /** Which fields of an existing task differ from the spec's. */
 function differences(row: Row, statement: Statement, spec: TaskSpec): string[] {
   const want = expected(statement, spec);
   const changed: string[] = [];
-  if (squash(row.schedule) !== spec.schedule) changed.push('schedule');
+  if (scheduleKey(row.schedule) !== scheduleKey(spec.schedule)) changed.push('schedule');
   if (squash(row.condition) !== want.condition) changed.push('condition');
   if (squash(row.definition) !== want.definition) changed.push('statement');
   if (squash(row.warehouse) !== want.warehouse) changed.push('warehouse');

@@ -139,6 +139,17 @@ describe('ebb deploy: Snowflake tasks (emulated)', () => {
     expect(emulator.statements.filter((s) => /^(CREATE|ALTER|DROP)\b[^\n]*\b(TASK|STREAM)\b/.test(s.sql))).toEqual([]);
   });
 
+  it('recreates no task when SHOW TASKS spells its schedule another way', async () => {
+    // What a real account may answer for the schedules that ebb wrote.
+    const respelled: Record<string, string> = { EBB_EVERY: '15 minute', EBB_EVERY_90S: '2 MINUTE', EBB_HOURLY: 'using  cron 0 * * * * utc', EBB_LIVE: '60 SECONDS' };
+    for (const task of emulator.tasks()) if (respelled[task.name]) task.schedule = respelled[task.name];
+    emulator.resetCounts();
+    const again = await ebb(dir, ['deploy']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/= EBB_EVERY\s+unchanged: every 15m/);
+    expect(emulator.statements.filter((s) => /^(CREATE|ALTER|DROP)\b[^\n]*\b(TASK|STREAM)\b/.test(s.sql))).toEqual([]);
+  });
+
   it('the tasks queue runs for ebb worker; a live task fires only when its source changed, and consumes its stream', async () => {
     expect((await emulator.fireTasks()).sort()).toEqual(['EBB_EVERY', 'EBB_EVERY_90S', 'EBB_HOURLY']);
     await emulator.sql(`UPDATE analytics.customers SET plan = 'enterprise' WHERE customer_id = 2`);
