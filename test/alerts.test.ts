@@ -307,3 +307,19 @@ describe('alerting config', () => {
     expect(alertEvents(s.receivers)).toEqual(['sync.alert.firing failed_records']);
   }, 60_000);
 });
+
+describe('alerts between runs, in the worker', () => {
+  it('`ebb worker` evaluates no_success as it starts looking at the queue, and notifies once', async () => {
+    const s = await setup({ channels: { hook: channels.hook }, rules: { no_success: { for: '1h' } } });
+    await s.load(contacts(1));
+    expect((await ebb(s.dir, ['deploy'], s.env)).code).toBe(0);
+    // Deployed three hours ago, never run: a schedule that never started.
+    await duck(s.db, 'UPDATE ebb.syncs SET created_at = created_at - INTERVAL 3 HOUR');
+    const worker = await ebb(s.dir, ['worker', '--once', '--poll-seconds', '0.1'], s.env);
+    expect(worker.code, worker.stderr).toBe(0);
+    expect(alertEvents(s.receivers)).toEqual(['sync.alert.firing no_success']);
+    expect(String((s.receivers.webhooks()[0].json.alert as { message: string }).message)).toMatch(/^no successful run since the sync was deployed 3h00m ago \(the limit is 1h\)$/);
+    await ebb(s.dir, ['worker', '--once', '--poll-seconds', '0.1'], s.env);
+    expect(alertEvents(s.receivers)).toEqual(['sync.alert.firing no_success']);
+  }, 60_000);
+});
