@@ -256,37 +256,28 @@ describe('channels and lifecycle webhooks', () => {
 
 describe('alerting config', () => {
   it('an unknown channel, a literal webhook secret or SMTP password, and a bad rule are config errors (exit 3)', async () => {
-    const dir = await makeProject({
-      version: 1,
-      name: 'bad',
-      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
-      alerts: {
-        channels: {
-          hook: { type: 'webhook', url: 'http://127.0.0.1:9/hook', secret: 'written-in-the-file-1234' },
-          mail: { type: 'email', smtp: { host: 'localhost', password: 'hunter2hunter2' }, from: 'ebb@x.io', to: ['not an address'] },
+    /** A project whose channels hold their credentials in the file, mailing to `to`. */
+    const project = (to: string, rules: object = {}) =>
+      makeProject({
+        version: 1,
+        name: 'bad',
+        warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+        alerts: {
+          channels: {
+            hook: { type: 'webhook', url: 'http://127.0.0.1:9/hook', secret: 'written-in-the-file-1234' },
+            mail: { type: 'email', smtp: { host: 'localhost', password: 'hunter2hunter2' }, from: 'ebb@x.io', to: [to] },
+          },
+          notify: ['hook', 'pager'],
+          rules,
         },
-        notify: ['hook', 'pager'],
-        rules: { run_time: { runs: 5 }, volume: { counts: ['rows'], deviation_percent: 10 } },
-      },
-    });
-    const r = await ebb(dir, ['validate']);
+      });
+    const r = await ebb(await project('not an address', { run_time: { runs: 5 }, volume: { counts: ['rows'], deviation_percent: 10 } }), ['validate']);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('alerts.channels.mail.to[0]: must be an email address');
     expect(r.stderr).toContain('alerts.rules.run_time: give `above: <duration>`, `above_median_times: <number>`, or both');
     expect(r.stderr).toMatch(/alerts\.rules\.volume\.counts\[0\]: Invalid option: expected one of "planned"\|"sent"\|"failed"\|"source_rows"/);
-    const fixed = await makeProject({
-      version: 1,
-      name: 'bad',
-      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
-      alerts: {
-        channels: {
-          hook: { type: 'webhook', url: 'http://127.0.0.1:9/hook', secret: 'written-in-the-file-1234' },
-          mail: { type: 'email', smtp: { host: 'localhost', password: 'hunter2hunter2' }, from: 'ebb@x.io', to: ['a@x.io'] },
-        },
-        notify: ['hook', 'pager'],
-      },
-    });
-    const second = await ebb(fixed, ['validate']);
+    // Once the shapes are right, the checks that span fields.
+    const second = await ebb(await project('a@x.io'), ['validate']);
     expect(second.code).toBe(3);
     expect(second.stderr).toContain('alerts.notify: unknown channel "pager"; the channels under alerts.channels are: hook, mail');
     expect(second.stderr).toContain("alerts.channels.hook.secret: write it as {{ env_var('NAME') }}");

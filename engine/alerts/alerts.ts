@@ -15,6 +15,7 @@ import { redact } from '../redact.ts';
 import { deliver, eventsOf, type EventPayload } from './channels.ts';
 import { evaluateRules, noSuccessVerdict, runsNeeded, type RunFacts, type Verdict } from './rules.ts';
 import { sourceContext } from '../plan/plan.ts';
+import { timestampMs as ms } from '../warehouse/timestamp.ts';
 import { effectiveSync, readCatalog } from '../catalog/catalog.ts';
 
 /** How often the scheduler and the worker evaluate `no_success` between runs, at most. */
@@ -120,13 +121,6 @@ export async function runFinished(engine: Engine, sync: SyncConfig, result: RunR
     warn(`sync ${sync.name}: its alerts could not be evaluated after run ${result.run_id}: ${(e as Error).message}`);
   }
 }
-
-const ms = (v: unknown): number | null => {
-  if (v === null || v === undefined) return null;
-  if (v instanceof Date) return v.getTime();
-  const text = String(v);
-  return Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : `${text.replace(' ', 'T')}Z`);
-};
 
 function runFacts(r: Row): RunFacts {
   const planned = typeof r.planned === 'string' ? (JSON.parse(r.planned) as Record<string, number>) : ((r.planned ?? {}) as Record<string, number>);

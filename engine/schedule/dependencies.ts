@@ -1,6 +1,7 @@
 /** Syncs that run after others (`schedule: { after: [...] }`): the checks of the graph, and the order to run in. */
 import type { SyncConfig } from '../config/schema.ts';
 import type { Sql } from '../warehouse/sql.ts';
+import { timestampMs } from '../warehouse/timestamp.ts';
 import { RunRefusedError, type ConfigIssue } from '../errors.ts';
 
 /** The syncs a sync runs after (none unless its schedule is `after`). */
@@ -76,8 +77,6 @@ export function inDependencyOrder<T extends Pick<SyncConfig, 'name' | 'schedule'
   return order;
 }
 
-const ms = (v: unknown): number | null => (v === null || v === undefined ? null : v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`));
-
 /** The syncs among `parents` that have not finished a HEALTHY run since `lastRunAt` (ever, when null). */
 export function notHealthySince(parents: string[], lastRunAt: number | null, lastHealthy: ReadonlyMap<string, number | null>): string[] {
   return parents.filter((p) => {
@@ -99,8 +98,8 @@ export async function checkParentsHealthy(sql: Sql, sync: SyncConfig): Promise<v
   const parents = parentsOf(sync);
   if (parents.length === 0) return;
   const rows = await sql.runAndRead('schedule_runs');
-  const lastHealthy = new Map(rows.map((r) => [String(r.sync_name), ms(r.last_healthy_at)]));
-  const last = ms(rows.find((r) => r.sync_name === sync.name)?.last_started_at);
+  const lastHealthy = new Map(rows.map((r) => [String(r.sync_name), timestampMs(r.last_healthy_at)]));
+  const last = timestampMs(rows.find((r) => r.sync_name === sync.name)?.last_started_at);
   const waiting = notHealthySince(parents, last, lastHealthy);
   if (waiting.length > 0) {
     throw new RunRefusedError('dependency_unhealthy', `sync ${sync.name} runs after ${waiting.join(', ')}, which did not complete HEALTHY since its last run; not run`);

@@ -2,8 +2,7 @@
 import type { SyncConfig } from '../config/schema.ts';
 import type { Sql } from '../warehouse/sql.ts';
 import { nextTime } from './due.ts';
-
-const ms = (v: unknown): number | null => (v === null || v === undefined ? null : v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`));
+import { timestampMs } from '../warehouse/timestamp.ts';
 
 /**
  * True when the sync's interval (or cron) has come since its last full resync, counted from its
@@ -13,7 +12,7 @@ export async function fullResyncDue(sql: Sql, sync: SyncConfig, now = Date.now()
   const every = sync.full_resync_every;
   if (!every) return false;
   const [row] = await sql.runAndRead('full_resync_last', { sync_name: sync.name });
-  const base = ms(row?.last_full_resync_at) ?? ms(row?.first_run_at);
+  const base = timestampMs(row?.last_full_resync_at) ?? timestampMs(row?.first_run_at);
   if (base === null) return false;
   const next = nextTime(typeof every === 'string' ? { every } : every, base);
   return next !== null && now >= next;

@@ -32,6 +32,7 @@ import { decide, formatDuration, formatTime } from './due.ts';
 import { sourceFingerprint, type Fingerprint } from './fingerprint.ts';
 import { checkStale, STALE_CHECK_MS } from '../alerts/alerts.ts';
 import { relationParts } from '../plan/plan.ts';
+import { timestampMs } from '../warehouse/timestamp.ts';
 
 /** One line of the scheduler's log: a decision, a run and its result, or a problem. */
 export interface LogEntry {
@@ -240,8 +241,8 @@ export class Scheduler {
     const lastRun = new Map<string, number>();
     const lastHealthy = new Map<string, number | null>();
     for (const row of await engine.sql.runAndRead('schedule_runs')) {
-      if (row.last_started_at !== null) lastRun.set(String(row.sync_name), toMs(row.last_started_at));
-      lastHealthy.set(String(row.sync_name), row.last_healthy_at === null ? null : toMs(row.last_healthy_at));
+      if (row.last_started_at !== null) lastRun.set(String(row.sync_name), timestampMs(row.last_started_at)!);
+      lastHealthy.set(String(row.sync_name), timestampMs(row.last_healthy_at));
     }
     for (const name of [...this.live.keys()]) {
       if (!catalog.some((e) => e.name === name)) this.forgetLive(name);
@@ -393,11 +394,4 @@ export class Scheduler {
     this.said.set(subject, key);
     this.log(entry);
   }
-}
-
-/** A warehouse timestamp (a Date, or UTC text) in ms since the epoch. */
-function toMs(v: unknown): number {
-  if (v instanceof Date) return v.getTime();
-  const text = String(v);
-  return Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(text) ? text : `${text.replace(' ', 'T')}Z`);
 }
