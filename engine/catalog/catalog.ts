@@ -82,6 +82,8 @@ export interface CatalogEntry {
   overrideIssues: ConfigIssue[];
   formerNames: string[];
   records: number;
+  /** The project whose deploy wrote it; null for an admin's sync, or one written before ebb kept it. */
+  project: string | null;
 }
 
 function json(v: unknown): unknown {
@@ -106,6 +108,7 @@ export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
       overrideIssues: issues,
       formerNames: (json(r.former_names) as string[] | null) ?? [],
       records: Number(r.records ?? 0),
+      project: r.project_name === null || r.project_name === undefined ? null : String(r.project_name),
     };
   });
 }

@@ -9,7 +9,7 @@ import type { SyncConfig } from '../config/schema.ts';
 import type { Project } from '../config/load.ts';
 import { readCatalog, scheduleText, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
-import { DestructiveChangeError, RunRefusedError } from '../errors.ts';
+import { ConfigError, DestructiveChangeError, RunRefusedError } from '../errors.ts';
 import { assessChange, describeChange, type DestructiveChange } from './destructive.ts';
 import { validateProject } from '../config/validate.ts';
 
@@ -55,7 +55,18 @@ function changedFields(before: SyncConfig | null, after: SyncConfig): string[] {
 /** Compares the syncs in code with the catalog; changes nothing. */
 export async function analyseDeploy(engine: Engine): Promise<DeployPlan> {
   const { config } = engine.project;
-  const catalog = await readCatalog(engine.sql);
+  const all = await readCatalog(engine.sql);
+  // Projects may share a state schema: another project's syncs are neither updated nor orphaned
+  // here. A sync written before ebb kept its project is this one's if no other project deployed.
+  const projects = (await engine.sql.runAndRead('deploy_projects')).map((r) => String(r.project_name));
+  const sole = projects.every((p) => p === config.name);
+  const theirs = (e: CatalogEntry) => (e.project !== null ? e.project !== config.name : e.origin === 'code' && !sole);
+  const taken = config.syncs.flatMap((sync, i) => {
+    const entry = all.find((e) => e.name === sync.name);
+    return entry && theirs(entry) ? [{ path: `syncs[${i}].name`, message: `sync ${sync.name} belongs to project ${entry.project ?? '(another project)'} in this state schema; rename it, or give this project a state_schema of its own` }] : [];
+  });
+  if (taken.length > 0) throw new ConfigError(taken);
+  const catalog = all.filter((e) => !theirs(e));
   const byName = new Map(catalog.map((e) => [e.name, e]));
   const [{ version }] = await engine.sql.runAndRead('deploy_last_version', { project_name: config.name });
   const steps: DeployStep[] = [];
@@ -127,6 +138,7 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
         project_version: project.config.version,
         schedule: scheduleText(sync.schedule),
         former_names: JSON.stringify(former),
+        project_name: project.config.name,
       });
       if (step.from) await sql.run('state_rename', { sync_name: step.sync, former_name: step.from });
       // Its records are in the old destination: the next run sends every record to the new one.

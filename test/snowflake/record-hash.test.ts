@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { SnowflakeEmulator } from './emulator.ts';
 import './support.ts';
 import { duck, ebb, makeProject } from '../support/project.ts';
+import { SCHEMA_VERSION } from '../../engine/warehouse/open.ts';
 
 const md5 = (text: string) => createHash('md5').update(text).digest('hex');
 
@@ -116,7 +117,7 @@ describe.each(['duckdb', 'snowflake'] as const)('record hashes and keys on %s', 
       { sync: 'events', status: 'HEALTHY', planned: {} },
     ]);
     const [{ version }] = await side.sql('SELECT max(version) AS version FROM ebb.schema_version');
-    expect(Number(version)).toBe(2);
+    expect(Number(version)).toBe(SCHEMA_VERSION);
     const after = await side.sql(`SELECT record_key, record_hash, hash_version FROM ebb.sync_record_state WHERE sync_name = 'days' ORDER BY record_key`);
     expect(after).toEqual([
       { record_key: side.keys.days[0], record_hash: md5('["ada@x.io"]'), hash_version: expect.anything() },

@@ -9,6 +9,8 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNCS" (
 );
 -- Added later: an ALTER, so that a warehouse set up by an older ebb gets it too.
 ALTER TABLE "EBB"."SYNCS" ADD COLUMN IF NOT EXISTS keyed_by VARCHAR;
+-- 3: the project whose deploy wrote a sync (projects may share a state schema); null before.
+ALTER TABLE "EBB"."SYNCS" ADD COLUMN IF NOT EXISTS project_name VARCHAR;
 CREATE TABLE IF NOT EXISTS "EBB"."DEPLOYS" (
   deploy_id VARCHAR, project_name VARCHAR, project_version INTEGER, deployed_at TIMESTAMP_NTZ,
   deployed_by VARCHAR, summary VARIANT

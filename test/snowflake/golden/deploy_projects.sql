@@ -1,0 +1,2 @@
+SELECT DISTINCT project_name FROM "EBB"."DEPLOYS"
+-- binds: []
