@@ -10,13 +10,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { SnowflakeEmulator, type LoggedStatement } from './emulator.ts';
-import './support.ts';
+import { DDL, DML } from './support.ts';
 import { ebb, makeProject } from '../support/project.ts';
 
-/** DDL: anything that creates, changes or drops an object, or its grants (ALTER SESSION is not). */
-const DDL = /^\s*(CREATE|ALTER\s+(?!SESSION\b)|DROP|GRANT|REVOKE|TRUNCATE|UNDROP|COMMENT)\b/i;
-/** DML: anything that writes rows. */
-const DML = /^\s*(INSERT|UPDATE|DELETE|MERGE|COPY)\b/i;
 const sqlOf = (statements: LoggedStatement[]) => statements.map((s) => s.sql.trim().replace(/\s+/g, ' ').slice(0, 120));
 
 describe('ebb on Snowflake under least-privilege roles (emulated)', () => {
