@@ -10,6 +10,7 @@ import type { Project } from '../config/load.ts';
 import { readCatalog, scheduleText, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { ConfigError, DestructiveChangeError, RunRefusedError } from '../errors.ts';
+import { withDeployLock } from './deploy-lock.ts';
 import { assessChange, describeChange, type DestructiveChange } from './destructive.ts';
 import { validateProject } from '../config/validate.ts';
 
@@ -123,9 +124,23 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
         'refusing to overwrite newer definitions with older ones. Deploy from the newer project, raise `version` in ebb.yml, or pass --force.',
     );
   }
+  const changes = plan.steps.some((s) => s.action !== 'none' && s.action !== 'keep') || plan.catalogVersion !== plan.version;
+  // Nothing to write takes no lock: a runner's auto-deploy of an unchanged project writes nothing.
+  if (!changes) return;
+  await withDeployLock(engine.sql, () => writeCatalog(engine, plan));
+}
+
+/** The catalog writes of a deploy plan, under the deploy lock. */
+async function writeCatalog(engine: Engine, plan: DeployPlan): Promise<void> {
   const { sql, project } = engine;
   const catalog = new Map((await readCatalog(sql)).map((e): [string, CatalogEntry] => [e.name, e]));
   const code = new Map(project.config.syncs.map((s) => [s.name, s]));
+  // Another project's deploy may have committed while this plan was made: it keeps its syncs.
+  const taken = plan.steps.flatMap((step) => {
+    const owner = step.action === 'none' || step.action === 'keep' ? null : (catalog.get(step.sync)?.project ?? null);
+    return owner !== null && owner !== project.config.name ? [{ path: 'syncs', message: `sync ${step.sync} was deployed by project ${owner} meanwhile; nothing was written` }] : [];
+  });
+  if (taken.length > 0) throw new ConfigError(taken);
   for (const step of plan.steps) {
     const sync = code.get(step.sync);
     if ((step.action === 'create' || step.action === 'update' || step.action === 'rename') && sync) {
@@ -149,15 +164,13 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
       await sql.run('catalog_delete', { table: 'syncs', sync_name: step.sync });
     }
   }
-  if (plan.steps.some((s) => s.action !== 'none' && s.action !== 'keep') || plan.catalogVersion !== plan.version) {
-    await sql.run('deploy_insert', {
-      deploy_id: randomUUID(),
-      project_name: plan.project,
-      project_version: plan.version,
-      deployed_by: userInfo().username,
-      summary: JSON.stringify(plan.steps),
-    });
-  }
+  await sql.run('deploy_insert', {
+    deploy_id: randomUUID(),
+    project_name: plan.project,
+    project_version: plan.version,
+    deployed_by: userInfo().username,
+    summary: JSON.stringify(plan.steps),
+  });
 }
 
 /** Deploys the code into the catalog (`ebb deploy` without its output; for scripts and benchmarks). */

@@ -12,8 +12,9 @@ import { EbbError } from '../errors.ts';
  * The version of ebb's tables; `setup` migrates older ones.
  * 2: sync_record_state.hash_version (record hashes over an ordered array, see plan_rehash).
  * 3: syncs.project_name (projects that share a state schema, see deploy.ts).
+ * 4: deploy_lock (concurrent deploys write the catalog one at a time, see deploy-lock.ts).
  */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** How to open: `readOnly` for commands that only read ebb's tables (status, runs, history). */
 export interface OpenOptions {

@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS "EBB"."ALERT_NOTIFICATIONS" (
   channel_type VARCHAR, success BOOLEAN, attempts INTEGER, error VARCHAR, payload VARIANT,
   sent_at TIMESTAMP_NTZ
 );
+-- The deploy lock: one row that a deploy takes around its catalog writes (deploy_lock_take.sql.njk).
+CREATE TABLE IF NOT EXISTS "EBB"."DEPLOY_LOCK" (holder VARCHAR, expires_at TIMESTAMP_NTZ);
+INSERT INTO "EBB"."DEPLOY_LOCK" (holder) SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM "EBB"."DEPLOY_LOCK");
 -- The rows the source had at a run, counted when a volume alert watches them.
 ALTER TABLE "EBB"."SYNC_RUNS" ADD COLUMN IF NOT EXISTS source_rows BIGINT;
 CREATE OR REPLACE VIEW "EBB"."SYNC_HEALTH" COPY GRANTS AS
