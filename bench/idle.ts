@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
-import { needsWarehouse, SnowflakeEmulator } from '../test/snowflake/emulator.ts';
-import { loadProject } from '../engine/config/load.ts';
+import { needsWarehouse, SnowflakeEmulator, type LoggedStatement } from '../test/snowflake/emulator.ts';
+import { loadProject, type Project } from '../engine/config/load.ts';
 import { Worker } from '../engine/schedule/worker.ts';
 import { Scheduler } from '../engine/schedule/scheduler.ts';
 import { figureTable, type Figure } from './figures.ts';
@@ -39,7 +39,28 @@ const WARM_UP_MS = 10 * 60_000;
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
-async function project(emulator: SnowflakeEmulator) {
+/** What statements cost: those that need a running warehouse, and those that need none. */
+export function idleCost(statements: readonly LoggedStatement[]): IdleHour {
+  const warehouse = statements.filter(needsWarehouse).length;
+  return { warehouse, free: statements.length - warehouse };
+}
+
+/** An emulator with the source of the idle project: analytics.customers, two rows. */
+export async function idleEmulator(): Promise<SnowflakeEmulator> {
+  const emulator = await SnowflakeEmulator.start();
+  try {
+    await emulator.sql('CREATE SCHEMA analytics');
+    await emulator.sql('CREATE TABLE analytics.customers (customer_id INTEGER, email VARCHAR)');
+    await emulator.sql(`INSERT INTO analytics.customers VALUES (1, 'ada@x.io'), (2, 'bob@x.io')`);
+    return emulator;
+  } catch (e) {
+    await emulator.stop();
+    throw e;
+  }
+}
+
+/** A project on the emulator with one live sync of analytics.customers to a file. */
+export async function idleProject(emulator: SnowflakeEmulator): Promise<Project> {
   const dir = await mkdtemp(join(tmpdir(), 'ebb-bench-idle-'));
   await writeFile(
     join(dir, 'ebb.yml'),
@@ -65,34 +86,32 @@ async function idleHour(emulator: SnowflakeEmulator, scale: number, poller: { st
   const statements = [...emulator.statements];
   await poller.stop();
   await done;
-  const warehouse = statements.filter(needsWarehouse).length;
-  return { warehouse, free: statements.length - warehouse };
+  return idleCost(statements);
+}
+
+/** One idle hour of an `ebb worker` or of an `ebb scheduler` with one live sync, against a fresh emulator. */
+export async function idleHourOf(kind: 'worker' | 'scheduler', scale: number, log: (line: string) => void = () => {}): Promise<IdleHour> {
+  process.env.SF_OCSP_RESPONSE_CACHE_DIR ??= await mkdtemp(join(tmpdir(), 'ebb-sf-ocsp-'));
+  const quiet = () => {};
+  const emulator = await idleEmulator();
+  try {
+    const p = await idleProject(emulator);
+    log(`idle hour of a ${kind} (${HOUR_MS / scale / 1000} s at ${scale}× speed)…`);
+    return await idleHour(
+      emulator,
+      scale,
+      kind === 'worker'
+        ? new Worker(p, { pollMs: 2000 / scale, maxIdleLookMs: 60_000 / scale, log: quiet })
+        : new Scheduler(p, { tickMs: 1000 / scale, refreshMs: 10_000 / scale, livePollMs: 2000 / scale, maxIdleLookMs: 300_000 / scale, log: quiet }),
+    );
+  } finally {
+    await emulator.stop();
+  }
 }
 
 /** One idle hour of a worker, then of a scheduler with one live sync, each against a fresh emulator. */
 export async function benchIdle(scale = 120, log: (line: string) => void = () => {}): Promise<IdleBench> {
-  process.env.SF_OCSP_RESPONSE_CACHE_DIR ??= await mkdtemp(join(tmpdir(), 'ebb-sf-ocsp-'));
-  const quiet = () => {};
-  const run = async (kind: 'worker' | 'scheduler'): Promise<IdleHour> => {
-    const emulator = await SnowflakeEmulator.start();
-    try {
-      await emulator.sql('CREATE SCHEMA analytics');
-      await emulator.sql('CREATE TABLE analytics.customers (customer_id INTEGER, email VARCHAR)');
-      await emulator.sql(`INSERT INTO analytics.customers VALUES (1, 'ada@x.io'), (2, 'bob@x.io')`);
-      const p = await project(emulator);
-      log(`idle hour of a ${kind} (${HOUR_MS / scale / 1000} s at ${scale}× speed)…`);
-      return await idleHour(
-        emulator,
-        scale,
-        kind === 'worker'
-          ? new Worker(p, { pollMs: 2000 / scale, maxIdleLookMs: 60_000 / scale, log: quiet })
-          : new Scheduler(p, { tickMs: 1000 / scale, refreshMs: 10_000 / scale, livePollMs: 2000 / scale, maxIdleLookMs: 300_000 / scale, log: quiet }),
-      );
-    } finally {
-      await emulator.stop();
-    }
-  };
-  return { scale, worker: await run('worker'), scheduler: await run('scheduler') };
+  return { scale, worker: await idleHourOf('worker', scale, log), scheduler: await idleHourOf('scheduler', scale, log) };
 }
 
 /** The bench's figures: per idle hour, the statements that need a warehouse (goal: one a minute at most), and those that need none. */

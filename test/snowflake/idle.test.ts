@@ -5,19 +5,17 @@
  * request at its next poll, not after its idle wait.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { stringify } from 'yaml';
-import { needsWarehouse, SnowflakeEmulator } from './emulator.ts';
+import type { SnowflakeEmulator } from './emulator.ts';
 import './support.ts';
-import { makeProject } from '../support/project.ts';
-import { benchIdle } from '../../bench/idle.ts';
-import { loadProject } from '../../engine/config/load.ts';
+import { until } from '../support/wait.ts';
+import { idleCost, idleEmulator, idleHourOf, idleProject } from '../../bench/idle.ts';
+import type { Project } from '../../engine/config/load.ts';
 import { Worker } from '../../engine/schedule/worker.ts';
 
 describe('idle worker and scheduler on Snowflake (emulated)', () => {
   it('need the warehouse at most about once a minute in an idle hour; their polls need none', async () => {
-    const { worker, scheduler } = await benchIdle(600);
+    // The two hours at once: each has an emulator of its own, and counts only its statements.
+    const [worker, scheduler] = await Promise.all([idleHourOf('worker', 600), idleHourOf('scheduler', 600)]);
     // An hour has 60 minutes: one look a minute at most, and a few polls of tokens in between.
     expect(worker.warehouse).toBeLessThanOrEqual(62);
     expect(scheduler.warehouse).toBeLessThanOrEqual(62);
@@ -27,40 +25,26 @@ describe('idle worker and scheduler on Snowflake (emulated)', () => {
 
   describe('a worker that waits long between looks', () => {
     let emulator: SnowflakeEmulator;
-    let dir: string;
+    let project: Project;
     beforeAll(async () => {
-      emulator = await SnowflakeEmulator.start();
-      await emulator.sql('CREATE SCHEMA analytics');
-      await emulator.sql('CREATE TABLE analytics.customers (customer_id INTEGER, email VARCHAR)');
-      await emulator.sql(`INSERT INTO analytics.customers VALUES (1, 'ada@x.io')`);
-      dir = await makeProject({});
-      await writeFile(
-        join(dir, 'ebb.yml'),
-        stringify({
-          version: 1,
-          name: 'idle',
-          warehouse: { type: 'snowflake', account: 'emulated', username: 'u', password: 'p', database: 'DB', access_url: emulator.url },
-          connections: { files: { plugin: 'file', config: { directory: './out' } } },
-          syncs: [{ name: 'customers', source: { table: 'analytics.customers', key: 'customer_id' }, destination: { connection: 'files', object: 'c.jsonl' }, strategy: 'upsert', mapping: { email: 'email' } }],
-        }),
-      );
+      emulator = await idleEmulator();
+      project = await idleProject(emulator);
     });
     afterAll(() => emulator?.stop());
 
     it('notices a queued request at its next poll of the tokens', async () => {
       // Its idle wait grows to ten minutes: only the token of run_requests can wake it in time.
-      const worker = new Worker(await loadProject(dir), { pollMs: 50, maxIdleLookMs: 600_000, log: () => {} });
+      const worker = new Worker(project, { pollMs: 50, maxIdleLookMs: 600_000, log: () => {} });
       const done = worker.start();
       try {
-        const looks = () => emulator.statements.filter((s) => needsWarehouse(s) && /"RUN_REQUESTS"/.test(s.sql) && /^\s*SELECT/i.test(s.sql)).length;
-        for (let i = 0; i < 200 && looks() < 3; i++) await new Promise((ok) => setTimeout(ok, 50));
+        const looks = () => idleCost(emulator.statements.filter((s) => /"RUN_REQUESTS"/.test(s.sql) && /^\s*SELECT/i.test(s.sql))).warehouse;
+        await until('three looks at the queue', () => looks() >= 3, { timeoutMs: 10_000 });
         await new Promise((ok) => setTimeout(ok, 1000));
         await emulator.sql(`INSERT INTO ebb.run_requests (request_id, sync_name, "trigger", requested_at) SELECT 'r1', 'customers', 'api', SYSDATE()`);
-        let finished: unknown[] = [];
-        for (let i = 0; i < 300 && finished.length === 0; i++) {
-          await new Promise((ok) => setTimeout(ok, 100));
-          finished = await emulator.sql(`SELECT run_id FROM ebb.run_requests WHERE request_id = 'r1' AND finished_at IS NOT NULL`);
-        }
+        const finished = await until('the run of the request to finish', async () => {
+          const rows = await emulator.sql(`SELECT run_id FROM ebb.run_requests WHERE request_id = 'r1' AND finished_at IS NOT NULL`);
+          return rows.length > 0 ? rows : undefined;
+        });
         expect(finished).toHaveLength(1);
       } finally {
         await worker.stop();
