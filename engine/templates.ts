@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TemplateRenderer } from '../plugins/plugin.ts';
 import { stringifyJson } from '../plugins/shared/json.ts';
+import { packageRoot } from './paths.ts';
 
-const builtinTemplates = fileURLToPath(new URL('../templates/', import.meta.url));
+const builtinTemplates = fileURLToPath(new URL('templates/', packageRoot));
 
 /** The parts of nunjucks that its type declarations leave out: the lexer and the render frame. */
 interface Tokenizer {

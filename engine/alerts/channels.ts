@@ -4,7 +4,6 @@
  * channel's `retry_delays_seconds`, each attempt within `timeout_seconds`; it never throws.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createTransport } from 'nodemailer';
 import type { ChannelConfig, AlertEvent } from '../config/alerts.ts';
 import type { ProjectConfig } from '../config/schema.ts';
 import type { ConfigIssue } from '../errors.ts';
@@ -73,6 +72,8 @@ function text(p: EventPayload): string {
 async function attempt(channel: ChannelConfig, payload: EventPayload): Promise<{ error: string; final: boolean } | null> {
   const timeoutMs = channel.timeout_seconds * 1000;
   if (channel.type === 'email') {
+    // nodemailer loads when an email goes out, not with every command that reads the config.
+    const { createTransport } = await import('nodemailer');
     const transport = createTransport({
       host: channel.smtp.host,
       port: channel.smtp.port,

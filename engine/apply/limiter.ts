@@ -16,8 +16,9 @@
  *
  * Waiting here is not a try: apply counts answers, not waits.
  */
-import Bottleneck from 'bottleneck';
-import { Redis } from 'ioredis';
+import type Bottleneck from 'bottleneck';
+import type { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
 import pLimit from 'p-limit';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -299,6 +300,12 @@ export class Limiters {
   }
 }
 
+// bottleneck and ioredis serve only the limiters shared through Redis: they load when EBB_REDIS_URL
+// is set, not with every command.
+const requireCjs = createRequire(import.meta.url);
+const loadBottleneck = () => requireCjs('bottleneck') as typeof Bottleneck;
+const loadRedis = () => (requireCjs('ioredis') as { Redis: typeof Redis }).Redis;
+
 function createLimiter(id: string, config: LimitConfig, sharedRedis: (url: string) => SharedRedis): Entry {
   const rate = config.rate_limit;
   const settings = { maxConcurrent: config.concurrency, minTime: spacingMs(rate) };
@@ -317,7 +324,7 @@ function createLimiter(id: string, config: LimitConfig, sharedRedis: (url: strin
   // `expiration`, which also covers the longest waits: for its start (every slot ahead of it,
   // spaced by minTime) and for room in the window.
   const expiration = HOLD_LIMIT_MS + settings.maxConcurrent * settings.minTime + (rate ? rate.per_seconds * 1000 : 0);
-  const limiter = new Bottleneck({
+  const limiter = new (loadBottleneck())({
     ...settings,
     id,
     datastore: 'ioredis',
@@ -362,7 +369,7 @@ function connectRedis(url: string, onLost: (state: SharedRedis) => void): Shared
   }
   let everReady = false;
   let lastError = '';
-  const client = new Redis(url, {
+  const client = new (loadRedis())(url, {
     // bottleneck's scripts and pub/sub were written for RESP2 replies.
     protocol: 2,
     connectTimeout: 5_000,
@@ -372,7 +379,7 @@ function connectRedis(url: string, onLost: (state: SharedRedis) => void): Shared
   client.on('ready', () => (everReady = true));
   client.defineCommand('ebbWindowTake', { numberOfKeys: 3, lua: TAKE_SCRIPT });
   client.defineCommand('ebbWindowGive', { numberOfKeys: 2, lua: GIVE_SCRIPT });
-  const connection = new Bottleneck.IORedisConnection({ client });
+  const connection = new (loadBottleneck().IORedisConnection)({ client });
   // The errors of both clients arrive here; they say why Redis cannot be reached.
   connection.on('error', (e: unknown) => (lastError = e instanceof Error ? e.message : String(e)));
   const { subscriber } = connection as unknown as { subscriber: Redis };

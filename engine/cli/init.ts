@@ -6,8 +6,9 @@ import { fileURLToPath } from 'node:url';
 import { action } from './common.ts';
 import { DuckdbWarehouse } from '../warehouse/duckdb.ts';
 import { UsageError } from '../errors.ts';
+import { packageRoot } from '../paths.ts';
 
-const scaffold = fileURLToPath(new URL('./scaffold/', import.meta.url));
+const scaffold = fileURLToPath(new URL('engine/cli/scaffold/', packageRoot));
 
 /** Writes ebb.yml and the sample warehouse into `dir`; refuses to overwrite a project. */
 export async function initProject(dir: string): Promise<void> {

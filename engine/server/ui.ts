@@ -6,9 +6,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { secureHeaders } from 'hono/secure-headers';
+import { packageRoot } from '../paths.ts';
 
 /** The folder of the page's files in this install of ebb. */
-export const uiDir = fileURLToPath(new URL('../../ui/', import.meta.url));
+export const uiDir = fileURLToPath(new URL('ui/', packageRoot));
 
 /**
  * The browser modules the page imports (the import map in ui/index.html names them), served from

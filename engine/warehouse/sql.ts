@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { WarehouseError } from '../errors.ts';
 import { redact } from '../redact.ts';
+import { packageRoot } from '../paths.ts';
 import type { Column, Dialect, DriverError, Param, Row, Warehouse } from './warehouse.ts';
 
-const sqlRoot = fileURLToPath(new URL('../../sql/', import.meta.url));
+const sqlRoot = fileURLToPath(new URL('sql/', packageRoot));
 const environments = new Map<string, nunjucks.Environment>();
 
 // nunjucks renders synchronously, so one collector at a time is enough.
