@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { register } from 'node:module';
 import type { Plugin } from '../plugins/plugin.ts';
+import { packageRoot } from './paths.ts';
 
 // Each plugin has its own config types; the engine only sees the erased contract.
 const builtins: Record<string, () => Promise<{ default: unknown }>> = {
@@ -16,12 +17,20 @@ const builtins: Record<string, () => Promise<{ default: unknown }>> = {
 };
 
 let hooked = false;
+let typescript = false;
 
-/** Lets a project's TypeScript plugin load as an ES module and import ebb's dependencies (see plugin-hooks.js). */
-function registerHooks(): void {
+/**
+ * Lets a project's plugin load as an ES module and import ebb's dependencies (see plugin-hooks.js);
+ * a plugin written in TypeScript is compiled as it loads, by tsx, which ebb itself does not need.
+ */
+async function registerHooks(path: string): Promise<void> {
+  if (!typescript && /\.[mc]?ts$/.test(path)) {
+    typescript = true;
+    (await import('tsx/esm/api')).register();
+  }
   if (hooked) return;
   hooked = true;
-  register('./plugin-hooks.js', import.meta.url, { data: { ebbUrl: import.meta.url } });
+  register(new URL('engine/plugin-hooks.js', packageRoot), { data: { ebbUrl: import.meta.url } });
 }
 
 /** Loads a plugin; throws with a message that lists the built-ins when the name is unknown. */
@@ -32,9 +41,10 @@ export async function loadPlugin(name: string, projectDir: string): Promise<Plug
     throw new Error(`unknown plugin "${name}"; built-in plugins are ${Object.keys(builtins).join(', ')}, or give a path such as ./plugins/my-app.ts`);
   }
   let mod: { default?: Plugin };
-  registerHooks();
+  const path = resolve(projectDir, name);
+  await registerHooks(path);
   try {
-    mod = (await import(pathToFileURL(resolve(projectDir, name)).href)) as { default?: Plugin };
+    mod = (await import(pathToFileURL(path).href)) as { default?: Plugin };
   } catch (e) {
     throw new Error(`cannot load plugin module ${name}: ${(e as Error).message}`);
   }
