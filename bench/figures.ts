@@ -1,6 +1,6 @@
 /** A figure of `npm run bench`: one row of its table, and one entry of bench/results.json. */
 export interface Figure {
-  /** The goal it belongs to (1-6), or '' for a figure that explains one. */
+  /** The goal it belongs to (1-7), or '' for a figure that explains one. */
   goal: string;
   figure: string;
   value: number;

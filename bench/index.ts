@@ -3,7 +3,7 @@
  * the same machine: the plan step against a bare diff (1), the end-to-end rate into the file
  * destination (2), its record phase against its plan phase (3), the peak RSS of a first run at two
  * source sizes (4), and delivery against a bare HTTP client, on DuckDB (5) and on the Snowflake
- * emulator with 100 ms added to every request (6). The ratios are what to compare across machines.
+ * emulator with 100 ms added to every request (6), and the start of the `ebb` command (7). The ratios are what to compare across machines.
  * EBB_BENCH_ROWS sets the source size (default 1,000,000); the smaller RSS run uses a tenth.
  * `npm run bench -- --json` also writes every figure, with its goal, to bench/results.json.
  */
@@ -17,6 +17,7 @@ import { BATCH_SIZE, CHANGE, E2E_MEMORY_LIMIT } from './data.ts';
 import { benchDelivery, deliveryFigures, formatDelivery } from './delivery.ts';
 import { figureTable, met, type Figure } from './figures.ts';
 import { benchIdle, idleFigures } from './idle.ts';
+import { benchStartup, startupFigures } from './startup.ts';
 
 const REPEATS = 3;
 
@@ -46,6 +47,7 @@ const started = performance.now();
 const loadAtStart = load();
 log(`ebb bench: ${int(rows)} rows (progress on stderr, results on stdout)`);
 
+const startup = await benchStartup(5, log);
 const planBench = await benchPlan(rows, REPEATS, log);
 const e2e: E2eBench = await benchE2e(rows, log);
 const small: E2eBench = await benchE2e(smallRows, log);
@@ -74,6 +76,7 @@ const figures: Figure[] = [
   { goal: '4', figure: `peak RSS ratio, ${int(e2e.rows)} / ${int(small.rows)}`, value: rssRatio, unit: 'ratio', target: { op: '<=', value: 1.25 } },
   ...deliveryFigures(delivery),
   ...idleFigures(idle),
+  ...startupFigures(startup),
 ];
 
 const cpus = os.cpus();
