@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { duck, ebb, makeProject, type CliResult } from './support/project.ts';
 import { describeWithService } from './support/services.ts';
+import { until } from './support/wait.ts';
 import { Limiters, limiterId, limiterKeys, spacingMs } from '../engine/apply/limiter.ts';
 
 const REDIS_URL = process.env.EBB_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -311,7 +312,7 @@ describeWithService('Redis lost in the middle of a run', problem, 'test/limiter.
       const running = ebb(dir, ['run', 's', '--json'], { EBB_REDIS_URL: url });
       let ended = false;
       void running.then(() => (ended = true));
-      while (sink.arrivals.length < 5 && !ended) await sleep(20);
+      await until('five requests, or the end of the run', () => sink.arrivals.length >= 5 || ended);
       server.kill('SIGKILL');
       const killed = Date.now();
       const result = await running;

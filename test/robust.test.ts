@@ -14,6 +14,7 @@ import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { FaultServer } from './support/fault-server.ts';
 import { SnowflakeEmulator } from './snowflake/emulator.ts';
 import { CrmApp } from './support/crm-app.ts';
+import { until } from './support/wait.ts';
 
 const stops: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -71,7 +72,7 @@ describe('a lost run lock', () => {
   it('stops the run from sending; the run ends FAILED with a message, exit 1, no stack trace', async () => {
     const { emulator, app, dir } = await slowSnowflakeProject();
     const run = ebbChild(dir, ['run', 's', '--json'], { EBB_LOCK_TTL_SECONDS: '1.5' });
-    while (app.requests.length < 5) await new Promise((r) => setTimeout(r, 20));
+    await until('five requests in the app', () => app.requests.length >= 5);
     // Another run takes the lock (as one would after this one's lock expired).
     await emulator.sql(`UPDATE ebb.syncs SET lock_run_id = 'thief', lock_holder = 'elsewhere', lock_expires_at = '2999-01-01 00:00:00' WHERE sync_name = 's'`);
     const takenAt = app.requests.length;

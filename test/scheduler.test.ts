@@ -16,8 +16,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { decide, formatDuration, parseInterval, type DueInput } from '../engine/schedule/due.ts';
 import { HttpReceivers } from './support/notification-receivers.ts';
+import { until, type UntilOptions } from './support/wait.ts';
 
 const bin = join(repoRoot, 'bin', 'ebb.js');
+/** Waits on the warehouse file look every 100 ms: each look opens the file, which a scheduler needs too. */
+const onTheFile: UntilOptions = { intervalMs: 100, timeoutMs: 20_000 };
 /** Short intervals, so that the end-to-end tests take seconds. */
 const FAST = ['--tick-seconds', '0.2', '--refresh-seconds', '1', '--live-poll-seconds', '0.5'];
 
@@ -35,17 +38,6 @@ async function query(db: string, sql: string): Promise<Record<string, unknown>[]
       if (!/lock/i.test((e as Error).message) || attempt > 400) throw e;
       await sleep(25);
     }
-  }
-}
-
-/** Waits until `check` returns something truthy, or fails after `ms` with `what`. */
-async function until<T>(what: string, check: () => Promise<T> | T, ms = 20_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
   }
 }
 
@@ -71,7 +63,7 @@ function startScheduler(dir: string, args: string[] = FAST, env: Record<string, 
     exited,
     log: () => text,
     waitFor: (pattern, ms = 20_000) =>
-      until(`a log line matching ${pattern}; the log so far:\n${text}`, () => text.split('\n').find((line) => pattern.test(line)), ms),
+      until(() => `a log line matching ${pattern}; the log so far:\n${text}`, () => text.split('\n').find((line) => pattern.test(line)), { timeoutMs: ms }),
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null) child.kill(signal);
       return exited;
@@ -236,7 +228,7 @@ describe('ebb scheduler', () => {
     await scheduler.waitFor(/manual: skipped, manual schedule/);
     await scheduler.waitFor(/once: due \(once, never ran\) → run/);
     await scheduler.waitFor(/once: skipped, COMPLETED/);
-    await until('two runs each of every and cron', async () => (await runsOf(db, 'every')).length >= 2 && (await runsOf(db, 'cron')).length >= 2);
+    await until('two runs each of every and cron', async () => (await runsOf(db, 'every')).length >= 2 && (await runsOf(db, 'cron')).length >= 2, onTheFile);
     await scheduler.waitFor(/every: due \(every 1s, last run [\d.]+s ago\) → run/);
     expect(await scheduler.stop()).toBe(0);
 
@@ -261,7 +253,7 @@ describe('ebb scheduler', () => {
     const { dir, db } = await slowProject(app.url, { every: '1s' }, 4);
     const first = startScheduler(dir);
     const second = startScheduler(dir);
-    await until('four finished runs', async () => (await runsOf(db, 'slow')).filter((r) => r.finished_at).length >= 4, 40_000);
+    await until('four finished runs', async () => (await runsOf(db, 'slow')).filter((r) => r.finished_at).length >= 4, { ...onTheFile, timeoutMs: 40_000 });
     expect(await first.stop()).toBe(0);
     expect(await second.stop()).toBe(0);
 
@@ -284,7 +276,7 @@ describe('ebb scheduler', () => {
     await query(db, `UPDATE ebb.syncs SET lock_run_id = 'elsewhere', lock_holder = 'otherhost:4242', lock_expires_at = now()::TIMESTAMP + INTERVAL 1 HOUR WHERE sync_name = 'locked'`);
     const scheduler = startScheduler(dir);
     await scheduler.waitFor(/locked: refused: sync locked is already running \(run elsewhere, held by otherhost:4242\).*trying again in 1\.0s/);
-    await until('three runs of free', async () => (await runsOf(db, 'free')).length >= 3);
+    await until('three runs of free', async () => (await runsOf(db, 'free')).length >= 3, onTheFile);
     expect(await scheduler.stop()).toBe(0);
     expect(await runsOf(db, 'locked')).toEqual([]);
   });
@@ -320,7 +312,7 @@ describe('ebb scheduler', () => {
     const app = await slowApp(200);
     const { dir, db } = await slowProject(app.url, 'once', 8);
     const scheduler = startScheduler(dir);
-    await until('the run to be under way', () => app.requests.length >= 1);
+    await until('the run to be under way', () => app.requests.length >= 1, { timeoutMs: 20_000 });
     expect(await scheduler.stop('SIGTERM')).toBe(0);
     expect(scheduler.log()).toMatch(/SIGTERM .*stopping, no new runs; waiting for the run of slow to finish/);
     expect(scheduler.log()).toMatch(/scheduler stopped/);
@@ -365,7 +357,7 @@ setTimeout(() => { instance.closeSync(); process.stdout.write('released ' + Date
     if (child.exitCode === null) child.kill('SIGKILL');
     await done;
   });
-  await until('the holder to hold the file', () => out.includes('held') || child.exitCode !== null);
+  await until('the holder to hold the file', () => out.includes('held') || child.exitCode !== null, { timeoutMs: 20_000 });
   if (!out.includes('held')) throw new Error('the holder exited before it held the file');
   const releasedAt = done.then(() => Number(/released (\d+)/.exec(out)?.[1] ?? NaN));
   return { pid: child.pid!, releasedAt };
@@ -379,7 +371,7 @@ describe('a busy warehouse', () => {
     const holder = await holdFile(db, 3000);
     await scheduler.waitFor(new RegExp(`warn: the warehouse warehouse\\.duckdb is busy: another process \\(PID ${holder.pid}\\b.*\\) holds it`));
     const releasedAt = await holder.releasedAt;
-    await until('a run after the file was free', async () => (await runsOf(db, 'every')).some((r) => r.started_at.getTime() > releasedAt - 100));
+    await until('a run after the file was free', async () => (await runsOf(db, 'every')).some((r) => r.started_at.getTime() > releasedAt - 100), onTheFile);
     expect(await scheduler.stop()).toBe(0);
     expect(scheduler.log()).not.toMatch(/internal error|\n\s+at /);
   });
@@ -460,11 +452,11 @@ describe('dependent syncs (schedule: { after })', () => {
     const { dir, db } = await fileProject([fileSync('parent', { every: '1s' }), fileSync('child', { after: ['parent'] }), fileSync('waits', { after: ['parent', 'manual'] }), fileSync('manual', 'manual')]);
     const scheduler = startScheduler(dir);
     await scheduler.waitFor(/waits: waiting \(after parent, manual: manual not HEALTHY yet\)/);
-    await until('two runs of child', async () => (await runsOf(db, 'child')).length >= 2);
+    await until('two runs of child', async () => (await runsOf(db, 'child')).length >= 2, onTheFile);
     expect(await runsOf(db, 'waits')).toEqual([]);
     // The manual parent runs by hand: the sync that also waited for it runs next.
     expect((await ebb(dir, ['run', 'manual'])).code).toBe(0);
-    await until('a run of waits', async () => (await runsOf(db, 'waits')).length >= 1);
+    await until('a run of waits', async () => (await runsOf(db, 'waits')).length >= 1, onTheFile);
     expect(await scheduler.stop()).toBe(0);
     const parents = await runsOf(db, 'parent');
     // Each run of child started after a HEALTHY run of parent that finished after child's previous run.
@@ -483,7 +475,7 @@ describe('periodic full resyncs (full_resync_every)', () => {
     const scheduler = startScheduler(dir);
     const full = async () =>
       (await runsOf(db, 'periodic')).length === 0 ? [] : query(db, `SELECT DISTINCT run_id FROM ebb.sync_record_history WHERE sync_name = 'periodic' AND apply_reason = 'FULL_RESYNC' ORDER BY run_id`);
-    await until('two full resyncs', async () => (await full()).length >= 2, 30_000);
+    await until('two full resyncs', async () => (await full()).length >= 2, { ...onTheFile, timeoutMs: 30_000 });
     expect(await scheduler.stop()).toBe(0);
     const runs = await runsOf(db, 'periodic');
     const resyncs = (await full()).map((r) => String(r.run_id));
@@ -516,7 +508,7 @@ describe('alerts between runs', () => {
     const env = { HOOK_SECRET: secret };
     const scheduler = startScheduler(dir, FAST, env);
     const events = () => receivers.webhooks().map((h) => `${String(h.json.event)} ${String((h.json.alert as { rule: string }).rule)}`);
-    await until('the no_success alert', () => events().length > 0);
+    await until('the no_success alert', () => events().length > 0, { timeoutMs: 20_000 });
     expect(events()).toEqual(['sync.alert.firing no_success']);
     expect(receivers.webhooks()[0].verified).toBe(true);
     expect(String((receivers.webhooks()[0].json.alert as { message: string }).message)).toContain('no successful run since the sync was deployed');
@@ -524,7 +516,7 @@ describe('alerts between runs', () => {
     await sleep(2500);
     expect(events()).toEqual(['sync.alert.firing no_success']);
     expect((await ebb(dir, ['run', 'quiet'], env)).code).toBe(0);
-    await until('the resolution', () => events().length > 1);
+    await until('the resolution', () => events().length > 1, { timeoutMs: 20_000 });
     await sleep(2000);
     expect(await scheduler.stop()).toBe(0);
     expect(events()).toEqual(['sync.alert.firing no_success', 'sync.alert.resolved no_success']);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { documentOf, startServer, type TestServer } from './support/api.ts';
+import { until } from './support/wait.ts';
 import { loadProject } from '../engine/config/load.ts';
 import { createServer } from '../engine/server/server.ts';
 
@@ -121,17 +122,6 @@ describe('the OpenAPI document and the docs page', () => {
 function inAnotherProcess(db: string, sql: string): Promise<void> {
   const script = `import { DuckDBInstance } from '@duckdb/node-api'; const i = await DuckDBInstance.create(${JSON.stringify(db)}); const c = await i.connect(); await c.run(${JSON.stringify(sql)}); c.closeSync(); i.closeSync();`;
   return new Promise((resolve, reject) => execFile(process.execPath, ['--input-type=module', '-e', script], { cwd: repoRoot }, (error) => (error ? reject(error) : resolve())));
-}
-
-/** Waits until `check` returns something truthy. */
-async function until<T>(what: string, check: () => Promise<T> | T, ms = 30_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- answers are checked against the document first (support/api.ts)

@@ -16,6 +16,7 @@ import { SnowflakeEmulator } from './snowflake/emulator.ts';
 import './snowflake/support.ts';
 import { duck, ebb, makeProject, repoRoot, type CliResult } from './support/project.ts';
 import { SlowContacts } from './support/slow-contacts.ts';
+import { until } from './support/wait.ts';
 import { loadProject } from '../engine/config/load.ts';
 import { Worker, type WorkerLogEntry } from '../engine/schedule/worker.ts';
 
@@ -32,16 +33,6 @@ function ebbChild(dir: string, args: string[], onStart?: (kill: (signal: NodeJS.
     child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
     onStart?.((signal) => child.kill(signal));
   });
-}
-
-async function until<T>(what: string, check: () => Promise<T> | T, ms = 30_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 const warehouseOf = (emulator: SnowflakeEmulator) => ({ type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'secret', database: 'DB', access_url: emulator.url });

@@ -4,12 +4,12 @@
  * server, runs at once. Every answer is checked against the server's OpenAPI document. Emulated.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { SnowflakeEmulator } from './emulator.ts';
 import './support.ts';
 import { ebb, makeProject } from '../support/project.ts';
 import { startServer, type TestServer } from '../support/api.ts';
+import { until } from '../support/wait.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- answers are checked against the document first (support/api.ts)
 
@@ -45,16 +45,6 @@ describe('ebb serve on Snowflake (emulated)', () => {
     await emulator?.stop();
     delete process.env.SF_PASSWORD;
   });
-
-  async function until<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const value = await check();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await sleep(100);
-    }
-  }
 
   it('queues a trigger for the workers; the request leads to the run that served it', async () => {
     const api: TestServer = await startServer(dir, { queueRuns: true });
@@ -94,7 +84,7 @@ describe('ebb serve on Snowflake (emulated)', () => {
       const run = await until('the run to end', async () => {
         const answer = await api.call<Json>('GET', started.body.url);
         return answer.body.status === 'RUNNING' ? undefined : answer.body;
-      });
+      }, { timeoutMs: 60_000 });
       expect(run).toMatchObject({ sync_name: 'direct', trigger: 'api', status: 'HEALTHY', succeeded: 3, planned: { create: 3 } });
       const syncs = await api.call<Json>('GET', '/api/v1/syncs?tag=sf&limit=1');
       expect(syncs.body).toMatchObject({ next_offset: 1, items: [{ sync_name: 'direct', status: 'ACTIVE', health: 'HEALTHY', records: 3 }] });
