@@ -114,15 +114,18 @@ export function configIndex(syncs: readonly SyncConfig[], name: string): number 
 /**
  * Marks the SQL expressions of the mapping that the warehouse can evaluate row by row, so that a
  * row where one fails becomes a source failure instead of failing the run (DuckDB's try(), which
- * refuses aggregates, window functions, subqueries and volatile functions such as random()).
+ * refuses aggregates, window functions, subqueries and volatile functions such as random()), and
+ * notes the type each one returns where that describe tells it.
  */
 async function markTried(sql: Sql, ctx: SourceContext): Promise<SourceContext> {
   if (!sql.warehouse.dialect.catchesRowErrors) return ctx;
   const mapping = await Promise.all(
     ctx.mapping.map(async (m) => {
       if (m.kind !== 'sql') return m;
-      const tried = await sql.describe('select_source', { ...ctx, filter: null, expr: m.value, tried: true }).then(() => true, () => false);
-      return { ...m, tried };
+      const columns = await sql.describe('select_source', { ...ctx, filter: null, expr: m.value, tried: true }).catch(() => undefined);
+      // The tried value is a STRUCT(v <type>) (dialect.sql.njk try_struct).
+      const type = /^STRUCT\(v (.*)\)$/.exec(columns?.[0]?.type ?? '')?.[1];
+      return { ...m, tried: columns !== undefined, ...(type && { type }) };
     }),
   );
   return { ...ctx, mapping };
@@ -163,19 +166,23 @@ export const HASH_VERSION = 2;
 
 /**
  * How each key column becomes text (dialect.sql.njk key_value), by its type in the source: dates
- * and timestamps in explicit formats, so that no session setting changes a record's key.
+ * and timestamps in explicit formats, so that no session setting changes a record's key. And
+ * whether each mapped value's JSON text is `exact` (dialect.sql.njk values_hash): a value of a
+ * type whose JSON reads back unchanged is hashed as it is; any other (a DECIMAL, written with all
+ * its digits and read back as a double; an expression of unknown type) is read back first.
  */
-async function keyKinds(sql: Sql, ctx: SourceContext): Promise<Record<string, string>> {
+async function typed(sql: Sql, ctx: SourceContext): Promise<SourceContext & { key_kinds: Record<string, string> }> {
   const types = new Map((await sql.describe('select_source', { ...ctx, filter: null, expr: null, tried: false })).map((c) => [c.name, c.type.toUpperCase()]));
   const kind = (type = '') =>
     type === 'DATE' ? 'date' : /TIME ZONE|_LTZ|_TZ/.test(type) ? 'timestamp_tz' : type.startsWith('TIMESTAMP') || type === 'DATETIME' ? 'timestamp' : 'other';
-  return Object.fromEntries(ctx.key.map((c) => [c, kind(types.get(c))]));
+  const exact = (type: unknown) => typeof type === 'string' && !/DECIMAL|NUMERIC/i.test(type);
+  const mapping = ctx.mapping.map((m) => ({ ...m, exact: exact(m.kind === 'column' ? types.get(String(m.value)) : 'type' in m ? m.type : undefined) }));
+  return { ...ctx, mapping, key_kinds: Object.fromEntries(ctx.key.map((c) => [c, kind(types.get(c))])) };
 }
 
 /** Writes the change set of a run into `sync_changes` and returns its summary. */
 export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Promise<PlanSummary> {
-  const tried = await markTried(sql, sourceContext(sync));
-  const source = { ...tried, key_kinds: await keyKinds(sql, tried) };
+  const source = await typed(sql, await markTried(sql, sourceContext(sync)));
   await sql.run('plan_rehash', { ...source, sync: { name: sync.name }, hash_version: HASH_VERSION });
   const context = { ...source, run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
   try {

@@ -2,8 +2,13 @@ INSERT INTO "EBB"."SYNC_CHANGES"
   (run_id, sync_name, seq, record_key, action, apply_reason, record_hash, transformed_record, app_identifier, source_error, in_doubt)
 WITH transformed AS (
 SELECT
+  __ebb_key, __ebb_f0, __ebb_f1, __ebb_error,
+  OBJECT_CONSTRUCT_KEEP_NULL(?, __ebb_f0, ?, __ebb_f1, ?, PARSE_JSON(?)) AS __ebb_record
+FROM (
+SELECT
   __ebb_key,
-  OBJECT_CONSTRUCT_KEEP_NULL(?, CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) OR FALSE THEN NULL ELSE __ebb_v0 END, ?, CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) OR FALSE THEN NULL ELSE __ebb_v1 END, ?, PARSE_JSON(?)) AS __ebb_record,
+CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) OR FALSE THEN NULL ELSE __ebb_v0 END AS __ebb_f0,
+CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) OR FALSE THEN NULL ELSE __ebb_v1 END AS __ebb_f1,
 CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v0)) || ? WHEN FALSE THEN ? WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v1)) || ? WHEN FALSE THEN ? END AS __ebb_error
 FROM (
   SELECT
@@ -12,21 +17,28 @@ FROM (
 (round(score, 2)) AS __ebb_v1
   FROM "ANALYTICS"."CUSTOMERS" WHERE (lifecycle_stage = 'customer')
 ) AS __ebb_mapped
+) AS __ebb_values
+),
+-- The keys that more than one source row has: a GROUP BY, and a join with what is usually nothing.
+duplicates AS (
+  SELECT __ebb_key, count(*) AS __ebb_count FROM transformed GROUP BY __ebb_key HAVING count(*) > 1
 ),
 counted AS (
-  SELECT __ebb_key, __ebb_record, __ebb_error, MD5(TO_JSON(ARRAY_CONSTRUCT(GET(__ebb_record, ?), GET(__ebb_record, ?), GET(__ebb_record, ?)))) AS __ebb_hash,
-         count(*) OVER (PARTITION BY __ebb_key) AS __ebb_count
-  FROM transformed
+  SELECT t.__ebb_key, t.__ebb_record, t.__ebb_error, MD5(TO_JSON(ARRAY_CONSTRUCT(GET(__ebb_record, ?), GET(__ebb_record, ?), GET(__ebb_record, ?)))) AS __ebb_hash, u.__ebb_count
+  FROM transformed t LEFT JOIN duplicates u ON u.__ebb_key = t.__ebb_key
 ),
+-- What the plan compares with: the state without its records (read below for the records that left
+-- the source, the only ones that need them).
 state AS (
-  SELECT * FROM "EBB"."SYNC_RECORD_STATE" WHERE sync_name = ?
+  SELECT record_key, app_identifier, record_hash, apply_state, apply_reason, last_action, first_synced_at, maybe_in_app
+  FROM "EBB"."SYNC_RECORD_STATE" WHERE sync_name = ?
 ),
 joined AS (
   SELECT
     coalesce(c.__ebb_key, s.record_key) AS record_key,
     c.__ebb_record IS NOT NULL AS in_source,
     c.__ebb_record, c.__ebb_error, c.__ebb_hash, c.__ebb_count,
-    s.record_key AS state_key, s.app_identifier, s.record_hash, s.transformed_record AS state_record,
+    s.record_key AS state_key, s.app_identifier, s.record_hash,
     s.apply_state, s.apply_reason AS state_reason, s.last_action, s.first_synced_at,
     coalesce(s.maybe_in_app, FALSE) AND s.first_synced_at IS NULL AS in_doubt
   FROM counted c FULL OUTER JOIN state s ON c.__ebb_key = s.record_key
@@ -69,17 +81,23 @@ planned AS (
       ELSE 'recreate'
     END AS action
   FROM reasoned
+),
+numbered AS (
+  SELECT *,
+    -- Apply reads in seq order: records delayed by the last run first, then one action at a time,
+    -- by key, so that a run sends in the same order whatever plan the warehouse picks.
+    row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq
+  FROM planned
+  WHERE action IS NOT NULL OR source_error IS NOT NULL
 )
 SELECT
-  ?, ?,
-  -- Apply reads in seq order: records delayed by the last run first, then one action at a time,
-  -- by key, so that a run sends in the same order whatever plan the warehouse picks.
-  row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key),
-  record_key,
-  coalesce(action, 'none'), apply_reason,
-  CASE WHEN action = 'clear' THEN MD5(TO_JSON(ARRAY_CONSTRUCT(GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?)))) ELSE coalesce(__ebb_hash, record_hash) END,
-  CASE WHEN action = 'clear' THEN OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL) ELSE coalesce(__ebb_record, state_record) END,
-  app_identifier, source_error, in_doubt
-FROM planned
-WHERE action IS NOT NULL OR source_error IS NOT NULL
--- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","email","score","source_system","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","email","score","source_system","score","email","score","source_system","source_system","email","score","source_system"]
+  ?, ?, n.seq, n.record_key,
+  coalesce(n.action, 'none'), n.apply_reason,
+  CASE WHEN n.action = 'clear' THEN MD5(TO_JSON(ARRAY_CONSTRUCT(GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?)))) ELSE coalesce(n.__ebb_hash, n.record_hash) END,
+  CASE WHEN n.action = 'clear' THEN OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL) ELSE coalesce(n.__ebb_record, o.transformed_record) END,
+  n.app_identifier, n.source_error, n.in_doubt
+-- The record ebb holds of each record that left the source: the state is read once, and each of its
+-- rows looked up among the planned ones, which are what the join holds (not the whole state).
+FROM "EBB"."SYNC_RECORD_STATE" o
+RIGHT JOIN numbered n ON o.sync_name = ? AND o.record_key = CASE WHEN NOT n.in_source THEN n.record_key END
+-- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","email","score","source_system","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","email","score","source_system","score","email","score","source_system","source_system","email","score","source_system","customers_to_crm"]
