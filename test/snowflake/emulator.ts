@@ -39,6 +39,7 @@ import {
   text,
   tokenize,
   translate,
+  boundValues,
   type ObjectStatement,
   type Token,
 } from './translate.ts';
@@ -182,6 +183,47 @@ function bindValue(type: string, value: unknown): DuckDBValue {
     default:
       return s;
   }
+}
+
+/**
+ * An INSERT whose VALUES list holds binds only, with many rows of them (array binds, or a long
+ * list of tuples), run as one insert of the rows unpacked from one JSON text: DuckDB would parse,
+ * bind and plan every value of a long VALUES list one by one. The rows and their types are the
+ * ones bindValue gives (each column typed by its binds; undefined, to run the statement as it is,
+ * when they differ from row to row).
+ */
+function bulkInsert(tokens: Token[], binds: Array<{ type: string; value: unknown }>, arrayBinds: boolean): { sql: string; rows: string } | undefined {
+  const values = boundValues(tokens);
+  if (!values || (arrayBinds ? values.tuples !== 1 : values.tuples < 2)) return undefined;
+  const { width } = values;
+  const count = arrayBinds ? (binds[0].value as unknown[]).length : values.tuples;
+  const cell = (r: number, c: number): { type: string; value: unknown } => (arrayBinds ? { type: binds[c].type, value: (binds[c].value as unknown[])[r] } : binds[r * width + c]);
+  const types: string[] = [];
+  for (let c = 0; c < width; c++) {
+    const kinds = new Set<string>();
+    for (let r = 0; r < count; r++) {
+      const { type, value } = cell(r, c);
+      if (value === null || value === undefined) continue;
+      const v = bindValue(type, value);
+      const wide = typeof v === 'bigint' && (v > 9223372036854775807n || v < -9223372036854775808n);
+      kinds.add(typeof v === 'bigint' ? (wide ? 'HUGEINT' : 'BIGINT') : typeof v === 'number' ? 'DOUBLE' : typeof v === 'boolean' ? 'BOOLEAN' : 'VARCHAR');
+    }
+    // Integers and decimals make a DOUBLE column, as in a VALUES list; other mixes run as they are.
+    const numeric = [...kinds].every((k) => k === 'BIGINT' || k === 'HUGEINT' || k === 'DOUBLE');
+    if (kinds.size > 1 && !numeric) return undefined;
+    types.push(kinds.has('DOUBLE') ? 'DOUBLE' : kinds.has('HUGEINT') ? 'HUGEINT' : ([...kinds][0] ?? 'VARCHAR'));
+  }
+  const rows = JSON.stringify(
+    Array.from({ length: count }, (_v, r) =>
+      types.map((_t, c) => {
+        const { type, value } = cell(r, c);
+        const v = value === null || value === undefined ? null : bindValue(type, value);
+        return v === null ? null : String(v);
+      }),
+    ),
+  );
+  const select = `SELECT ${types.map((t, c) => `r[${c + 1}]::${t}`).join(', ')} FROM (SELECT unnest(from_json(?, '[["VARCHAR"]]')) AS r)`;
+  return { sql: `${text(tokens.slice(0, values.start))}${select}${text(tokens.slice(values.end))}`, rows };
 }
 
 /** "epochSeconds.fraction" with nine digits of fraction, as Snowflake sends timestamps. */
@@ -615,20 +657,23 @@ export class SnowflakeEmulator {
       if (object) return await this.executeObject(session, object, queryId);
       const type = statementType(tokens);
       const translated = translate(tokens);
-      const sql = text(translated);
-      const prepared = await session.conn.prepare(sql);
       const base = { queryId, statementTypeId: type.id, version: 1, parameters: PARAMETERS, queryResultFormat: 'json', finalDatabaseName: session.database, finalSchemaName: session.schema };
-      if (describeOnly) {
+      const bulk = type.name === 'INSERT' && !describeOnly ? bulkInsert(translated, binds, arrayBinds) : undefined;
+      const prepared = bulk ? undefined : await session.conn.prepare(text(translated));
+      if (describeOnly && prepared) {
         const rowtype = Array.from({ length: prepared.columnCount }, (_v, i) => columnOf(prepared.columnName(i), prepared.columnType(i)).rowtype);
         return { success: true, data: { ...base, rowtype, rowset: [], total: 0, returned: 0 } };
       }
-      const rowsOfBinds: DuckDBValue[][] = arrayBinds
-        ? Array.from({ length: bindRows }, (_v, r) => binds.map((b) => bindValue(b.type, (b.value as unknown[])[r])))
-        : [binds.map((b) => bindValue(b.type, b.value))];
+      const rowsOfBinds: DuckDBValue[][] = bulk
+        ? []
+        : arrayBinds
+          ? Array.from({ length: bindRows }, (_v, r) => binds.map((b) => bindValue(b.type, (b.value as unknown[])[r])))
+          : [binds.map((b) => bindValue(b.type, b.value))];
       if (type.name === 'MERGE') await this.refuseDuplicateMergeRows(session, translated, rowsOfBinds[0]);
       if (type.id >= 0x3000 && type.id < 0x4000) {
         let changed = 0;
-        if (arrayBinds) {
+        if (bulk) changed = (await session.conn.run(bulk.sql, [bulk.rows])).rowsChanged;
+        else if (arrayBinds) {
           // Snowflake runs the INSERT … VALUES once per row of binds; here, as multi-row inserts.
           const { head, tuple } = splitValues(translated);
           for (let start = 0; start < rowsOfBinds.length; start += 500) {
@@ -636,8 +681,8 @@ export class SnowflakeEmulator {
             changed += (await session.conn.run(`${head} ${part.map(() => tuple).join(', ')}`, part.flat())).rowsChanged;
           }
         } else {
-          if (rowsOfBinds[0].length > 0) prepared.bind(rowsOfBinds[0]);
-          changed = (await prepared.run()).rowsChanged;
+          if (rowsOfBinds[0].length > 0) prepared!.bind(rowsOfBinds[0]);
+          changed = (await prepared!.run()).rowsChanged;
         }
         await this.consumeStreams(session, tokens);
         const [target] = qualifiedNames(tokens);
@@ -649,8 +694,8 @@ export class SnowflakeEmulator {
         const rowtype = [{ name: `number of rows ${label}`, type: 'fixed', precision: 19, scale: 0, nullable: false, byteLength: null, length: null }];
         return { success: true, data: { ...base, rowtype, rowset: [[String(changed)]], total: 1, returned: 1 } };
       }
-      if (rowsOfBinds[0].length > 0) prepared.bind(rowsOfBinds[0]);
-      const reader = await prepared.runAndReadAll();
+      if (rowsOfBinds[0].length > 0) prepared!.bind(rowsOfBinds[0]);
+      const reader = await prepared!.runAndReadAll();
       if (type.id >= 0x6000) {
         const rowtype = [{ name: 'status', type: 'text', precision: null, scale: null, nullable: true, byteLength: null, length: null }];
         return { success: true, data: { ...base, rowtype, rowset: [['Statement executed successfully.']], total: 1, returned: 1 } };

@@ -195,6 +195,45 @@ export function splitValues(tokens: Token[]): { head: string; tuple: string } {
 }
 
 /**
+ * A VALUES list whose tuples hold binds only, `VALUES (?, ?), (?, ?)`, when the statement has no
+ * other bind: the tokens from VALUES to the last tuple's `)` (`start`, `end`, exclusive), the
+ * number of tuples and their width. Null for any other statement.
+ */
+export function boundValues(tokens: Token[]): { start: number; end: number; tuples: number; width: number } | null {
+  const start = tokens.findIndex((t) => t.kind === 'word' && t.text.toUpperCase() === 'VALUES');
+  if (start < 0 || tokens.slice(0, start).some((t) => t.kind === 'param')) return null;
+  let i = start + 1;
+  const next = () => {
+    while (i < tokens.length && !significant(tokens[i])) i++;
+    return tokens[i];
+  };
+  let tuples = 0;
+  let width = -1;
+  let end = -1;
+  for (;;) {
+    if (next()?.text !== '(') return null;
+    i++;
+    let n = 0;
+    for (;;) {
+      if (next()?.kind !== 'param') return null;
+      i++;
+      n++;
+      const t = next();
+      i++;
+      if (t?.text === ')') break;
+      if (t?.text !== ',') return null;
+    }
+    if (width >= 0 && n !== width) return null;
+    width = n;
+    tuples++;
+    end = i;
+    if (next()?.text !== ',') break;
+    i++;
+  }
+  return tokens.slice(end).some((t) => t.kind === 'param') ? null : { start, end, tuples, width };
+}
+
+/**
  * For a MERGE: a query that finds a target row matched by more than one source row, which
  * Snowflake refuses ("Duplicate row detected during DML action") and DuckDB applies silently.
  * Returns the query over the translated tokens and the indexes of the binds it uses, or null.
