@@ -15,7 +15,9 @@
  *    achieved rate, and the most requests that arrived within any one second (never above N).
  *
  * The app runs in a child process, so that its work does not share an event loop with either
- * sender. Run alone with `node bin/run-ts.js bench/delivery.ts [records]`.
+ * sender. Run alone with `node bin/run-ts.js bench/delivery.ts [records] [--passes N] [--no-rate-limit]
+ * [--no-snowflake]`; with `EBB_BENCH_PROFILE=DIR`, each of ebb's timed runs writes a CPU profile of
+ * this process into DIR (`node --cpu-prof` would also profile the setup, the plan and the bare client).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -23,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { Session } from 'node:inspector/promises';
 import pMap from 'p-map';
 import { stringify } from 'yaml';
 import { loadProject } from '../engine/config/load.ts';
@@ -43,13 +46,16 @@ export interface DeliveryBench {
   batchSize: number;
   concurrency: number;
   /** ebb's runs: total, and their plan, apply and record stages (ms). */
-  ebb: Array<{ totalMs: number; planMs: number; applyMs: number; recordMs: number; requests: number }>;
+  ebb: Array<{ totalMs: number; planMs: number; applyMs: number; recordMs: number; requests: number; applyCpuMs: number }>;
   /** The bare client's time for each of its passes (ms); the best one is compared. */
   bareMs: number[];
+  /** The CPU time of this process (every thread) in each bare pass, and in each of ebb's apply stages: less disturbed by other work than wall time. */
+  bareCpuMs: number[];
   bareRequests: number;
   /** ebb's best apply rate over the bare client's best rate (goal: >= 0.8). */
   ratio: number;
-  rateLimit: {
+  /** Part 2, unless it was left out. */
+  rateLimit?: {
     /** The limit: requests per second. */
     limit: number;
     records: number;
@@ -60,7 +66,7 @@ export interface DeliveryBench {
     runMs: number;
   };
   /** Part 3: ebb's first run on the Snowflake emulator with latency, against the same bare client. */
-  snowflake: { totalMs: number; planMs: number; applyMs: number; recordMs: number; latencyMs: number; chunkRows: number; statements: EmulatorCounts; ratio: number };
+  snowflake?: { totalMs: number; planMs: number; applyMs: number; recordMs: number; latencyMs: number; chunkRows: number; statements: EmulatorCounts; ratio: number };
 }
 
 /** Options of {@link benchDelivery}. */
@@ -74,6 +80,11 @@ export interface DeliveryOptions {
   rateSeconds?: number;
   /** Milliseconds the Snowflake emulator adds to every request in part 3. */
   snowflakeLatencyMs?: number;
+  /** Turns of ebb and the bare client in part 1 (default 2). */
+  passes?: number;
+  /** Parts 2 and 3 run unless set to false. */
+  rateLimitPart?: boolean;
+  snowflakePart?: boolean;
 }
 
 /** Rows per result chunk of the emulator in part 3: Snowflake sizes chunks by bytes, several MB each. */
@@ -248,10 +259,11 @@ async function sourceRecords(engine: Engine): Promise<Array<Record<string, unkno
 }
 
 /** The bare client: the same batches, bodies and concurrency as ebb, with p-map and fetch. */
-async function bare(url: string, records: Array<Record<string, unknown>>, batchSize: number, concurrency: number): Promise<number> {
+async function bare(url: string, records: Array<Record<string, unknown>>, batchSize: number, concurrency: number): Promise<{ ms: number; cpuMs: number }> {
   const batches: Array<Array<Record<string, unknown>>> = [];
   for (let i = 0; i < records.length; i += batchSize) batches.push(records.slice(i, i + batchSize));
   const start = performance.now();
+  const cpu = process.cpuUsage();
   await pMap(
     batches,
     async (batch) => {
@@ -265,26 +277,55 @@ async function bare(url: string, records: Array<Record<string, unknown>>, batchS
     },
     { concurrency },
   );
-  return performance.now() - start;
+  return { ms: performance.now() - start, cpuMs: cpuMs(process.cpuUsage(cpu)) };
+}
+
+/** Milliseconds of CPU (user and system, every thread of this process) in a cpuUsage difference. */
+function cpuMs(usage: NodeJS.CpuUsage): number {
+  return (usage.user + usage.system) / 1000;
+}
+
+/** With EBB_BENCH_PROFILE=DIR, a CPU profile of this process from start() to stop(label), written to DIR/label.cpuprofile. */
+async function profile(): Promise<(label: string) => Promise<void>> {
+  const dir = process.env.EBB_BENCH_PROFILE;
+  if (!dir) return async () => {};
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (label) => {
+    const { profile } = await session.post('Profiler.stop');
+    await writeFile(join(dir, `${label}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 /** A run of ebb, timed by stage from its progress events. */
-async function timedRun(engine: Engine, name: string, fullResync = false): Promise<{ result: RunResult; totalMs: number; planMs: number; applyMs: number; recordMs: number }> {
+async function timedRun(engine: Engine, name: string, fullResync = false, label = name): Promise<{ result: RunResult; totalMs: number; planMs: number; applyMs: number; recordMs: number; applyCpuMs: number }> {
   const sync = engine.project.config.syncs.find((s) => s.name === name)!;
   globalThis.gc?.();
+  const stopProfile = await profile();
   const start = performance.now();
   let planned = 0;
   let lastApplied = 0;
+  let cpuAtPlan: NodeJS.CpuUsage | undefined;
+  let applyCpuMs = 0;
   const result = await runSync(engine, sync, {
     fullResync,
     onProgress: ({ applied }) => {
-      if (applied === 0 && planned === 0) planned = performance.now();
-      else lastApplied = performance.now();
+      if (applied === 0 && planned === 0) {
+        planned = performance.now();
+        cpuAtPlan = process.cpuUsage();
+      } else {
+        lastApplied = performance.now();
+        applyCpuMs = cpuMs(process.cpuUsage(cpuAtPlan));
+      }
     },
   });
   const end = performance.now();
+  await stopProfile(label);
   if (result.error) throw new Error(`the ${name} run failed: ${result.error}`);
-  return { result, totalMs: end - start, planMs: planned - start, applyMs: lastApplied - planned, recordMs: end - lastApplied };
+  return { result, totalMs: end - start, planMs: planned - start, applyMs: lastApplied - planned, recordMs: end - lastApplied, applyCpuMs };
 }
 
 /** A run's requests to the emulator: its queries (statements), chunk GETs, and of the queries the bulk appends of marks and of outcomes. */
@@ -311,7 +352,7 @@ async function deliverOnSnowflake(
     await app.reset();
     await emulator.ask({ cmd: 'latency', ms: o.snowflakeLatencyMs });
     log(`delivery on Snowflake: ebb run of ${o.records} records, ${o.snowflakeLatencyMs} ms added to every request`);
-    const run = await timedRun(engine, 'deliver');
+    const run = await timedRun(engine, 'deliver', false, 'deliver-snowflake');
     return { run, statements: await emulator.ask({ cmd: 'statements' }), created: (await app.stats()).created };
   } finally {
     await engine.close();
@@ -320,10 +361,21 @@ async function deliverOnSnowflake(
   }
 }
 
-/** Runs the three parts; `log` gets a line per step. */
+/** Part 2: ebb sends `limited` one request each, under the connection's rate limit. */
+async function rateLimited(engine: Engine, app: { reset(): Promise<AppStats>; stats(windowMs?: number): Promise<AppStats> }, o: Required<DeliveryOptions>, log: (line: string) => void): Promise<DeliveryBench['rateLimit']> {
+  await app.reset();
+  const records = o.rateLimit * o.rateSeconds;
+  log(`delivery: ${records} records, one request each, under a limit of ${o.rateLimit} requests per second`);
+  const limited = await timedRun(engine, 'limited');
+  const ls = await app.stats(1000);
+  if (limited.result.counts.succeeded !== records) throw new Error(`the rate-limited run delivered ${limited.result.counts.succeeded} of ${records}`);
+  return { limit: o.rateLimit, records, achieved: ((ls.requests - 1) * 1000) / (ls.lastAt - ls.firstAt), maxInOneSecond: ls.maxInWindow, runMs: limited.totalMs };
+}
+
+/** Runs the three parts (parts 2 and 3 unless left out); `log` gets a line per step. */
 export async function benchDelivery(options: DeliveryOptions = {}, log: (line: string) => void = () => {}): Promise<DeliveryBench> {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as DeliveryOptions;
-  const o: Required<DeliveryOptions> = { records: 100_000, batchSize: 100, concurrency: 8, rateLimit: 50, rateSeconds: 6, snowflakeLatencyMs: 100, ...given };
+  const o: Required<DeliveryOptions> = { records: 100_000, batchSize: 100, concurrency: 8, rateLimit: 50, rateSeconds: 6, snowflakeLatencyMs: 100, passes: 2, rateLimitPart: true, snowflakePart: true, ...given };
   const remote = await Remote.start<AppRequest, AppStats>(['--serve']);
   const app = { url: remote.url, reset: () => remote.ask({ cmd: 'reset' }), stats: (windowMs = 1000) => remote.ask({ cmd: 'stats', windowMs }) };
   const dir = await makeProject(app.url, o);
@@ -344,37 +396,41 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
 
     const ebbRuns: DeliveryBench['ebb'] = [];
     const bareMs: number[] = [];
+    const bareCpuMs: number[] = [];
     let bareRequests = 0;
     let records: Array<Record<string, unknown>> = [];
-    for (let pass = 1; pass <= 2; pass++) {
+    for (let pass = 1; pass <= o.passes; pass++) {
       await app.reset();
       log(`delivery: ebb run ${pass} of ${o.records} records (batch mode, batches of ${o.batchSize}, concurrency ${o.concurrency})`);
-      const run = await timedRun(engine, 'deliver', pass > 1);
+      const run = await timedRun(engine, 'deliver', pass > 1, `deliver-${pass}`);
       const afterEbb = await app.stats();
       if (run.result.counts.succeeded !== o.records || afterEbb.created !== o.records || afterEbb.duplicates > 0) {
         throw new Error(`ebb delivered ${run.result.counts.succeeded} of ${o.records} records; the app created ${afterEbb.created}`);
       }
-      ebbRuns.push({ totalMs: run.totalMs, planMs: run.planMs, applyMs: run.applyMs, recordMs: run.recordMs, requests: afterEbb.requests });
+      ebbRuns.push({ totalMs: run.totalMs, planMs: run.planMs, applyMs: run.applyMs, recordMs: run.recordMs, requests: afterEbb.requests, applyCpuMs: run.applyCpuMs });
       if (pass === 1) records = await sourceRecords(engine);
 
       await app.reset();
       log(`delivery: bare client, pass ${pass}`);
       globalThis.gc?.();
-      bareMs.push(await bare(app.url, records, o.batchSize, o.concurrency));
+      const stopProfile = await profile();
+      const timed = await bare(app.url, records, o.batchSize, o.concurrency);
+      bareMs.push(timed.ms);
+      bareCpuMs.push(timed.cpuMs);
+      await stopProfile(`bare-${pass}`);
       const stats = await app.stats();
       if (stats.created !== o.records) throw new Error(`the bare client delivered ${stats.created} of ${o.records} records`);
       bareRequests = stats.requests;
     }
 
-    await app.reset();
-    const limitedRecords = o.rateLimit * o.rateSeconds;
-    log(`delivery: ${limitedRecords} records, one request each, under a limit of ${o.rateLimit} requests per second`);
-    const limited = await timedRun(engine, 'limited');
-    const ls = await app.stats(1000);
-    if (limited.result.counts.succeeded !== limitedRecords) throw new Error(`the rate-limited run delivered ${limited.result.counts.succeeded} of ${limitedRecords}`);
+    const rateLimit = o.rateLimitPart ? await rateLimited(engine, app, o, log) : undefined;
 
-    const snowflake = await deliverOnSnowflake(app, o, log);
-    if (snowflake.created !== o.records) throw new Error(`on Snowflake, ebb delivered ${snowflake.created} of ${o.records} records`);
+    let snowflake: DeliveryBench['snowflake'];
+    if (o.snowflakePart) {
+      const sf = await deliverOnSnowflake(app, o, log);
+      if (sf.created !== o.records) throw new Error(`on Snowflake, ebb delivered ${sf.created} of ${o.records} records`);
+      snowflake = { ...sf.run, latencyMs: o.snowflakeLatencyMs, chunkRows: SNOWFLAKE_CHUNK_ROWS, statements: sf.statements, ratio: Math.min(...bareMs) / sf.run.applyMs };
+    }
 
     return {
       records: o.records,
@@ -382,16 +438,11 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
       concurrency: o.concurrency,
       ebb: ebbRuns,
       bareMs,
+      bareCpuMs,
       bareRequests,
       ratio: Math.min(...bareMs) / Math.min(...ebbRuns.map((r) => r.applyMs)),
-      rateLimit: {
-        limit: o.rateLimit,
-        records: limitedRecords,
-        achieved: ((ls.requests - 1) * 1000) / (ls.lastAt - ls.firstAt),
-        maxInOneSecond: ls.maxInWindow,
-        runMs: limited.totalMs,
-      },
-      snowflake: { ...snowflake.run, latencyMs: o.snowflakeLatencyMs, chunkRows: SNOWFLAKE_CHUNK_ROWS, statements: snowflake.statements, ratio: Math.min(...bareMs) / snowflake.run.applyMs },
+      rateLimit,
+      snowflake,
     };
   } finally {
     await engine.close();
@@ -412,14 +463,23 @@ export function formatDelivery(b: DeliveryBench): string[] {
     ...b.ebb.map((run, i) => `  ebb run ${i + 1}:    ${ms(run.totalMs)} total = plan ${ms(run.planMs)} + apply ${ms(run.applyMs)} + record ${ms(run.recordMs)}; ${run.requests} requests`),
     `  ebb apply:    ${rate(b.records, best.applyMs)}  (best run; its whole run: ${rate(b.records, best.totalMs)})`,
     `  bare client:  ${rate(b.records, bare)}  (best of ${b.bareMs.map(ms).join(', ')}; ${b.bareRequests} requests)`,
+    `  CPU time of this process: ebb apply ${b.ebb.map((r) => ms(r.applyCpuMs)).join(', ')}; bare client ${b.bareCpuMs.map(ms).join(', ')}`,
     `  ratio ebb apply / bare: ${b.ratio.toFixed(2)}  (goal >= 0.80: ${b.ratio >= 0.8 ? 'met' : 'NOT met'})`,
-    `rate limit of ${r.limit} requests/s, ${r.records} records one request each (${ms(r.runMs)} run)`,
-    `  achieved:     ${r.achieved.toFixed(1)} requests/s = ${((r.achieved / r.limit) * 100).toFixed(1)}% of the limit  (goal >= 95%: ${r.achieved >= 0.95 * r.limit ? 'met' : 'NOT met'})`,
-    `  busiest 1 s:  ${r.maxInOneSecond} requests  (goal <= ${r.limit}: ${r.maxInOneSecond <= r.limit ? 'met' : 'NOT met'})`,
-    `on Snowflake (the wire emulator in a child process, ${sf.latencyMs} ms added to every request, result chunks of ${sf.chunkRows.toLocaleString('en-US')} rows), a first run of the same records:`,
-    `  ebb run:      ${ms(sf.totalMs)} total = plan ${ms(sf.planMs)} + apply ${ms(sf.applyMs)} + record ${ms(sf.recordMs)}`,
-    `  ebb apply:    ${rate(b.records, sf.applyMs)}; ratio to the bare client ${sf.ratio.toFixed(2)}  (goal >= 0.80: ${sf.ratio >= 0.8 ? 'met' : 'NOT met'})`,
-    `  statements:   ${sf.statements.queries} in the whole run (${b.records / b.batchSize} batches), of which ${sf.statements.marks} wrote in-flight marks and ${sf.statements.outcomes} outcomes; ${sf.statements.chunks} chunk GETs`,
+    ...(r
+      ? [
+          `rate limit of ${r.limit} requests/s, ${r.records} records one request each (${ms(r.runMs)} run)`,
+          `  achieved:     ${r.achieved.toFixed(1)} requests/s = ${((r.achieved / r.limit) * 100).toFixed(1)}% of the limit  (goal >= 95%: ${r.achieved >= 0.95 * r.limit ? 'met' : 'NOT met'})`,
+          `  busiest 1 s:  ${r.maxInOneSecond} requests  (goal <= ${r.limit}: ${r.maxInOneSecond <= r.limit ? 'met' : 'NOT met'})`,
+        ]
+      : []),
+    ...(sf
+      ? [
+          `on Snowflake (the wire emulator in a child process, ${sf.latencyMs} ms added to every request, result chunks of ${sf.chunkRows.toLocaleString('en-US')} rows), a first run of the same records:`,
+          `  ebb run:      ${ms(sf.totalMs)} total = plan ${ms(sf.planMs)} + apply ${ms(sf.applyMs)} + record ${ms(sf.recordMs)}`,
+          `  ebb apply:    ${rate(b.records, sf.applyMs)}; ratio to the bare client ${sf.ratio.toFixed(2)}  (goal >= 0.80: ${sf.ratio >= 0.8 ? 'met' : 'NOT met'})`,
+          `  statements:   ${sf.statements.queries} in the whole run (${b.records / b.batchSize} batches), of which ${sf.statements.marks} wrote in-flight marks and ${sf.statements.outcomes} outcomes; ${sf.statements.chunks} chunk GETs`,
+        ]
+      : []),
   ];
 }
 
@@ -430,6 +490,7 @@ export function deliveryFigures(b: DeliveryBench): Figure[] {
   const bare = Math.min(...b.bareMs);
   const r = b.rateLimit;
   const sf = b.snowflake;
+  if (!r || !sf) throw new Error('the figures of the delivery bench need all three parts');
   const phases = (run: { planMs: number; applyMs: number; recordMs: number }) => [run.planMs, run.applyMs, run.recordMs].map(ms).join(' / ');
   const rate = (records: number, t: number) => (records * 1000) / t;
   return [
@@ -454,8 +515,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   if (process.argv[2] === '--serve') await serve();
   else if (process.argv[2] === '--emulator') await serveEmulator(Number(process.argv[3]));
   else {
-    const records = process.argv[2] ? Number(process.argv[2]) : undefined;
-    const result = await benchDelivery({ records }, (line) => process.stderr.write(`${line}\n`));
+    const args = process.argv.slice(2);
+    const records = args[0] && !args[0].startsWith('--') ? Number(args[0]) : undefined;
+    const passes = args.includes('--passes') ? Number(args[args.indexOf('--passes') + 1]) : undefined;
+    const options = { records, passes, rateLimitPart: !args.includes('--no-rate-limit'), snowflakePart: !args.includes('--no-snowflake') };
+    const result = await benchDelivery(options, (line) => process.stderr.write(`${line}\n`));
     process.stdout.write(formatDelivery(result).join('\n') + '\n');
   }
 }

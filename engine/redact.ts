@@ -24,6 +24,8 @@ const SHORT = 8;
 const masked = new Set<string>();
 /** One regular expression for every form of every secret, built again when a secret is added. */
 let pattern: RegExp | null = null;
+/** Whether a JSON text may hold a secret: any form of any secret, JSON-escaped once more, anywhere. */
+let presence: RegExp | null = null;
 
 /** Words that make a config key, or an environment variable's name, name a credential. */
 const CREDENTIAL_WORDS = new Set([
@@ -106,6 +108,7 @@ export function addSecret(value: string): void {
     if (v === '' || masked.has(v)) continue;
     masked.add(v);
     pattern = null;
+    presence = null;
   }
 }
 
@@ -141,10 +144,28 @@ export function redactValue<T>(value: T): T {
   return value;
 }
 
+/**
+ * A test for the JSON text of a value in which `redactValue` would mask something: a string (or a
+ * key) that holds a form of a secret shows in the text as that form JSON-escaped, whatever stands
+ * around it. Unbounded (a short secret inside a word counts too), so it finds a superset.
+ */
+function presencePattern(): RegExp | null {
+  if (masked.size === 0) return null;
+  if (!presence) {
+    const forms = new Set<string>();
+    for (const value of masked) for (const form of formsOf(value)) forms.add(JSON.stringify(form).slice(1, -1));
+    presence = new RegExp([...forms].map(escapeRegExp).join('|'));
+  }
+  return presence;
+}
+
 /** JSON text of a value with every secret masked (masked before serialising, so the JSON stays valid). */
 export function toJson(value: unknown, indent?: number): string {
   // Every digit of a big number (a bigint, a record's ExactNumber), where JSON.stringify would round or throw.
-  return stringifyJson(redactValue(value), indent);
+  const text = stringifyJson(value, indent);
+  // Most values hold no secret: one scan of their text says so, without copying the value.
+  const re = presencePattern();
+  return re && re.test(text) ? stringifyJson(redactValue(value), indent) : text;
 }
 
 /**

@@ -3,8 +3,8 @@
  * under the connection's concurrency, with the business and technical retries of SPEC §3.
  * No warehouse commit waits on the path of a batch: each batch is sent only under a durable
  * in-flight mark, but the marks are written ahead of the sends, a window of batches per statement
- * (as many batches as are sent while one statement is written: none ahead when statements are
- * fast next to the app, more on a warehouse that takes 100 ms a statement); and the outcomes are
+ * (twice as many batches as are sent while one statement is written, and at least one per slot of
+ * the connection's concurrency: more on a warehouse that takes 100 ms a statement); and the outcomes are
  * written behind the answers, the answers of many batches per statement. After a crash, only the
  * batches on the wire, marked ahead, or answered but not yet written are in doubt. */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -150,9 +150,10 @@ class Mean {
 /**
  * How far the warehouse writes run ahead of (marks) and behind (outcomes) the sends, measured as
  * the run goes: while one statement is written, `concurrency × statement time / send time`
- * batches start. That many batches are marked ahead, and may wait for their outcomes to be
- * written, on top of those on the wire. When statements are fast next to the app's answers, it
- * is 0: each batch is marked as it is taken and holds its slot until its outcomes are written.
+ * batches start. Twice that many batches are marked ahead (the window is topped up when half of
+ * it is taken), and may wait for their outcomes to be written, on top of those on the wire; and
+ * at least one batch per slot, so that a statement slower than the ones before does not hold up
+ * the sends, however fast the warehouse is next to the app.
  */
 class Pace {
   readonly statementMs = new Mean();
@@ -167,8 +168,8 @@ class Pace {
   lead(): number {
     const { value: statement } = this.statementMs;
     const { value: send } = this.sendMs;
-    if (statement === undefined || send === undefined) return 0;
-    return Math.min(this.max, Math.floor((this.concurrency * statement) / Math.max(send, 0.01)));
+    const during = statement === undefined || send === undefined ? 0 : Math.floor((this.concurrency * statement) / Math.max(send, 0.01));
+    return Math.min(this.max, Math.max(this.concurrency, 2 * during));
   }
 
   /** Times a warehouse write, for the lead. */
@@ -238,10 +239,13 @@ class MarkAhead {
 /** Sends changes of possibly different actions: one plugin call per action. */
 async function send(session: Session, changes: PlannedChange[]): Promise<Array<[PlannedChange, Outcome]>> {
   const byAction = new Map<Action, PlannedChange[]>();
-  for (const c of changes) {
-    const group = byAction.get(c.action);
-    if (group) group.push(c);
-    else byAction.set(c.action, [c]);
+  if (changes.every((c) => c.action === changes[0].action)) byAction.set(changes[0].action, changes);
+  else {
+    for (const c of changes) {
+      const group = byAction.get(c.action);
+      if (group) group.push(c);
+      else byAction.set(c.action, [c]);
+    }
   }
   const pairs: Array<[PlannedChange, Outcome]> = [];
   for (const group of byAction.values()) {
@@ -258,9 +262,12 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
       const noAnswer = code !== undefined && unreachable.has(code) ? ('connect' as const) : undefined;
       outcomes = group.map((c) => ({ key: c.key, success: false, error: { kind: 'transient', message, ...(noAnswer && { noAnswer }) } }));
     }
-    const byKey = new Map(outcomes.map((o) => [o.key, o]));
-    for (const change of group) {
-      pairs.push([change, byKey.get(change.key) ?? { key: change.key, success: false, error: { kind: 'rejected', message: 'the plugin returned no outcome for this record' } }]);
+    // Outcomes in the order of the changes (as plugins return them) need no lookup by key.
+    const inOrder = outcomes.length === group.length && outcomes.every((o, i) => o.key === group[i].key);
+    const byKey = inOrder ? undefined : new Map(outcomes.map((o) => [o.key, o]));
+    for (let i = 0; i < group.length; i++) {
+      const change = group[i];
+      pairs.push([change, (byKey ? byKey.get(change.key) : outcomes[i]) ?? { key: change.key, success: false, error: { kind: 'rejected', message: 'the plugin returned no outcome for this record' } }]);
     }
   }
   return pairs;
@@ -314,10 +321,10 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     else if (++unanswered >= BREAKER_SENDS) stopRun(`stopped after ${unanswered} batches in a row got no answer from the app: ${noAnswer[0][1].error!.message}`);
   };
 
-  const rowOf = (change: PlannedChange, outcome: Outcome, deferral?: Deferral, note?: string): Param[] => {
+  const rowOf = (change: PlannedChange, outcome: Outcome, deferral?: Deferral, note?: string, at = new Date()): Param[] => {
     const result = outcome.success ? (outcome.result ?? null) : { ...(note && { note }), error: outcome.error, response: outcome.result };
     const json = result === null || result === undefined ? null : toJson(result);
-    return [runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, deferral ?? outcome.error?.kind ?? null, new Date()];
+    return [runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, deferral ?? outcome.error?.kind ?? null, at];
   };
   const outcomes = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
   const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
@@ -391,11 +398,12 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       if (remarks.length > 0) await marks.add(remarks.splice(0).map((c) => [runId, c.action, c.seq, c.seq, new Date()]));
       const pairs = await pace.time(sendSplitting(pending), pace.sendMs);
       observe(pairs);
+      const at = new Date();
       for (const [change, outcome] of pairs) {
         const error = outcome.error;
         const learned = outcome.success ? outcome.appId : error?.kind === 'conflict' ? error.existingAppId : undefined;
         if (change.then && learned) retryNow.push({ ...change, action: change.then, appId: learned, then: undefined });
-        else if (outcome.success) done.push(rowOf(change, outcome));
+        else if (outcome.success) done.push(rowOf(change, outcome, undefined, undefined, at));
         else if (error?.kind === 'not_found' && (change.action === 'delete' || change.action === 'clear')) {
           // Already gone from the app: there is nothing left to delete or clear.
           done.push(rowOf(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } }));
@@ -422,7 +430,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
             last.set(change.seq, outcome);
             wait = Math.max(wait, retryDelaysMs[attempt], asked);
           }
-        } else done.push(rowOf(change, outcome));
+        } else done.push(rowOf(change, outcome, undefined, undefined, at));
       }
       writes.push(write(done));
       if (retryLater.length > 0) {

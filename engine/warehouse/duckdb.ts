@@ -1,5 +1,5 @@
 /** The DuckDB warehouse, on @duckdb/node-api. */
-import { DuckDBInstance, type DuckDBConnection, type DuckDBResult, type DuckDBValue } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBResult, type DuckDBValue } from '@duckdb/node-api';
 import { dirname, resolve } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -66,9 +66,19 @@ function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(1))}s`;
 }
 
+/** Column names in lower case: a result has few, each seen once a row. */
+const lowerNames = new Map<string, string>();
+
 function toRow(row: Record<string, unknown>): Row {
   const out: Row = {};
-  for (const [k, v] of Object.entries(row)) out[k.toLowerCase()] = normaliseValue(v);
+  for (const k in row) {
+    let name = lowerNames.get(k);
+    if (name === undefined) {
+      name = k.toLowerCase();
+      if (lowerNames.size < 10_000) lowerNames.set(k, name);
+    }
+    out[name] = normaliseValue(row[k]);
+  }
   return out;
 }
 
@@ -77,10 +87,22 @@ export function utcText(d: Date): string {
   return d.toISOString().replace('T', ' ').replace('Z', '');
 }
 
-/** A cell of append()'s JSON: a timestamp as UTC text, a bigint as its digits. */
-function cellText(this: Record<string, unknown>, key: string, value: unknown): unknown {
-  const raw = this[key];
-  return raw instanceof Date ? utcText(raw) : typeof raw === 'bigint' ? raw.toString() : value;
+/** The last timestamp written as text: the rows of one append mostly share theirs. */
+let lastDate: Date | undefined;
+let lastText = '';
+
+/** A row of append()'s JSON: a timestamp as UTC text, a bigint as its digits. */
+function cells(row: Param[]): unknown[] {
+  return row.map((cell) => {
+    if (cell instanceof Date) {
+      if (cell !== lastDate) {
+        lastDate = cell;
+        lastText = utcText(cell);
+      }
+      return lastText;
+    }
+    return typeof cell === 'bigint' ? (cell as bigint).toString() : cell;
+  });
 }
 
 function bind(params: Param[]): DuckDBValue[] {
@@ -92,6 +114,13 @@ async function drain(result: DuckDBResult): Promise<void> {
   while ((await result.fetchChunk())?.rowCount) {
     // nothing to keep
   }
+}
+
+/** The connection that appends to one table, its queue, and its prepared inserts (by column list). */
+interface Writer {
+  conn: DuckDBConnection;
+  queue: Queue;
+  inserts: Map<string, DuckDBPreparedStatement>;
 }
 
 /** Serialises the statements of one connection: DuckDB runs one at a time per connection. */
@@ -108,7 +137,7 @@ export class DuckdbWarehouse implements Warehouse {
   readonly dialect = duckdbDialect;
   private readonly queue = new Queue();
   private readonly columnTypesOf = new Map<string, Map<string, string>>();
-  private readonly writers = new Map<string, Promise<{ conn: DuckDBConnection; queue: Queue }>>();
+  private readonly writers = new Map<string, Promise<Writer>>();
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -197,21 +226,29 @@ export class DuckdbWarehouse implements Warehouse {
     // The rows travel as one JSON text that DuckDB unpacks: the event loop only stringifies them
     // (about a microsecond a row), and the insert and its commit run on DuckDB's threads, while
     // the next batches are sent. (The appender would convert and flush every cell on the loop.)
-    const text = JSON.stringify(rows, cellText);
-    return this.writerFor(`${schema}.${table}`).then(({ conn, queue }) =>
-      queue.push(async () => {
-        const types = await this.columnTypes(conn, schema, table);
-        const cells = columns.map((c, i) => `r[${i + 1}]::${types.get(c) ?? 'VARCHAR'}`).join(', ');
-        const target = `${duckdbDialect.quote(schema)}.${duckdbDialect.quote(table)} (${columns.map(duckdbDialect.quote).join(', ')})`;
-        await conn.run(`INSERT INTO ${target} SELECT ${cells} FROM (SELECT unnest(from_json(?::JSON, '[["VARCHAR"]]')) AS r)`, [text]);
+    const text = JSON.stringify(rows.map(cells));
+    return this.writerFor(`${schema}.${table}`).then((writer) =>
+      writer.queue.push(async () => {
+        // Prepared once per table and columns: a run appends to the same table many times.
+        const key = columns.join(',');
+        let insert = writer.inserts.get(key);
+        if (!insert) {
+          const types = await this.columnTypes(writer.conn, schema, table);
+          const cells = columns.map((c, i) => `r[${i + 1}]::${types.get(c) ?? 'VARCHAR'}`).join(', ');
+          const target = `${duckdbDialect.quote(schema)}.${duckdbDialect.quote(table)} (${columns.map(duckdbDialect.quote).join(', ')})`;
+          insert = await writer.conn.prepare(`INSERT INTO ${target} SELECT ${cells} FROM (SELECT unnest(from_json($1::JSON, '[["VARCHAR"]]')) AS r)`);
+          writer.inserts.set(key, insert);
+        }
+        insert.bindVarchar(1, text);
+        await insert.run();
       }),
     );
   }
 
-  private writerFor(key: string): Promise<{ conn: DuckDBConnection; queue: Queue }> {
+  private writerFor(key: string): Promise<Writer> {
     let writer = this.writers.get(key);
     if (!writer) {
-      writer = this.instance.connect().then((conn) => ({ conn, queue: new Queue() }));
+      writer = this.instance.connect().then((conn) => ({ conn, queue: new Queue(), inserts: new Map() }));
       this.writers.set(key, writer);
     }
     return writer;

@@ -208,8 +208,8 @@ function checkTemplates(ctx: DestinationContext<HttpConfig, HttpDestination>): D
 
 /** Sends `requests.delete_all`, which empties the set before a replace run sends its first record; a failure fails the run. */
 async function deleteAll(ctx: Context, template: RequestTemplate): Promise<void> {
-  const { path, request } = buildRequest(ctx, 'delete_all', template, renderer(ctx, 'delete_all', 'delete_all'), { object: ctx.destination.object, action: 'delete_all' });
-  const answer = await ctx.schedule(() => send(request, {}, ctx.config.timeout_ms));
+  const { path, url, init } = buildRequest(ctx, 'delete_all', template, renderer(ctx, 'delete_all', 'delete_all'), { object: ctx.destination.object, action: 'delete_all' });
+  const answer = await ctx.schedule(() => send(url, init, ctx.config.timeout_ms));
   const what = `requests.delete_all (${template.method} ${path})`;
   if ('failure' in answer) throw new Error(`sync ${ctx.sync}: ${what} failed: ${answer.failure}`);
   if (answer.status < 200 || answer.status >= 300) throw new Error(`sync ${ctx.sync}: ${what} answered ${answer.status}${snippetSuffix(answer.text)}`);
@@ -244,6 +244,49 @@ function renderer(ctx: Context, name: string, action: Action | 'delete_all'): Re
 const lookupPaths = new Map<string, string[] | null>();
 const plainLookup = /^\{\{-?\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*-?\}\}$/;
 
+function lookupPath(source: string): string[] | null {
+  let path = lookupPaths.get(source);
+  if (path === undefined) {
+    path = plainLookup.exec(source)?.[1].split('.') ?? null;
+    if (lookupPaths.size < 1000) lookupPaths.set(source, path);
+  }
+  return path;
+}
+
+/** The text of the value at `path` below `value`, as nunjucks prints it; undefined when a step is a function. */
+function textAt(value: unknown, path: string[], from: number): string | undefined {
+  for (let i = from; i < path.length; i++) {
+    if (value === null || value === undefined) return '';
+    value = (value as Record<string, unknown>)[path[i]];
+    if (typeof value === 'function') return undefined;
+  }
+  return value === null || value === undefined ? '' : String(value);
+}
+
+/**
+ * Renders a batch answer's `app_id` or `error` for one record (its change and its item of the
+ * answer), as `render` would with the record's context. A template that is one lookup of a name
+ * of that context is read straight from the change or the item, without building the context.
+ */
+function perRecord(render: Render, part: string, source: string, base: { action: Action; object: string }, response: unknown): (change: Change, item: unknown) => string {
+  const context = (change: Change, item: unknown) => ({ ...base, key: change.key, record: change.record, app_id: change.appId ?? null, response, result: item });
+  if (!source.includes('{')) return () => source;
+  const path = lookupPath(source);
+  // The names of the record's context (see `context`), each read without it.
+  const roots: Record<string, (change: Change, item: unknown) => unknown> = {
+    result: (_c, item) => item,
+    response: () => response,
+    key: (c) => c.key,
+    record: (c) => c.record,
+    app_id: (c) => c.appId ?? null,
+    action: () => base.action,
+    object: () => base.object,
+  };
+  const root = path && Object.hasOwn(roots, path[0]) ? roots[path[0]] : undefined;
+  if (!root) return (change, item) => render(part, source, context(change, item));
+  return (change, item) => textAt(root(change, item), path!, 1) ?? render(part, source, context(change, item));
+}
+
 /**
  * Renders the simplest templates without nunjucks, exactly as nunjucks would: text without any
  * tag (a fixed path), and one variable lookup (null and undefined render empty). Batch mode
@@ -253,26 +296,23 @@ const plainLookup = /^\{\{-?\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*-?\}\}$/;
  */
 export function renderLookup(source: string, context: Record<string, unknown>): string | undefined {
   if (!source.includes('{')) return source;
-  let path = lookupPaths.get(source);
-  if (path === undefined) {
-    path = plainLookup.exec(source)?.[1].split('.') ?? null;
-    if (lookupPaths.size < 1000) lookupPaths.set(source, path);
-  }
+  const path = lookupPath(source);
   if (!path || !Object.hasOwn(context, path[0])) return undefined;
-  let value: unknown = context;
-  for (const step of path) {
-    if (value === null || value === undefined) return '';
-    value = (value as Record<string, unknown>)[step];
-    if (typeof value === 'function') return undefined;
-  }
-  return value === null || value === undefined ? '' : String(value);
+  return textAt(context, path, 0);
+}
+
+/** A request ready for fetch: its URL (under base_url) and its method, headers and body. */
+interface Built {
+  path: string;
+  url: URL;
+  init: RequestInit;
 }
 
 /**
  * Renders a template's path, headers and body into a request. Built outside the schedule, so a
  * bad URL or header is a rejection, not a network error. Throws a message for a rejection.
  */
-function buildRequest(ctx: Context, name: string, template: RequestTemplate, render: Render, context: Record<string, unknown>): { path: string; request: Request } {
+function buildRequest(ctx: Context, name: string, template: RequestTemplate, render: Render, context: Record<string, unknown>): Built {
   try {
     const path = render('path', template.path, context).trim();
     const headers = new Headers(ctx.config.headers);
@@ -280,7 +320,8 @@ function buildRequest(ctx: Context, name: string, template: RequestTemplate, ren
     const body = template.body === undefined ? undefined : render('body', template.body, context);
     if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json');
     if (!headers.has('accept')) headers.set('accept', 'application/json');
-    return { path, request: new Request(urlUnder(ctx.config.base_url, path, name), { method: template.method, headers, body }) };
+    // fetch makes the one Request of it: a Request built here would be copied again.
+    return { path, url: urlUnder(ctx.config.base_url, path, name), init: { method: template.method, headers, body } };
   } catch (e) {
     throw new Error(e instanceof TemplateError ? e.message : `cannot build the ${name} request: ${errorText(e)}`);
   }
@@ -306,7 +347,15 @@ async function applyAll(ctx: Context, changes: Change[]): Promise<Outcome[]> {
   // The engine sends one action per batch; group anyway, so that the contract's promise of one
   // outcome per change holds whatever it is given.
   const groups = new Map<Action, Change[]>();
-  for (const change of changes) groups.set(change.action, [...(groups.get(change.action) ?? []), change]);
+  for (const change of changes) {
+    const group = groups.get(change.action);
+    if (group) group.push(change);
+    else groups.set(change.action, [change]);
+  }
+  if (groups.size === 1) {
+    const found = templateFor(ctx.destination.requests, changes[0].action);
+    return found?.template.batch ? applyBatch(ctx, changes, found.name, found.template) : Promise.all(changes.map((c) => applyOne(ctx, c)));
+  }
   const outcomes = new Map<Change, Outcome>();
   await Promise.all(
     [...groups].map(async ([action, group]) => {
@@ -331,14 +380,14 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
   };
   const render = renderer(ctx, name, change.action);
 
-  let built: { path: string; request: Request };
+  let built: Built;
   try {
     built = buildRequest(ctx, name, template, render, context);
   } catch (e) {
     return rejected(change, (e as Error).message);
   }
 
-  const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
+  const answer = await ctx.schedule(() => send(built.url, built.init, ctx.config.timeout_ms));
   const what = describeRequest(template.method, built.path);
   if ('failure' in answer) return failed(change, answer.kind, `${what} failed: ${answer.failure}`, unanswered(answer));
 
@@ -376,7 +425,7 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
     records: changes.map((c) => c.record),
   };
 
-  let built: { path: string; request: Request };
+  let built: Built;
   try {
     built = buildRequest(ctx, name, template, render, context);
   } catch (e) {
@@ -385,7 +434,7 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
     return changes.map((c) => ({ key: c.key, success: false, appId: c.appId, error: { kind: 'rejected', message, ...(changes.length > 1 && { wholeBatch: true }) } }));
   }
 
-  const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
+  const answer = await ctx.schedule(() => send(built.url, built.init, ctx.config.timeout_ms));
   const what = describeRequest(template.method, built.path);
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
   if ('failure' in answer) return changes.map((c) => failed(c, answer.kind, `${what}${size} failed: ${answer.failure}`, unanswered(answer)));
@@ -410,15 +459,17 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
     const message = `${what}${size} answered ${answer.status}, but ${where} holds ${found} for ${changes.length} records; check requests.${name}.results`;
     return changes.map((c) => ({ ...rejected(c, message), result: resultOf(answer, response) }));
   }
+  const whole = items ? undefined : resultOf(answer, response);
+  const error = template.error === undefined ? undefined : perRecord(render, 'error', template.error, base, response);
+  const appIdOf = template.app_id === undefined ? undefined : perRecord(render, 'app_id', template.app_id, base, response);
   return changes.map((change, i) => {
     const item = items?.[i];
-    const result = items ? { status: answer.status, body: item } : resultOf(answer, response);
-    const context = { ...base, key: change.key, record: change.record, app_id: change.appId ?? null, response, result: item };
+    const result = whole ?? { status: answer.status, body: item };
     try {
-      const refusal = template.error === undefined ? '' : render('error', template.error, context).trim();
+      const refusal = error ? error(change, item).trim() : '';
       if (refusal) return { ...rejected(change, refusal), result };
-      if (template.app_id === undefined) return { key: change.key, success: true, appId: change.appId ?? change.key, result };
-      const appId = render('app_id', template.app_id, context).trim();
+      if (template.app_id === undefined || !appIdOf) return { key: change.key, success: true, appId: change.appId ?? change.key, result };
+      const appId = appIdOf(change, item).trim();
       if (!appId && createsRecord(action)) return { ...withoutId(change, `${what}${size} answered ${answer.status}, but ${noIdentifier(name, template.app_id, answer)}`), result };
       return { key: change.key, success: true, appId: appId || change.appId, result };
     } catch (e) {
@@ -432,13 +483,13 @@ async function lookupOne(ctx: Context, change: Change, template: RequestTemplate
   const key = change.key;
   const context = { record: change.record, key, app_id: null, action: change.action, object: ctx.destination.object };
   const render = renderer(ctx, 'lookup', change.action);
-  let built: { path: string; request: Request };
+  let built: Built;
   try {
     built = buildRequest(ctx, 'lookup', template, render, context);
   } catch (e) {
     return { key, error: (e as Error).message };
   }
-  const answer = await ctx.schedule(() => send(built.request, {}, ctx.config.timeout_ms));
+  const answer = await ctx.schedule(() => send(built.url, built.init, ctx.config.timeout_ms));
   const what = describeRequest(template.method, built.path);
   if ('failure' in answer) return { key, error: `${what} failed: ${answer.failure}` };
   if (answer.status === 404) return { key, appId: null };

@@ -27,7 +27,7 @@ export type Answer = { status: number; headers: Headers; text: string; body: unk
  * origin, which must never see the request's credentials. A 3xx is a failure that names its
  * `Location`. The body is read up to `maxBytes` (default {@link maxAnswerBytes}).
  */
-export async function send(url: string | Request, init: RequestInit, timeoutMs: number, maxBytes = maxAnswerBytes): Promise<Answer> {
+export async function send(url: string | URL | Request, init: RequestInit, timeoutMs: number, maxBytes = maxAnswerBytes): Promise<Answer> {
   try {
     const res = await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
     if (res.status >= 300 && res.status < 400) {
@@ -51,6 +51,10 @@ export async function send(url: string | Request, init: RequestInit, timeoutMs: 
 /** An answer's body as text, read up to `maxBytes` bytes: an app cannot make ebb hold more in memory. */
 async function readCapped(res: Response, maxBytes: number): Promise<{ text: string; capped: boolean }> {
   if (!res.body) return { text: '', capped: false };
+  // An answer that says its length, within the cap, is read at once (unless compressed: fetch
+  // inflates it, and the length is the compressed one).
+  const length = Number(res.headers.get('content-length') ?? NaN);
+  if (length >= 0 && length <= maxBytes && !res.headers.has('content-encoding')) return { text: await res.text(), capped: false };
   const decoder = new TextDecoder();
   const reader = res.body.getReader();
   let text = '';
