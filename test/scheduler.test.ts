@@ -500,7 +500,7 @@ describe('alerts between runs', () => {
       name: 'quiet',
       warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
       connections: { out: { plugin: 'file', config: { directory: './out' } } },
-      alerts: { channels: { hook: { type: 'webhook', url: `${receivers.url}/hook`, secret: "{{ env_var('HOOK_SECRET') }}", events: ['sync.alert.firing', 'sync.alert.resolved'] } }, rules: { no_success: { for: '2s' } } },
+      alerts: { channels: { hook: { type: 'webhook', url: `${receivers.url}/hook`, secret: "{{ env_var('HOOK_SECRET') }}", events: ['sync.alert.firing', 'sync.alert.resolved'] } }, rules: { no_success: { for: '6s' } } },
       syncs: [fileSync('quiet', 'manual')],
     });
     const db = join(dir, 'warehouse.duckdb');
@@ -517,6 +517,8 @@ describe('alerts between runs', () => {
     expect(events()).toEqual(['sync.alert.firing no_success']);
     expect((await ebb(dir, ['run', 'quiet'], env)).code).toBe(0);
     await until('the resolution', () => events().length > 1, { timeoutMs: 20_000 });
+    // A few more looks, well within `for` of the success: no second resolution (and, after 6 s
+    // without another success, the alert would rightly fire again).
     await sleep(2000);
     expect(await scheduler.stop()).toBe(0);
     expect(events()).toEqual(['sync.alert.firing no_success', 'sync.alert.resolved no_success']);
