@@ -181,8 +181,11 @@ async function scheduledSyncs(engine: Engine): Promise<SyncConfig[]> {
 
 /** The `no_success` verdicts of the catalog's syncs now, without writing anything (for `ebb status`). */
 export async function staleVerdicts(engine: Engine): Promise<Array<[SyncConfig, Verdict]>> {
+  // Only a sync with the rule needs its last success: without one, an idle poller reads the catalog alone.
+  const ruled = (await scheduledSyncs(engine)).filter((sync) => rulesOf(engine, sync).no_success);
+  if (ruled.length === 0) return [];
   const rows = new Map((await engine.sql.runAndRead('alert_last_success')).map((r) => [String(r.sync_name), r]));
-  return (await scheduledSyncs(engine)).flatMap((sync): Array<[SyncConfig, Verdict]> => {
+  return ruled.flatMap((sync): Array<[SyncConfig, Verdict]> => {
     const row = rows.get(sync.name);
     const verdict = row && noSuccessVerdict(rulesOf(engine, sync), { lastSuccessAt: ms(row.last_success_at), createdAt: ms(row.created_at), now: Date.now() });
     return verdict ? [[sync, verdict]] : [];
