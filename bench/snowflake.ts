@@ -103,14 +103,15 @@ async function benchSize(rows: number, chunkRows: number, log: (line: string) =>
       };
 
       let planned: Record<string, number> = {};
+      let lastSeq = 0;
       const planPhase = await phase('plan', async () => {
-        planned = (await plan(sql, sync, { runId })).actions;
+        ({ actions: planned, total: lastSeq } = await plan(sql, sync, { runId }));
       });
       const plugin = project.plugins.get('out')!;
       const { connection: _c, ...destination } = sync.destination;
       const applyPhase = await phase('apply', async () => {
         const session = await plugin.open({ ...pluginContext(engine, 'out'), sync: sync.name, strategy: sync.strategy, destination, fields: Object.keys(sync.mapping) });
-        await applyChanges({ sql, runId, session, strategy: sync.strategy, batchSize: sync.batch_size, concurrency: 4, retryDelaysMs: [] });
+        await applyChanges({ sql, runId, lastSeq, session, strategy: sync.strategy, batchSize: sync.batch_size, concurrency: 4, retryDelaysMs: [] });
         await session.close(true);
       });
       let health = '';

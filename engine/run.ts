@@ -167,6 +167,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
       ({ stopped, deferred } = await applyChanges({
         sql,
         runId,
+        lastSeq: summary.total,
         session: await openSession(),
         strategy: sync.strategy,
         batchSize,

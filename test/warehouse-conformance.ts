@@ -229,7 +229,7 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
         const runId = `run-${++runNo}`;
         await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
         const summary = await plan(sql, sync, { runId });
-        await applyChanges({ sql, runId, session: app.session(), strategy: sync.strategy, batchSize: 2, concurrency: 2, retryDelaysMs: [] });
+        await applyChanges({ sql, runId, lastSeq: summary.total, seqWindow: 3, session: app.session(), strategy: sync.strategy, batchSize: 2, concurrency: 2, retryDelaysMs: [] });
         const { counts, health } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
         return { planned: summary.actions, counts, health };
       };

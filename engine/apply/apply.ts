@@ -28,6 +28,10 @@ interface PlannedChange extends Change {
 export interface ApplyOptions {
   sql: Sql;
   runId: string;
+  /** The change set's last seq: plan numbers its rows 1 to this. */
+  lastSeq: number;
+  /** Rows of the change set read per statement (default {@link SEQ_WINDOW}). */
+  seqWindow?: number;
   session: Session;
   strategy: Strategy;
   batchSize: number;
@@ -73,6 +77,16 @@ function toChange(row: Row): PlannedChange {
   // existing record's id, or makes the record that the removal then takes away.
   if (row.in_doubt === true && !change.appId && (change.action === 'delete' || change.action === 'clear')) return { ...change, action: 'create', then: change.action };
   return change;
+}
+
+/** Rows of the change set read and sorted per statement: the warehouse never sorts the whole change set at once. */
+const SEQ_WINDOW = 50_000;
+
+/** The change set in seq order, one statement per window of seqs. */
+async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: number): AsyncIterable<Row[]> {
+  for (let from = 1; from <= lastSeq; from += window) {
+    yield* sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: Math.min(from + window - 1, lastSeq) });
+  }
 }
 
 /** Groups the change set into batches of one action; stops reading once `stop()` says so. */
@@ -328,8 +342,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const outcomes = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
   const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
-  const maxLead = MAX_LEAD_PER_SLOT * options.concurrency;
-  const pace = new Pace(options.concurrency, maxLead);
+  const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
   // Outcomes are written behind the answers: a batch does not wait for its outcomes to be durable
   // to free its slot (see `settling` for how far behind they may be). A failed write fails the run.
   const write = (rows: Param[][]): Promise<void> => {
@@ -478,14 +491,16 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     track(running, delivered);
     track(settling, delivered.then((writes) => Promise.all(writes)));
   };
-  const source = readAhead(batches(sql.stream('stream_changes', { run_id: runId }), options.batchSize, stopReason), options.concurrency);
+  // A few chunks are read ahead, so that the next window's statement runs while the last chunks of this one are sent.
+  const source = readAhead(batches(readAhead(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), 4), options.batchSize, stopReason), options.concurrency);
   const ahead = options.atomicRun ? undefined : new MarkAhead(source, (window) => marks.add(window.map(markRow)), pace, resendable);
   const plain = source[Symbol.asyncIterator]();
   const next = async () => (ahead ? ahead.next() : plain.next().then((n) => (n.done ? undefined : n.value)));
   try {
     for (let batch = await next(); batch; batch = await next()) {
-      // An atomic plugin's outcomes count only once it commits: they need not keep up with the sends.
-      const lead = options.atomicRun ? maxLead : resendable(batch) ? pace.lead() : 0;
+      // Outcomes may fall behind the answers by the lead, no further: held unwritten, they would
+      // grow with the change set (an atomic plugin's too, though they count only once it commits).
+      const lead = options.atomicRun || resendable(batch) ? pace.lead() : 0;
       while (running.size >= options.concurrency || settling.size >= options.concurrency + lead) await Promise.race([...running, ...settling]);
       start(batch);
     }
