@@ -386,6 +386,8 @@ describe('the run lock and a killed run', () => {
 
 describe('creates in doubt: sent, never answered (without create_is_idempotent)', () => {
   // p3's create lands but its answer never comes; p5's create never reaches the app (no answer either).
+  // The timeout (1.5 s) is far above a local answer even on a loaded machine: any other create that
+  // timed out would be in doubt too, and the counts below would be wrong.
   const faults: FaultConfig['faults'] = [
     { kind: 'hang', afterApply: true, firstPerRecord: 1, match: /^POST /, only: (r) => r.email === 'p3@x.io' },
     { kind: 'hang', firstPerRecord: 1, match: /^POST /, only: (r) => r.email === 'p5@x.io' },
@@ -398,7 +400,7 @@ describe('creates in doubt: sent, never answered (without create_is_idempotent)'
   };
 
   it('is not resent but NEEDS_REVIEW; the next run looks it up (requests.lookup): found is updated, not found is created, once each', async () => {
-    const s = await setup({ timeoutMs: 300, lookup: true, app: { faults } });
+    const s = await setup({ timeoutMs: 1500, lookup: true, app: { faults } });
     const rows = people(1, 6);
     await s.load(rows);
     const first = await s.run(2);
@@ -433,7 +435,7 @@ describe('creates in doubt: sent, never answered (without create_is_idempotent)'
   });
 
   it('without a lookup it stays NEEDS_REVIEW run after run; resync refuses it; `ebb resolve` settles it with no duplicate', async () => {
-    const s = await setup({ timeoutMs: 300, app: { faults } });
+    const s = await setup({ timeoutMs: 1500, app: { faults } });
     const rows = people(1, 6);
     await s.load(rows);
     await s.run(2);
