@@ -82,10 +82,28 @@ function toChange(row: Row): PlannedChange {
 /** Rows of the change set read and sorted per statement: the warehouse never sorts the whole change set at once. */
 const SEQ_WINDOW = 50_000;
 
-/** The change set in seq order, one statement per window of seqs. */
+/** The change set in seq order, one statement per window of seqs; each window's statement starts while the one before is read. */
 async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: number): AsyncIterable<Row[]> {
-  for (let from = 1; from <= lastSeq; from += window) {
-    yield* sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: Math.min(from + window - 1, lastSeq) });
+  const open = (from: number) => {
+    const rows = sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: Math.min(from + window - 1, lastSeq) })[Symbol.asyncIterator]();
+    const first = rows.next();
+    first.catch(() => undefined);
+    return { rows, first };
+  };
+  let next = lastSeq >= 1 ? open(1) : undefined;
+  try {
+    for (let from = 1; next; from += window) {
+      const { rows, first } = next;
+      next = from + window <= lastSeq ? open(from + window) : undefined;
+      try {
+        for (let chunk = await first; !chunk.done; chunk = await rows.next()) yield chunk.value;
+      } finally {
+        await rows.return?.();
+      }
+    }
+  } finally {
+    // Sending stopped before the last window: its statement is ended, not left holding the warehouse.
+    if (next) await next.first.then(() => next!.rows.return?.(), () => undefined);
   }
 }
 
@@ -491,8 +509,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     track(running, delivered);
     track(settling, delivered.then((writes) => Promise.all(writes)));
   };
-  // A few chunks are read ahead, so that the next window's statement runs while the last chunks of this one are sent.
-  const source = readAhead(batches(readAhead(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), 4), options.batchSize, stopReason), options.concurrency);
+  const source = readAhead(batches(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), options.batchSize, stopReason), options.concurrency);
   const ahead = options.atomicRun ? undefined : new MarkAhead(source, (window) => marks.add(window.map(markRow)), pace, resendable);
   const plain = source[Symbol.asyncIterator]();
   const next = async () => (ahead ? ahead.next() : plain.next().then((n) => (n.done ? undefined : n.value)));
