@@ -42,6 +42,9 @@ const context = {
   sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove },
   run_id: '20260101T000000Z-abc123',
   run_ids: ['20260101T000000Z-abc123', '20260101T000000Z-def456'],
+  // A window of the change set that apply reads (stream_changes).
+  seq_from: 1,
+  seq_to: 50000,
   sync_name: sync.name,
   match_name: sync.name,
   former_name: 'old_customers',
