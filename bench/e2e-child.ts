@@ -14,7 +14,7 @@ export interface ChildReport {
   health: string;
   planned: Record<string, number>;
   succeeded: number;
-  /** Wall time of runSync, and of its plan, apply and record phases. */
+  /** Wall time of runSync, and of its plan, apply (until the plugin committed) and record phases. */
   ms: { run: number; plan: number; apply: number; record: number };
   /** RSS after loading the project and opening the warehouse, before the run. */
   baselineRss: number;
@@ -48,17 +48,15 @@ const sample = () => {
 const sampler = setInterval(sample, 50);
 const marks = { start: performance.now(), planned: 0, applied: 0 };
 
+// The phases are the run's own (onPhase): apply ends once the plugin has committed (the file
+// plugin writes its file at close), and record then writes history and state.
 const result = await runSync(engine, sync, {
-  onProgress: ({ planned, applied }) => {
+  onProgress: sample,
+  onPhase: (next) => {
     sample();
-    if (phase === 'plan') {
-      phase = 'apply';
-      marks.planned = performance.now();
-    }
-    if (applied >= planned && phase === 'apply') {
-      phase = 'record';
-      marks.applied = performance.now();
-    }
+    if (next === 'apply') marks.planned = performance.now();
+    if (next === 'record') marks.applied = performance.now();
+    phase = next;
   },
 });
 const end = performance.now();

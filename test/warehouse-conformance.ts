@@ -288,5 +288,42 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       // The working tables of the runs are cleared.
       for (const table of ['sync_changes', 'sync_outcomes', 'sync_inflight']) expect(await w.runAndRead(`SELECT count(*) AS n FROM ${t(table)}`)).toEqual([{ n: 0 }]);
     });
+
+    it('records a run that stopped: a record without an outcome is in flight under any mark of its run (marks overlap), NEEDS_REVIEW under a create', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      const runId = 'stopped-1';
+      const at = new Date('2026-01-01T00:00:00.000Z');
+      // Nine planned records: 1-4 creates, 5-8 updates, 9 a create that was never marked.
+      const actions = ['create', 'create', 'create', 'create', 'update', 'update', 'update', 'update', 'create'];
+      await w.append(
+        schema,
+        'sync_changes',
+        ['run_id', 'sync_name', 'seq', 'record_key', 'action', 'apply_reason', 'record_hash', 'transformed_record', 'app_identifier', 'source_error', 'in_doubt'],
+        actions.map((action, i) => [runId, 'stopped', i + 1, `k${i + 1}`, action, 'NEW', `h${i + 1}`, JSON.stringify({ n: i + 1 }), action === 'update' ? `app-${i + 1}` : null, null, false]),
+      );
+      // Only record 1 was answered before the process stopped.
+      await w.append(schema, 'sync_outcomes', ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'], [[runId, 1, 'create', true, 'app-1', null, null, at]]);
+      await w.append(schema, 'sync_inflight', ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'], [
+        [runId, 'create', 1, 4, at],
+        [runId, 'update', 5, 8, at],
+        // Update 6 was answered "not found" and sent again as a create: marked as one inside its batch.
+        [runId, 'create', 6, 6, at],
+        // Another run's mark says nothing about this run's records.
+        ['stopped-0', 'create', 9, 9, at],
+      ]);
+      const { counts } = await recordRun(sql, { runId, syncName: 'stopped', planned: { create: 5, update: 4 }, error: 'interrupted', idempotentCreate: false });
+      expect(counts).toMatchObject({ succeeded: 1, delayed: 4, needs_review: 4 });
+      const history = await w.runAndRead(`SELECT record_key, apply_state, in_flight, result FROM ${t('sync_record_history')} WHERE run_id = ? ORDER BY record_key`, [runId]);
+      const note = { note: 'in flight when the run stopped; it may or may not have reached the app' };
+      expect(history.map((r) => ({ ...r, result: parse(r.result) }))).toEqual([
+        { record_key: 'k1', apply_state: 'SUCCESS', in_flight: false, result: null },
+        ...['k2', 'k3', 'k4'].map((k) => ({ record_key: k, apply_state: 'NEEDS_REVIEW', in_flight: true, result: note })),
+        { record_key: 'k5', apply_state: 'DELAYED', in_flight: true, result: note },
+        { record_key: 'k6', apply_state: 'NEEDS_REVIEW', in_flight: true, result: note },
+        ...['k7', 'k8'].map((k) => ({ record_key: k, apply_state: 'DELAYED', in_flight: true, result: note })),
+        { record_key: 'k9', apply_state: 'DELAYED', in_flight: false, result: null },
+      ]);
+    });
   });
 }

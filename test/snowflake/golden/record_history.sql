@@ -7,7 +7,7 @@ SELECT
   CASE
     WHEN c.source_error IS NOT NULL THEN 'SOURCE_FAILURE'
     WHEN c.action = 'untrack' THEN 'SUCCESS'
-    WHEN o.seq IS NULL AND f.creates = 1 AND NOT ? THEN 'NEEDS_REVIEW'
+    WHEN o.seq IS NULL AND f.creates AND NOT ? THEN 'NEEDS_REVIEW'
     WHEN o.seq IS NULL THEN 'DELAYED'
     WHEN o.success THEN 'SUCCESS'
     WHEN o.error_kind = 'delayed' THEN 'DELAYED'
@@ -18,24 +18,42 @@ SELECT
   coalesce(o.app_identifier, c.app_identifier),
   CASE
     WHEN c.source_error IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, c.source_error)
-    WHEN o.seq IS NULL AND f.seq IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, 'in flight when the run stopped; it may or may not have reached the app')
+    WHEN o.seq IS NULL AND f.in_flight THEN OBJECT_CONSTRUCT_KEEP_NULL(?, 'in flight when the run stopped; it may or may not have reached the app')
     ELSE PARSE_JSON(o.result)
   END,
   c.transformed_record, c.record_hash,
   coalesce(o.recorded_at, SYSDATE()),
-  (o.seq IS NULL AND f.seq IS NOT NULL) OR coalesce(o.error_kind = 'in_doubt', FALSE)
+  coalesce(f.in_flight, FALSE) OR coalesce(o.error_kind = 'in_doubt', FALSE)
 FROM "EBB"."SYNC_CHANGES" c
 LEFT JOIN "EBB"."SYNC_OUTCOMES" o ON o.run_id = c.run_id AND o.seq = c.seq
 -- In flight: under a mark of its batch; `creates` when a create or send of it was marked (a
--- batch of creates, or an update answered "not found" and sent again as a create).
+-- batch of creates, or an update answered "not found" and sent again as a create). Only the
+-- records without an outcome need it (none, in a run that finished): one sweep, in seq order, over
+-- them and the run's marks, each mark counted from its seq_lo to its seq_hi. Marks may overlap.
 LEFT JOIN (
-  SELECT x.seq, max(CASE WHEN m.action IN ('create', 'send') THEN 1 ELSE 0 END) AS creates
-  FROM "EBB"."SYNC_CHANGES" x
-  JOIN "EBB"."SYNC_INFLIGHT" m ON m.run_id = x.run_id AND x.seq BETWEEN m.seq_lo AND m.seq_hi
-  WHERE x.run_id = ?
-  GROUP BY x.seq
+  SELECT seq, open_marks > 0 AS in_flight, open_creates > 0 AS creates
+  FROM (
+    SELECT seq, is_record,
+      sum(marks) OVER (ORDER BY seq, is_record ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS open_marks,
+      sum(creates) OVER (ORDER BY seq, is_record ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS open_creates
+    FROM (
+      SELECT seq_lo AS seq, 0 AS is_record, 1 AS marks, CASE WHEN action IN ('create', 'send') THEN 1 ELSE 0 END AS creates
+      FROM "EBB"."SYNC_INFLIGHT" WHERE run_id = ?
+      UNION ALL
+      SELECT seq_hi + 1, 0, -1, CASE WHEN action IN ('create', 'send') THEN -1 ELSE 0 END
+      FROM "EBB"."SYNC_INFLIGHT" WHERE run_id = ?
+      UNION ALL
+      SELECT seq, 1, 0, 0 FROM (
+        SELECT seq FROM "EBB"."SYNC_CHANGES" WHERE run_id = ?
+        EXCEPT
+        SELECT seq FROM "EBB"."SYNC_OUTCOMES" WHERE run_id = ?
+      ) unanswered
+    ) events
+  ) swept
+  -- A mark opens before a record of its seq_lo, and closes (at seq_hi + 1) before a record there.
+  WHERE is_record = 1
 ) f ON f.seq = c.seq
 WHERE c.run_id = ?
   -- Recorded once: a run killed while it was being recorded is recorded again by the next run.
   AND NOT EXISTS (SELECT 1 FROM "EBB"."SYNC_RECORD_HISTORY" x WHERE x.run_id = ?)
--- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123"]
+-- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123"]
