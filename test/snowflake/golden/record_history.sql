@@ -25,7 +25,11 @@ SELECT
   coalesce(o.recorded_at, SYSDATE()),
   coalesce(f.in_flight, FALSE) OR coalesce(o.error_kind = 'in_doubt', FALSE)
 FROM "EBB"."SYNC_CHANGES" c
-LEFT JOIN "EBB"."SYNC_OUTCOMES" o ON o.run_id = c.run_id AND o.seq = c.seq
+-- The run's outcomes, joined on seq alone: a key of one integer, not of the run id's text as well.
+LEFT JOIN (
+  SELECT seq, action, success, app_identifier, result, error_kind, recorded_at
+  FROM "EBB"."SYNC_OUTCOMES" WHERE run_id = ?
+) o ON o.seq = c.seq
 -- In flight: under a mark of its batch; `creates` when a create or send of it was marked (a
 -- batch of creates, or an update answered "not found" and sent again as a create). Only the
 -- records without an outcome need it (none, in a run that finished): one sweep, in seq order, over
@@ -56,4 +60,4 @@ LEFT JOIN (
 WHERE c.run_id = ?
   -- Recorded once: a run killed while it was being recorded is recorded again by the next run.
   AND NOT EXISTS (SELECT 1 FROM "EBB"."SYNC_RECORD_HISTORY" x WHERE x.run_id = ?)
--- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123"]
+-- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123"]
