@@ -1,7 +1,7 @@
 /** `ebb status`: every sync with its status, health, last run and counts. */
 import type { Command } from 'commander';
 import { action, common, print, withEngine, type CommonOptions } from './common.ts';
-import { listSyncs } from '../ops/index.ts';
+import { listSyncs } from '../ops/syncs.ts';
 import { topErrorText } from './progress.ts';
 
 export function register(program: Command): void {
