@@ -42,14 +42,16 @@ const program = new Command('ebb')
   });
 
 // The program has no options of its own but --version and --help, so the first word is the command.
-const args = process.argv.slice(2);
-const word = args.find((a) => !a.startsWith('-'));
-const name = word === undefined ? undefined : (moduleOf[word] ?? word);
-if (name !== undefined && modules[name]) {
-  (await modules[name]()).register(program);
-} else if (word !== undefined || !args.some((a) => a === '--version' || a === '-V')) {
-  // Help, `ebb help <command>` or an unknown command: every command, for the list and the suggestions.
-  for (const load of Object.values(modules)) (await load()).register(program);
+async function registerCommands(): Promise<void> {
+  const args = process.argv.slice(2);
+  const word = args.find((a) => !a.startsWith('-'));
+  const name = word === undefined ? undefined : (moduleOf[word] ?? word);
+  if (name !== undefined && modules[name]) {
+    (await modules[name]()).register(program);
+  } else if (word !== undefined || !args.some((a) => a === '--version' || a === '-V')) {
+    // Help, `ebb help <command>` or an unknown command: every command, for the list and the suggestions.
+    for (const load of Object.values(modules)) (await load()).register(program);
+  }
 }
 
 // The last line of defence: a promise nobody awaited that fails is still reported as ebb reports
@@ -61,4 +63,5 @@ process.on('unhandledRejection', (e) => {
   });
 });
 
-await program.parseAsync(process.argv);
+// No top-level await: the build is one CommonJS script (see scripts/build.js).
+void registerCommands().then(() => program.parseAsync(process.argv));

@@ -1,7 +1,5 @@
 /** The DuckDB warehouse, on @duckdb/node-api. */
-import type * as DuckDB from '@duckdb/node-api';
-import type { DuckDBConnection, DuckDBInstance, DuckDBPreparedStatement, DuckDBResult, DuckDBValue } from '@duckdb/node-api';
-import { createRequire } from 'node:module';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBResult, type DuckDBValue } from '@duckdb/node-api';
 import { dirname, resolve } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -9,10 +7,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EbbError } from '../errors.ts';
 import type { DuckdbConfig } from '../config/schema.ts';
 import { normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
-
-// Required, not imported: an import of this CommonJS package makes Node scan each of its modules
-// for its exports before loading them, which doubles what loading DuckDB costs every command.
-const { DuckDBInstance: Instance } = createRequire(import.meta.url)('@duckdb/node-api') as typeof DuckDB;
 
 export const duckdbDialect: Dialect = {
   name: 'duckdb',
@@ -167,7 +161,7 @@ export class DuckdbWarehouse implements Warehouse {
     let instance: DuckDBInstance;
     for (;;) {
       try {
-        instance = await Instance.create(path, options.readOnly ? { access_mode: 'READ_ONLY' } : undefined);
+        instance = await DuckDBInstance.create(path, options.readOnly ? { access_mode: 'READ_ONLY' } : undefined);
         break;
       } catch (e) {
         const message = (e as Error).message;
