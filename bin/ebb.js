@@ -20,7 +20,8 @@ const file = fileURLToPath(scriptUrl);
 let source;
 let hash;
 try {
-  source = readFileSync(file, 'utf8');
+  // ASCII (the build checks it): read as Latin-1, which copies bytes instead of decoding them.
+  source = readFileSync(file, 'latin1');
   hash = readFileSync(`${file}.sha`, 'utf8').trim();
 } catch {
   process.stderr.write('error: ebb is not built: run `npm run build` in its folder\n');
