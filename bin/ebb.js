@@ -59,14 +59,13 @@ function writeCache(script) {
   }
 }
 
-/** The script's function, compiled with the cache (a CommonJS module, as Node would wrap it). */
+/**
+ * The script's function, compiled with the cache (a CommonJS module, as Node would wrap it). Its
+ * imports of modules outside it go through the import() passed to it below (engine/import-module.ts).
+ */
 function compile() {
   const cachedData = readCache();
-  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
-    filename: file,
-    cachedData,
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, { filename: file, cachedData });
   if (cachedData === undefined || script.cachedDataRejected) process.once('exit', () => writeCache(script));
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(file), module, file, fileURLToPath(new URL('.', scriptUrl)));
@@ -80,4 +79,4 @@ if (process.env.EBB_DEBUG) {
 } else {
   ebb = compile();
 }
-ebb(scriptUrl.href, (specifier) => import.meta.resolve(specifier));
+ebb(scriptUrl.href, (specifier) => import.meta.resolve(specifier), (specifier) => import(specifier));

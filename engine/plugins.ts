@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { register } from 'node:module';
 import type { Plugin } from '../plugins/plugin.ts';
 import { packageRoot } from './paths.ts';
+import { importModule } from './import-module.ts';
 
 // Each plugin has its own config types; the engine only sees the erased contract.
 const builtins: Record<string, () => Promise<{ default: unknown }>> = {
@@ -26,7 +27,7 @@ let typescript = false;
 async function registerHooks(path: string): Promise<void> {
   if (!typescript && /\.[mc]?ts$/.test(path)) {
     typescript = true;
-    (await import('tsx/esm/api')).register();
+    (await importModule<{ register(): unknown }>('tsx/esm/api')).register();
   }
   if (hooked) return;
   hooked = true;
@@ -44,7 +45,7 @@ export async function loadPlugin(name: string, projectDir: string): Promise<Plug
   const path = resolve(projectDir, name);
   await registerHooks(path);
   try {
-    mod = (await import(pathToFileURL(path).href)) as { default?: Plugin };
+    mod = await importModule<{ default?: Plugin }>(pathToFileURL(path).href);
   } catch (e) {
     throw new Error(`cannot load plugin module ${name}: ${(e as Error).message}`);
   }

@@ -37,9 +37,10 @@ await build({
   // `chokidar` is nunjucks' optional file watcher, which ebb does not use.
   external: [...Object.keys(dependencies).filter((d) => !bundled.includes(d) && !server.includes(d)), '@duckdb/node-bindings', 'chokidar'],
   // A CommonJS script has no import.meta: the script exports one function, to which bin/ebb.js
-  // passes the script's URL and its own resolver (both resolve from the package's folder).
+  // passes the script's URL, its own resolver and its own import() (all resolve from the package's
+  // folder; see engine/import-module.ts).
   define: { 'import.meta.url': '__ebbUrl', 'import.meta.resolve': '__ebbResolve' },
-  banner: { js: 'module.exports = function ebb(__ebbUrl, __ebbResolve) {' },
+  banner: { js: 'module.exports = function ebb(__ebbUrl, __ebbResolve, __ebbImport) {' },
   footer: { js: '};' },
   // No comments nor indentation: a smaller script to read at every start. EBB_DEBUG=1 maps stack
   // traces back to the TypeScript sources.

@@ -4,6 +4,7 @@
  * channel's `retry_delays_seconds`, each attempt within `timeout_seconds`; it never throws.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type * as Nodemailer from 'nodemailer';
 import type { ChannelConfig, AlertEvent } from '../config/alerts.ts';
 import type { ProjectConfig } from '../config/schema.ts';
 import type { ConfigIssue } from '../errors.ts';
@@ -11,6 +12,7 @@ import { redact, type Secrets } from '../redact.ts';
 import { send } from '../../plugins/shared/http.ts';
 import { signedRequest } from '../../plugins/webhook/index.ts';
 import type { RunCounts } from '../record/record.ts';
+import { importModule } from '../import-module.ts';
 
 /** The body of a webhook notification (README: "Webhook payloads"). */
 export interface EventPayload {
@@ -73,7 +75,7 @@ async function attempt(channel: ChannelConfig, payload: EventPayload): Promise<{
   const timeoutMs = channel.timeout_seconds * 1000;
   if (channel.type === 'email') {
     // nodemailer loads when an email goes out, not with every command that reads the config.
-    const { createTransport } = await import('nodemailer');
+    const { createTransport } = await importModule<typeof Nodemailer>('nodemailer');
     const transport = createTransport({
       host: channel.smtp.host,
       port: channel.smtp.port,

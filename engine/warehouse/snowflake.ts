@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import type * as SnowflakeSdk from 'snowflake-sdk';
 import type { Bind, Column as SfColumn, Connection, ConnectionOptions, RowStatement, SnowflakeError, StatementOption } from 'snowflake-sdk';
 import { EbbError } from '../errors.ts';
+import { importModule } from '../import-module.ts';
 import { redact } from '../redact.ts';
 import type { SnowflakeConfig } from '../config/schema.ts';
 import { DriverError, normaliseValue, type Column, type Dialect, type Param, type Row, type Warehouse } from './warehouse.ts';
@@ -56,7 +57,7 @@ export function loadDriver(): Promise<Sdk> {
   loading ??= (async () => {
     process.env.SNOWFLAKE_DISABLE_PLATFORM_DETECTION ??= 'true';
     process.env.SF_TELEMETRY_DISABLE_CONNECTION_SHAPE ??= '1';
-    const mod = (await import('snowflake-sdk')) as Sdk & { default?: Sdk };
+    const mod = await importModule<Sdk & { default?: Sdk }>('snowflake-sdk');
     const sdk = mod.default ?? mod;
     const level = process.env.EBB_SNOWFLAKE_LOG_LEVEL?.toUpperCase();
     const write = (m: string) => process.stderr.write(`snowflake-sdk: ${redact(m)}\n`);
