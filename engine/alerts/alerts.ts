@@ -16,7 +16,7 @@ import { deliver, eventsOf, type EventPayload } from './channels.ts';
 import { evaluateRules, noSuccessVerdict, runsNeeded, type RunFacts, type Verdict } from './rules.ts';
 import { sourceContext } from '../plan/plan.ts';
 import { timestampMs as ms } from '../warehouse/timestamp.ts';
-import { effectiveSync, readCatalog } from '../catalog/catalog.ts';
+import { effectiveSync, readCatalog, type CatalogEntry } from '../catalog/catalog.ts';
 
 /** How often the scheduler and the worker evaluate `no_success` between runs, at most. */
 export const STALE_CHECK_MS = 10_000;
@@ -172,17 +172,17 @@ async function settle(engine: Engine, sync: SyncConfig, verdicts: Verdict[], run
 }
 
 /** The syncs of the catalog that are expected to run: a paused or completed sync is not stale. */
-async function scheduledSyncs(engine: Engine): Promise<SyncConfig[]> {
-  return (await readCatalog(engine.sql))
+async function scheduledSyncs(engine: Engine, catalog?: CatalogEntry[]): Promise<SyncConfig[]> {
+  return (catalog ?? (await readCatalog(engine.sql)))
     .filter((e) => e.status !== 'PAUSED' && e.status !== 'COMPLETED')
     .map(effectiveSync)
     .filter((s): s is SyncConfig => s !== null);
 }
 
-/** The `no_success` verdicts of the catalog's syncs now, without writing anything (for `ebb status`). */
-export async function staleVerdicts(engine: Engine): Promise<Array<[SyncConfig, Verdict]>> {
+/** The `no_success` verdicts of the catalog's syncs now, without writing anything (for `ebb status`, which has read the catalog). */
+export async function staleVerdicts(engine: Engine, catalog?: CatalogEntry[]): Promise<Array<[SyncConfig, Verdict]>> {
   // Only a sync with the rule needs its last success: without one, an idle poller reads the catalog alone.
-  const ruled = (await scheduledSyncs(engine)).filter((sync) => rulesOf(engine, sync).no_success);
+  const ruled = (await scheduledSyncs(engine, catalog)).filter((sync) => rulesOf(engine, sync).no_success);
   if (ruled.length === 0) return [];
   const rows = new Map((await engine.sql.runAndRead('alert_last_success')).map((r) => [String(r.sync_name), r]));
   return ruled.flatMap((sync): Array<[SyncConfig, Verdict]> => {
@@ -210,12 +210,12 @@ export interface FiringAlert {
   message: string;
 }
 
-/** The FIRING alerts: the stored ones, with `no_success` as it holds now. */
-export async function firingAlerts(engine: Engine): Promise<FiringAlert[]> {
+/** The FIRING alerts: the stored ones, with `no_success` as it holds now (from the catalog, when the caller has read it). */
+export async function firingAlerts(engine: Engine, catalog?: CatalogEntry[]): Promise<FiringAlert[]> {
   const firing = await engine.sql.runAndRead('alert_states', { firing_only: true });
   const stored = firing.filter((r) => r.rule !== 'no_success');
   const since = new Map(firing.filter((r) => r.rule === 'no_success').map((r) => [String(r.sync_name), r.since]));
-  const live = (await staleVerdicts(engine)).filter(([, v]) => v.firing);
+  const live = (await staleVerdicts(engine, catalog)).filter(([, v]) => v.firing);
   return [
     ...stored.map((r) => ({ sync_name: String(r.sync_name), rule: String(r.rule), since: r.since, message: String(r.message) })),
     ...live.map(([sync, v]) => ({ sync_name: sync.name, rule: v.rule, since: since.get(sync.name) ?? null, message: v.message })),

@@ -38,7 +38,7 @@ export async function listSyncs(engine: Engine, options: ListSyncsOptions = {}):
   const health = new Map((await engine.sql.runAndRead('status_list')).map((r) => [String(r.sync_name), r]));
   const failing = [...health.values()].filter((r) => r.last_run_id && Number(r.failed ?? 0) + Number(r.source_failures ?? 0) > 0).map((r) => String(r.last_run_id));
   const tops = await topErrors(engine.sql, failing);
-  const firing = await firingAlerts(engine);
+  const firing = await firingAlerts(engine, catalog);
   const firingOn = (name: string) => firing.filter((a) => a.sync_name === name).map(({ sync_name: _s, ...alert }) => alert);
   const rows: SyncRow[] = catalog.map((e) => {
     const row = health.get(e.name);
