@@ -53,6 +53,8 @@ await build({
 // gone: the script is ASCII, which V8 holds in one byte per character.
 const script = await readFile(new URL(`../${outfile}`, import.meta.url), 'utf8');
 if (/[\u0080-\uffff]/.test(script)) throw new Error(`${outfile} is not ASCII`);
+// A script compiled from the cache cannot import() (engine/import-module.ts): only importModule may.
+if (script.match(/[^\w$.]import\(/g)?.length !== 1) throw new Error(`${outfile}: an import() of a module outside ebb must use importModule (engine/import-module.ts)`);
 await writeFile(new URL(`../${outfile}.sha`, import.meta.url), createHash('sha256').update(script).digest('hex').slice(0, 20));
 // The files of an earlier build go once this one is written, not before: dist/ never lacks its
 // entry point, should another build or a test run use the same folder meanwhile.
