@@ -1,6 +1,8 @@
 /**
- * The plugin conformance suite (DESIGN "Tests"): the same end-to-end scenarios, through the real
- * `ebb run`, for every destination plugin. A plugin's test file builds a {@link PluginHarness} (its
+ * The plugin conformance suite (DESIGN "Tests"): the same end-to-end scenarios, through the
+ * engine's `ebb run` operation (in this process: each run loads the project and opens the engine
+ * afresh, as the command does), for every destination plugin; the real command runs where its
+ * exit code and `--json` output are checked. A plugin's test file builds a {@link PluginHarness} (its
  * connection and destination, pointed at a local stand-in for the app, and ways to look into that
  * app and break it) and calls {@link describePlugin}.
  *
@@ -16,6 +18,10 @@
 import { describe, expect, it, type TestContext } from 'vitest';
 import { join } from 'node:path';
 import { duck, ebb, makeProject } from './support/project.ts';
+import { loadProject } from '../engine/config/load.ts';
+import { openEngine } from '../engine/engine.ts';
+import { runSyncs, type RunSummary } from '../engine/ops/index.ts';
+import { toJson } from '../engine/redact.ts';
 
 /** How the suite drives one destination. */
 export interface PluginHarness {
@@ -168,8 +174,23 @@ class Project {
     );
   }
 
-  /** `ebb run s --json`, expecting an exit code. */
+  /** A run of `s` as `ebb run s` makes it, in this process, expecting an exit code; the run as `--json` gives it. */
   async run(exit: number): Promise<RunJson> {
+    const warnings: string[] = [];
+    const engine = await openEngine(await loadProject(this.dir));
+    let summary: RunSummary;
+    try {
+      summary = await runSyncs(engine, { names: ['s'] }, { trigger: 'manual', warn: (message) => warnings.push(message) });
+    } finally {
+      await engine.close();
+    }
+    const json = toJson(summary, 2);
+    expect(summary.exit_code, `the run's exit code is ${summary.exit_code}\n${warnings.join('\n')}\n${json}`).toBe(exit);
+    return (JSON.parse(json) as { runs: RunJson[] }).runs[0];
+  }
+
+  /** The real `ebb run s --json`, expecting an exit code. */
+  async runCommand(exit: number): Promise<RunJson> {
     const result = await ebb(this.dir, ['run', 's', '--json']);
     expect(result.code, `ebb run exited ${result.code}\n${result.stderr}${result.stdout}`).toBe(exit);
     return (JSON.parse(result.stdout) as { runs: RunJson[] }).runs[0];
@@ -281,7 +302,8 @@ export function describePlugin(title: string, makeHarness: () => Promise<PluginH
         const project = await Project.create(harness, strategy);
         await project.load('1a 2a 3a');
         await rejectEmail!.call(harness.faults, String(person('2a')[1]));
-        const failed = await project.run(2);
+        // The real command: a partial failure exits 2, with the run in its --json output.
+        const failed = await project.runCommand(2);
         expect(failed.health).toBe('INCOMPLETE');
         expect(failed.counts.failed).toBe(1);
         expect(await project.history(failed.run_id)).toContainEqual(expect.stringMatching(/^2 \w+ NEW FAILED$/));
