@@ -17,11 +17,7 @@
  */
 import { describe, expect, it, type TestContext } from 'vitest';
 import { join } from 'node:path';
-import { duck, ebb, makeProject } from './support/project.ts';
-import { loadProject } from '../engine/config/load.ts';
-import { openEngine } from '../engine/engine.ts';
-import { runSyncs, type RunSummary } from '../engine/ops/index.ts';
-import { toJson } from '../engine/redact.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 
 /** How the suite drives one destination. */
 export interface PluginHarness {
@@ -174,19 +170,11 @@ class Project {
     );
   }
 
-  /** A run of `s` as `ebb run s` makes it, in this process, expecting an exit code; the run as `--json` gives it. */
+  /** A run of `s` as `ebb run s --json` makes it, in this process, expecting an exit code. */
   async run(exit: number): Promise<RunJson> {
-    const warnings: string[] = [];
-    const engine = await openEngine(await loadProject(this.dir));
-    let summary: RunSummary;
-    try {
-      summary = await runSyncs(engine, { names: ['s'] }, { trigger: 'manual', warn: (message) => warnings.push(message) });
-    } finally {
-      await engine.close();
-    }
-    const json = toJson(summary, 2);
-    expect(summary.exit_code, `the run's exit code is ${summary.exit_code}\n${warnings.join('\n')}\n${json}`).toBe(exit);
-    return (JSON.parse(json) as { runs: RunJson[] }).runs[0];
+    const result = await runHere(this.dir, ['s']);
+    expect(result.code, `the run's exit code is ${result.code}\n${result.warnings.join('\n')}\n${result.json}`).toBe(exit);
+    return (JSON.parse(result.json) as { runs: RunJson[] }).runs[0];
   }
 
   /** The real `ebb run s --json`, expecting an exit code. */

@@ -6,6 +6,10 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { stringify } from 'yaml';
+import { loadProject } from '../../engine/config/load.ts';
+import { openEngine } from '../../engine/engine.ts';
+import { runSyncs } from '../../engine/ops/index.ts';
+import { toJson } from '../../engine/redact.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(repoRoot, 'bin', 'ebb.js');
@@ -51,4 +55,27 @@ export function ebb(dir: string, args: string[], env: Record<string, string> = {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** A run as `ebb run NAMES --json` makes it: the exit code the command would exit with, its --json output and its warnings. */
+export interface InProcessRun {
+  code: number;
+  json: string;
+  warnings: string[];
+}
+
+/**
+ * `ebb run NAMES --json` through the engine's run operation in this process, loading the project
+ * and opening the engine afresh as the command does: for tests of what a run does, where starting
+ * a process adds nothing (the command itself is tested with {@link ebb}).
+ */
+export async function runHere(dir: string, names: string[]): Promise<InProcessRun> {
+  const warnings: string[] = [];
+  const engine = await openEngine(await loadProject(dir));
+  try {
+    const summary = await runSyncs(engine, { names }, { trigger: 'manual', warn: (message) => warnings.push(message) });
+    return { code: summary.exit_code, json: toJson(summary, 2), warnings };
+  } finally {
+    await engine.close();
+  }
 }
