@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
+import { duck, ebb, makeProject, repoRoot, runHere } from './support/project.ts';
 import { FaultServer, type FaultConfig } from './support/fault-server.ts';
 
 const servers: FaultServer[] = [];
@@ -118,8 +118,14 @@ async function setup(options: SetupOptions = {}) {
       const values = rows.map((p) => `(${p.id}, '${p.email}', '${p.name}')`).join(', ');
       await duck(db, `CREATE OR REPLACE TABLE contacts (id INTEGER, email VARCHAR, name VARCHAR);\nINSERT INTO contacts VALUES ${values}`);
     },
-    /** `ebb run s --json`, expecting an exit code. */
-    async run(exit: number, env: Record<string, string> = {}): Promise<RunJson> {
+    /** A run of `s` as `ebb run s --json` makes it, in this process, expecting an exit code. */
+    async run(exit: number): Promise<RunJson> {
+      const result = await runHere(dir, ['s']);
+      expect(result.code, `${result.warnings.join('\n')}\n${result.json}`).toBe(exit);
+      return (JSON.parse(result.json) as { runs: RunJson[] }).runs[0];
+    },
+    /** The real `ebb run s --json`, expecting an exit code. */
+    async runCommand(exit: number, env: Record<string, string> = {}): Promise<RunJson> {
       const result = await ebb(dir, ['run', 's', '--json'], env);
       expect(result.code, result.stderr + result.stdout).toBe(exit);
       return (JSON.parse(result.stdout) as { runs: RunJson[] }).runs[0];
@@ -369,7 +375,7 @@ describe('the run lock and a killed run', () => {
     expect(createdBefore).toBeGreaterThan(0);
     await sleep(1100); // the killed run's lock expires (EBB_LOCK_TTL_SECONDS=1)
 
-    const next = await s.run(0, env);
+    const next = await s.runCommand(0, env);
     expect(next.health).toBe('HEALTHY');
     const runs = await duck(s.db, `SELECT run_id, status, error FROM ebb.sync_runs ORDER BY started_at`);
     expect(runs).toHaveLength(2);
