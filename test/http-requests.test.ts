@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
-import { duck, ebb, makeProject } from './support/project.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 import { FaultServer, type Fault } from './support/fault-server.ts';
 
 const servers: FaultServer[] = [];
@@ -65,8 +65,14 @@ async function project(options: ProjectOptions) {
       const values = rows.map((r) => `('${r.id.replace(/'/g, "''")}', '${r.email}', '${r.name}')`).join(', ');
       await duck(db, `CREATE OR REPLACE TABLE contacts (id VARCHAR, email VARCHAR, name VARCHAR);\nINSERT INTO contacts VALUES ${values}`);
     },
-    /** `ebb run s --json`, expecting an exit code; returns the run. */
-    async run(exit: number, env: Record<string, string> = {}) {
+    /** A run of `s` as `ebb run s --json` makes it, in this process, expecting an exit code; returns the run. */
+    async run(exit: number) {
+      const result = await runHere(dir, ['s']);
+      expect(result.code, `${result.warnings.join('\n')}\n${result.json}`).toBe(exit);
+      return (JSON.parse(result.json) as { runs: Array<{ health: string; counts: Record<string, number> }> }).runs[0];
+    },
+    /** The real `ebb run s --json` (with these environment variables), expecting an exit code; returns the run. */
+    async runCommand(exit: number, env: Record<string, string> = {}) {
       const result = await ebb(dir, ['run', 's', '--json'], env);
       expect(result.code, result.stderr + result.stdout).toBe(exit);
       return (JSON.parse(result.stdout) as { runs: Array<{ health: string; counts: Record<string, number> }> }).runs[0];
@@ -105,7 +111,7 @@ describe('redirects and credentials', () => {
       { id: '2', email: 'bob@x.io', name: 'Bob' },
     ]);
     const env = { APP_TOKEN: 'token-5ecret', APP_KEY: 'key-5ecret' };
-    const run = await p.run(1, env);
+    const run = await p.runCommand(1, env);
     expect(run.counts).toMatchObject({ succeeded: 0, failed: 2 });
 
     // Each create reached the app once (a redirect is not retried), with its credentials; none was followed.
@@ -124,7 +130,7 @@ describe('redirects and credentials', () => {
     // An update answered 302 (which fetch would have resent as a GET without its body) fails too.
     const updates = await project({ config: { base_url: app.url, headers: { authorization: "Bearer {{ env_var('APP_TOKEN') }}" } }, requests: { update: { ...update, path: '/contacts/{{ key }}' } }, strategy: 'update' });
     await updates.load([{ id: 'c1', email: 'ann@x.io', name: 'Ann' }]);
-    await updates.run(1, env);
+    await updates.runCommand(1, env);
     expect(app.requests.slice(2).map((r) => `${r.method} ${r.path} ${String(r.answer)}`)).toEqual(['PATCH /contacts/c1 302']);
     expect(elsewhere.requests).toEqual([]);
     expect((await updates.lastRun()).c1.result.error?.message).toMatch(new RegExp(`^PATCH /contacts/c1 failed: answered 302 with a redirect to ${elsewhere.url}/contacts/moved,`));
