@@ -16,11 +16,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
 import { decide, formatDuration, parseInterval, type DueInput } from '../engine/schedule/due.ts';
 import { HttpReceivers } from './support/notification-receivers.ts';
-import { until, type UntilOptions } from './support/wait.ts';
+import { until } from './support/wait.ts';
 
 const bin = join(repoRoot, 'bin', 'ebb.js');
-/** Waits on the warehouse file look every 100 ms: each look opens the file, which a scheduler needs too. */
-const onTheFile: UntilOptions = { intervalMs: 100, timeoutMs: 20_000 };
 /** Short intervals, so that the end-to-end tests take seconds. */
 const FAST = ['--tick-seconds', '0.2', '--refresh-seconds', '1', '--live-poll-seconds', '0.5'];
 
@@ -47,6 +45,8 @@ interface Running {
   log(): string;
   /** Waits for a log line that matches; returns the line. */
   waitFor(pattern: RegExp, ms?: number): Promise<string>;
+  /** How many runs it has logged the end of (`SYNC: HEALTH in … (run ID): planned …`). */
+  runsEnded(): number;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
@@ -62,6 +62,7 @@ function startScheduler(dir: string, args: string[] = FAST, env: Record<string, 
     child,
     exited,
     log: () => text,
+    runsEnded: () => text.match(/ \(run [^)]+\): planned /g)?.length ?? 0,
     waitFor: (pattern, ms = 20_000) =>
       until(() => `a log line matching ${pattern}; the log so far:\n${text}`, () => text.split('\n').find((line) => pattern.test(line)), { timeoutMs: ms }),
     async stop(signal = 'SIGTERM') {
@@ -76,6 +77,22 @@ function startScheduler(dir: string, args: string[] = FAST, env: Record<string, 
     }
   });
   return running;
+}
+
+/**
+ * Looks at the warehouse with `check` at first and then each time one of the schedulers logs the
+ * end of a run, until it holds: the file is opened when something may have changed rather than on
+ * a timer, as each look holds the file a scheduler needs too.
+ */
+async function untilRunEnds<T>(what: string, schedulers: Running[], check: () => Promise<T>, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  const ended = () => schedulers.reduce((n, s) => n + s.runsEnded(), 0);
+  for (;;) {
+    const seen = ended();
+    const value = await check();
+    if (value) return value;
+    await until(() => `${what}; the log so far:\n${schedulers.map((s) => s.log()).join('\n')}`, () => ended() > seen, { timeoutMs: Math.max(0, deadline - Date.now()) });
+  }
 }
 
 interface RunRow {
@@ -228,7 +245,7 @@ describe('ebb scheduler', () => {
     await scheduler.waitFor(/manual: skipped, manual schedule/);
     await scheduler.waitFor(/once: due \(once, never ran\) → run/);
     await scheduler.waitFor(/once: skipped, COMPLETED/);
-    await until('two runs each of every and cron', async () => (await runsOf(db, 'every')).length >= 2 && (await runsOf(db, 'cron')).length >= 2, onTheFile);
+    await untilRunEnds('two runs each of every and cron', [scheduler], async () => (await runsOf(db, 'every')).length >= 2 && (await runsOf(db, 'cron')).length >= 2);
     await scheduler.waitFor(/every: due \(every 1s, last run [\d.]+s ago\) → run/);
     expect(await scheduler.stop()).toBe(0);
 
@@ -253,7 +270,7 @@ describe('ebb scheduler', () => {
     const { dir, db } = await slowProject(app.url, { every: '1s' }, 4);
     const first = startScheduler(dir);
     const second = startScheduler(dir);
-    await until('four finished runs', async () => (await runsOf(db, 'slow')).filter((r) => r.finished_at).length >= 4, { ...onTheFile, timeoutMs: 40_000 });
+    await untilRunEnds('four finished runs', [first, second], async () => (await runsOf(db, 'slow')).filter((r) => r.finished_at).length >= 4, 40_000);
     expect(await first.stop()).toBe(0);
     expect(await second.stop()).toBe(0);
 
@@ -276,7 +293,7 @@ describe('ebb scheduler', () => {
     await query(db, `UPDATE ebb.syncs SET lock_run_id = 'elsewhere', lock_holder = 'otherhost:4242', lock_expires_at = now()::TIMESTAMP + INTERVAL 1 HOUR WHERE sync_name = 'locked'`);
     const scheduler = startScheduler(dir);
     await scheduler.waitFor(/locked: refused: sync locked is already running \(run elsewhere, held by otherhost:4242\).*trying again in 1\.0s/);
-    await until('three runs of free', async () => (await runsOf(db, 'free')).length >= 3, onTheFile);
+    await untilRunEnds('three runs of free', [scheduler], async () => (await runsOf(db, 'free')).length >= 3);
     expect(await scheduler.stop()).toBe(0);
     expect(await runsOf(db, 'locked')).toEqual([]);
   });
@@ -371,7 +388,7 @@ describe('a busy warehouse', () => {
     const holder = await holdFile(db, 3000);
     await scheduler.waitFor(new RegExp(`warn: the warehouse warehouse\\.duckdb is busy: another process \\(PID ${holder.pid}\\b.*\\) holds it`));
     const releasedAt = await holder.releasedAt;
-    await until('a run after the file was free', async () => (await runsOf(db, 'every')).some((r) => r.started_at.getTime() > releasedAt - 100), onTheFile);
+    await untilRunEnds('a run after the file was free', [scheduler], async () => (await runsOf(db, 'every')).some((r) => r.started_at.getTime() > releasedAt - 100));
     expect(await scheduler.stop()).toBe(0);
     expect(scheduler.log()).not.toMatch(/internal error|\n\s+at /);
   });
@@ -452,11 +469,11 @@ describe('dependent syncs (schedule: { after })', () => {
     const { dir, db } = await fileProject([fileSync('parent', { every: '1s' }), fileSync('child', { after: ['parent'] }), fileSync('waits', { after: ['parent', 'manual'] }), fileSync('manual', 'manual')]);
     const scheduler = startScheduler(dir);
     await scheduler.waitFor(/waits: waiting \(after parent, manual: manual not HEALTHY yet\)/);
-    await until('two runs of child', async () => (await runsOf(db, 'child')).length >= 2, onTheFile);
+    await untilRunEnds('two runs of child', [scheduler], async () => (await runsOf(db, 'child')).length >= 2);
     expect(await runsOf(db, 'waits')).toEqual([]);
     // The manual parent runs by hand: the sync that also waited for it runs next.
     expect((await ebb(dir, ['run', 'manual'])).code).toBe(0);
-    await until('a run of waits', async () => (await runsOf(db, 'waits')).length >= 1, onTheFile);
+    await untilRunEnds('a run of waits', [scheduler], async () => (await runsOf(db, 'waits')).length >= 1);
     expect(await scheduler.stop()).toBe(0);
     const parents = await runsOf(db, 'parent');
     // Each run of child started after a HEALTHY run of parent that finished after child's previous run.
@@ -475,7 +492,7 @@ describe('periodic full resyncs (full_resync_every)', () => {
     const scheduler = startScheduler(dir);
     const full = async () =>
       (await runsOf(db, 'periodic')).length === 0 ? [] : query(db, `SELECT DISTINCT run_id FROM ebb.sync_record_history WHERE sync_name = 'periodic' AND apply_reason = 'FULL_RESYNC' ORDER BY run_id`);
-    await until('two full resyncs', async () => (await full()).length >= 2, { ...onTheFile, timeoutMs: 30_000 });
+    await untilRunEnds('two full resyncs', [scheduler], async () => (await full()).length >= 2, 30_000);
     expect(await scheduler.stop()).toBe(0);
     const runs = await runsOf(db, 'periodic');
     const resyncs = (await full()).map((r) => String(r.run_id));
