@@ -12,7 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { duck, ebb, makeProject } from './support/project.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 
 const sources = ['1a 2b 3c', '1a 2B 4d', '2B 3c 4D 5e', '2B 3c 4D 5e'];
 
@@ -198,11 +198,11 @@ function projectConfig(s: Scenario, object: string) {
   };
 }
 
-/** Runs a sync through the CLI and returns its run id. */
+/** Runs a sync as `ebb run SYNC --json` does, in this process, and returns its run id. */
 async function run(dir: string, sync: string, exit = 0): Promise<string> {
-  const result = await ebb(dir, ['run', sync, '--json']);
-  expect(result.code, result.stderr + result.stdout).toBe(exit);
-  const { runs } = JSON.parse(result.stdout) as { runs: Array<{ run_id: string }> };
+  const result = await runHere(dir, [sync]);
+  expect(result.code, `${result.warnings.join('\n')}\n${result.json}`).toBe(exit);
+  const { runs } = JSON.parse(result.json) as { runs: Array<{ run_id: string }> };
   return runs[0].run_id;
 }
 
