@@ -9,18 +9,20 @@
  * instead of pairing keys with the wrong lines.
  *
  * Memory. Nothing lands before `close()`, which rewrites the file through temp files and renames
- * them (atomicRun). Until then, new records (create, recreate, send) are streamed to a journal
- * file, and only updates, clears and deletes, a small part of an incremental run, are kept in
- * memory, with the keys of the existing file (keys only). A first run of a million records holds
- * nothing.
+ * them (atomicRun). Until then, new records (create, recreate, send) are streamed to two journal
+ * files, their lines as the file will hold them and their keys as the index will (the rewrite then
+ * copies them), and only updates, clears and deletes, a small part of an incremental run, are kept
+ * in memory, with the keys of the existing file (keys only). A first run of a million records
+ * holds nothing.
  */
+import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import type { Change, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
 import { csvRecord, csvRecords, csvRow, parseCsvRecord } from './csv.ts';
-import { parseJson, stringifyJson } from '../shared/json.ts';
+import { stringifyJson } from '../shared/json.ts';
 import { FileWriter, readLines } from './lines.ts';
 
 /** The connection's config. */
@@ -83,8 +85,9 @@ export default plugin;
 class FileSession implements Session {
   private readonly index: string;
   private readonly csv: boolean;
-  /** New records, one `[key, record]` JSON array per line, in arrival order. */
+  /** New records as the file holds them, one line each, in arrival order; and their keys, as the index holds them. */
   private readonly journal: FileWriter;
+  private readonly journalKeys: FileWriter;
   private journaled = 0;
   /** Updates and clears (the new record) and deletes (null) of lines already in the file. */
   private readonly edits = new Map<string, Row | null>();
@@ -101,6 +104,7 @@ class FileSession implements Session {
     this.index = indexPath(target);
     this.csv = target.endsWith('.csv');
     this.journal = new FileWriter(tempPath(target, 'journal'));
+    this.journalKeys = new FileWriter(tempPath(this.index, 'journal'));
   }
 
   async apply(changes: Change[]): Promise<Outcome[]> {
@@ -119,10 +123,13 @@ class FileSession implements Session {
   async close(commit: boolean): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const temps = [this.journal.path];
+    const temps = [this.journal.path, this.journalKeys.path];
     try {
-      if (!commit) return await this.journal.abort();
-      await this.journal.close();
+      if (!commit) {
+        await Promise.all([this.journal.abort(), this.journalKeys.abort()]);
+        return;
+      }
+      await Promise.all([this.journal.close(), this.journalKeys.close()]);
       // An incremental run that changed nothing leaves the file (and its mtime) alone.
       if (this.merge && this.journaled === 0 && this.edits.size === 0) return;
       await this.rewrite(temps);
@@ -135,18 +142,20 @@ class FileSession implements Session {
   private async append(changes: Change[], detectConflicts: boolean): Promise<Outcome[]> {
     const existing = detectConflicts ? await this.existingKeys() : undefined;
     const outcomes: Outcome[] = [];
-    let text = '';
+    let lines = '';
+    let keys = '';
     for (const change of changes) {
       const id = change.appId ?? change.key;
       if (existing?.has(id)) {
         outcomes.push(failed(change, 'conflict', `${this.ctx.destination.object} already holds a record with key ${id}`, id));
         continue;
       }
-      text += `${stringifyJson([id, this.payload(change)])}\n`;
+      lines += `${this.encode(this.payload(change))}\n`;
+      keys += `${stringifyJson(id)}\n`;
       this.journaled++;
       outcomes.push(succeeded(change));
     }
-    await this.journal.write(text);
+    await Promise.all([this.journal.write(lines), this.journalKeys.write(keys)]);
     return outcomes;
   }
 
@@ -203,10 +212,9 @@ class FileSession implements Session {
           else if (edit !== null) await put(id, this.encode(edit));
         }
       }
-      for await (const line of readLines(this.journal.path)) {
-        const [id, record] = parseJson(line) as [string, Row];
-        await put(id, this.encode(record));
-      }
+      // The new records follow, as journaled: already in the file's form.
+      await copyInto(data, this.journal.path);
+      await copyInto(keys, this.journalKeys.path);
       await data.close();
       await keys.close();
     } catch (e) {
@@ -255,6 +263,11 @@ function csvConverter(header: string, fields: readonly string[]): ((line: string
     const values = parseCsvRecord(line);
     return csvRow(positions.map((p) => (p === -1 ? null : values[p])));
   };
+}
+
+/** Appends a file's text to a writer. */
+async function copyInto(writer: FileWriter, path: string): Promise<void> {
+  for await (const text of createReadStream(path, { encoding: 'utf8' }) as AsyncIterable<string>) await writer.write(text);
 }
 
 function succeeded(change: Change): Outcome {
