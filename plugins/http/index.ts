@@ -352,19 +352,21 @@ async function applyAll(ctx: Context, changes: Change[]): Promise<Outcome[]> {
     if (group) group.push(change);
     else groups.set(change.action, [change]);
   }
-  if (groups.size === 1) {
-    const found = templateFor(ctx.destination.requests, changes[0].action);
-    return found?.template.batch ? applyBatch(ctx, changes, found.name, found.template) : Promise.all(changes.map((c) => applyOne(ctx, c)));
-  }
+  if (groups.size === 1) return applyGroup(ctx, changes[0].action, changes);
   const outcomes = new Map<Change, Outcome>();
   await Promise.all(
     [...groups].map(async ([action, group]) => {
-      const found = templateFor(ctx.destination.requests, action);
-      const answers = found?.template.batch ? await applyBatch(ctx, group, found.name, found.template) : await Promise.all(group.map((c) => applyOne(ctx, c)));
+      const answers = await applyGroup(ctx, action, group);
       group.forEach((change, i) => outcomes.set(change, answers[i]));
     }),
   );
   return changes.map((change) => outcomes.get(change)!);
+}
+
+/** Sends changes of one action, in order of the changes' outcomes. */
+function applyGroup(ctx: Context, action: Action, group: Change[]): Promise<Outcome[]> {
+  const found = templateFor(ctx.destination.requests, action);
+  return found?.template.batch ? applyBatch(ctx, group, found.name, found.template) : Promise.all(group.map((c) => applyOne(ctx, c)));
 }
 
 async function applyOne(ctx: Context, change: Change): Promise<Outcome> {

@@ -198,13 +198,19 @@ function bulkInsert(tokens: Token[], binds: Array<{ type: string; value: unknown
   const { width } = values;
   const count = arrayBinds ? (binds[0].value as unknown[]).length : values.tuples;
   const cell = (r: number, c: number): { type: string; value: unknown } => (arrayBinds ? { type: binds[c].type, value: (binds[c].value as unknown[])[r] } : binds[r * width + c]);
+  // Each bind converted once: its value here, and its kind below.
+  const converted = Array.from({ length: count }, (_v, r) =>
+    Array.from({ length: width }, (_w, c) => {
+      const { type, value } = cell(r, c);
+      return value === null || value === undefined ? null : bindValue(type, value);
+    }),
+  );
   const types: string[] = [];
   for (let c = 0; c < width; c++) {
     const kinds = new Set<string>();
     for (let r = 0; r < count; r++) {
-      const { type, value } = cell(r, c);
-      if (value === null || value === undefined) continue;
-      const v = bindValue(type, value);
+      const v = converted[r][c];
+      if (v === null) continue;
       const wide = typeof v === 'bigint' && (v > 9223372036854775807n || v < -9223372036854775808n);
       kinds.add(typeof v === 'bigint' ? (wide ? 'HUGEINT' : 'BIGINT') : typeof v === 'number' ? 'DOUBLE' : typeof v === 'boolean' ? 'BOOLEAN' : 'VARCHAR');
     }
@@ -213,15 +219,7 @@ function bulkInsert(tokens: Token[], binds: Array<{ type: string; value: unknown
     if (kinds.size > 1 && !numeric) return undefined;
     types.push(kinds.has('DOUBLE') ? 'DOUBLE' : kinds.has('HUGEINT') ? 'HUGEINT' : ([...kinds][0] ?? 'VARCHAR'));
   }
-  const rows = JSON.stringify(
-    Array.from({ length: count }, (_v, r) =>
-      types.map((_t, c) => {
-        const { type, value } = cell(r, c);
-        const v = value === null || value === undefined ? null : bindValue(type, value);
-        return v === null ? null : String(v);
-      }),
-    ),
-  );
+  const rows = JSON.stringify(converted.map((row) => row.map((v) => (v === null ? null : String(v)))));
   const select = `SELECT ${types.map((t, c) => `r[${c + 1}]::${t}`).join(', ')} FROM (SELECT unnest(from_json(?, '[["VARCHAR"]]')) AS r)`;
   return { sql: `${text(tokens.slice(0, values.start))}${select}${text(tokens.slice(values.end))}`, rows };
 }
