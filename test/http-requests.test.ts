@@ -77,12 +77,12 @@ async function project(options: ProjectOptions) {
       expect(result.code, result.stderr + result.stdout).toBe(exit);
       return (JSON.parse(result.stdout) as { runs: Array<{ health: string; counts: Record<string, number> }> }).runs[0];
     },
-    /** The history of the last run, by record key: state, app identifier and result. */
+    /** The history of the last run, by record key: state, app identifier and result (the last started: two runs in one second have run ids that do not sort by time). */
     async lastRun(): Promise<Record<string, { state: string; appId: string | null; result: { error?: { kind: string; message: string }; response?: unknown; body?: unknown } }>> {
       const rows = await duck(
         db,
         `SELECT record_key, apply_state, app_identifier, CAST(result AS VARCHAR) AS result FROM ebb.sync_record_history
-         WHERE run_id = (SELECT max(run_id) FROM ebb.sync_runs)`,
+         WHERE run_id = (SELECT run_id FROM ebb.sync_runs ORDER BY started_at DESC LIMIT 1)`,
       );
       return Object.fromEntries(
         rows.map((r) => [String(r.record_key), { state: String(r.apply_state), appId: (r.app_identifier as string | null) ?? null, result: JSON.parse(String(r.result)) as never }]),
