@@ -61,7 +61,7 @@ function messageOf(e: unknown): string {
  * that committed has no in-flight marks left, so its outcomes stay.
  */
 async function discardUncommitted(engine: Engine, runId: string): Promise<void> {
-  await engine.sql.run('discard_uncommitted', { run_id: runId });
+  for (const table of ['sync_outcomes', 'sync_batch_outcomes']) await engine.sql.run('discard_uncommitted', { table, run_id: runId });
   await engine.sql.run('clear_run', { table: 'sync_inflight', run_id: runId });
 }
 

@@ -329,9 +329,10 @@ class Scenario {
       `SELECT (SELECT count(*) FROM ebb.sync_runs WHERE status = 'RUNNING') AS running,
               (SELECT count(*) FROM ebb.sync_changes) AS changes,
               (SELECT count(*) FROM ebb.sync_outcomes) AS outcomes,
+              (SELECT count(*) FROM ebb.sync_batch_outcomes) AS batch_outcomes,
               (SELECT count(*) FROM ebb.sync_inflight) AS inflight`,
     );
-    expect(left, `${context}: no run left RUNNING, no work rows left`).toEqual({ running: 0, changes: 0, outcomes: 0, inflight: 0 });
+    expect(left, `${context}: no run left RUNNING, no work rows left`).toEqual({ running: 0, changes: 0, outcomes: 0, batch_outcomes: 0, inflight: 0 });
 
     // 4. The history of every key ends with a SUCCESS (a delete for those that left the source).
     const last = await duck(
@@ -488,7 +489,15 @@ describe('crash safety: ebb run killed with SIGKILL at random moments (SPEC §2-
 
         // What the killed run made durable: an outcome, with the app's id, for every create answered
         // but those of the batches still on the wire (2 at a time, of 10).
-        const answered = await duck(s.db, `SELECT c.record_key, o.app_identifier FROM ebb.sync_outcomes o JOIN ebb.sync_changes c USING (run_id, seq) WHERE o.success`);
+        // Written one by one, or a run of consecutive records per row (each its part of the identifiers).
+        const answered = await duck(
+          s.db,
+          `SELECT c.record_key, o.app_identifier FROM ebb.sync_changes c JOIN (
+             SELECT run_id, seq, app_identifier FROM ebb.sync_outcomes WHERE success
+             UNION ALL
+             SELECT run_id, unnest(range(seq_lo, seq_hi + 1)), unnest(string_split(app_identifiers, chr(31))) FROM ebb.sync_batch_outcomes
+           ) o USING (run_id, seq)`,
+        );
         expect(answered.filter((o) => idOfEmail.get(`p${String(o.record_key)}@x.io`) !== o.app_identifier)).toEqual([]);
         expect(idOfEmail.size - answered.length, `${idOfEmail.size} created, ${answered.length} outcomes written`).toBeLessThanOrEqual(2 * 10);
         const [marked] = await duck(s.db, `SELECT count(*) AS batches FROM ebb.sync_inflight`);

@@ -286,7 +286,7 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
         ['run-3', 'FAILED', 0, 0, 1, { source_failure: 1 }],
       ]);
       // The working tables of the runs are cleared.
-      for (const table of ['sync_changes', 'sync_outcomes', 'sync_inflight']) expect(await w.runAndRead(`SELECT count(*) AS n FROM ${t(table)}`)).toEqual([{ n: 0 }]);
+      for (const table of ['sync_changes', 'sync_outcomes', 'sync_batch_outcomes', 'sync_inflight']) expect(await w.runAndRead(`SELECT count(*) AS n FROM ${t(table)}`)).toEqual([{ n: 0 }]);
     });
 
     it('records a run that stopped: a record without an outcome is in flight under any mark of its run (marks overlap), NEEDS_REVIEW under a create', async () => {
@@ -323,6 +323,49 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
         { record_key: 'k6', apply_state: 'NEEDS_REVIEW', in_flight: true, result: note },
         ...['k7', 'k8'].map((k) => ({ record_key: k, apply_state: 'DELAYED', in_flight: true, result: note })),
         { record_key: 'k9', apply_state: 'DELAYED', in_flight: false, result: null },
+      ]);
+    });
+
+    it('records the outcomes of consecutive records written as one row: each record its own identifier and result, or the change set\'s identifier, or its key', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      const runId = 'batched-1';
+      const at = new Date('2026-01-01T00:00:00.000Z');
+      // 1-3 and 6-8 are creates, 4-5 updates of records the app holds.
+      const actions = ['create', 'create', 'create', 'update', 'update', 'create', 'create', 'create'];
+      await w.append(
+        schema,
+        'sync_changes',
+        ['run_id', 'sync_name', 'seq', 'record_key', 'action', 'apply_reason', 'record_hash', 'transformed_record', 'app_identifier', 'source_error', 'in_doubt'],
+        actions.map((action, i) => [runId, 'batched', i + 1, `k${i + 1}`, action, 'NEW', `h${i + 1}`, JSON.stringify({ n: i + 1 }), action === 'update' ? `app-${i + 1}` : null, null, false]),
+      );
+      const sep = '\x1f';
+      await w.append(schema, 'sync_batch_outcomes', ['run_id', 'seq_lo', 'seq_hi', 'action', 'app_identifiers', 'results', 'recorded_at'], [
+        // The app's identifiers and answers, one each.
+        [runId, 1, 3, 'create', ['id-1', 'id-2', 'id-3'].join(sep), ['{"id":"id-1"}', '{"id":"id-2","n":[1,2]}', '"x"'].join(sep), at],
+        // The identifiers the change set holds.
+        [runId, 4, 5, 'update', null, null, at],
+        // No identifier in the change set: the key.
+        [runId, 6, 7, 'create', null, null, at],
+        // Another run's row says nothing about this run's records.
+        ['batched-0', 1, 8, 'create', null, null, at],
+      ]);
+      await w.append(schema, 'sync_outcomes', ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'], [
+        [runId, 8, 'create', false, null, JSON.stringify({ error: { kind: 'rejected', message: 'bad email' } }), 'rejected', at],
+      ]);
+      const { counts } = await recordRun(sql, { runId, syncName: 'batched', planned: { create: 6, update: 2 }, idempotentCreate: false });
+      expect(counts).toMatchObject({ succeeded: 7, failed: 1, delayed: 0, needs_review: 0 });
+      const history = await w.runAndRead(`SELECT record_key, action, apply_state, success, app_identifier, result, in_flight FROM ${t('sync_record_history')} WHERE run_id = ? ORDER BY record_key`, [runId]);
+      const ok = (record_key: string, action: string, app_identifier: string, result: unknown = null) => ({ record_key, action, apply_state: 'SUCCESS', success: true, app_identifier, result, in_flight: false });
+      expect(history.map((r) => ({ ...r, result: parse(r.result) }))).toEqual([
+        ok('k1', 'create', 'id-1', { id: 'id-1' }),
+        ok('k2', 'create', 'id-2', { id: 'id-2', n: [1, 2] }),
+        ok('k3', 'create', 'id-3', 'x'),
+        ok('k4', 'update', 'app-4'),
+        ok('k5', 'update', 'app-5'),
+        ok('k6', 'create', 'k6'),
+        ok('k7', 'create', 'k7'),
+        { record_key: 'k8', action: 'create', apply_state: 'FAILED', success: false, app_identifier: null, result: { error: { kind: 'rejected', message: 'bad email' } }, in_flight: false },
       ]);
     });
   });

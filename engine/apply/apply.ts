@@ -63,6 +63,11 @@ export interface ApplyResult {
 
 const OUTCOME_COLUMNS = ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'];
 const INFLIGHT_COLUMNS = ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'];
+const BATCH_OUTCOME_COLUMNS = ['run_id', 'seq_lo', 'seq_hi', 'action', 'app_identifiers', 'results', 'recorded_at'];
+/** Separates the identifiers, and the results, of a row of sync_batch_outcomes: JSON text never holds it unescaped. */
+const SEPARATOR = '\x1f';
+/** The most characters of identifiers and results in one row of sync_batch_outcomes. */
+const MAX_BATCH_TEXT = 1_000_000;
 /** After this many sends in a row got no answer at all (refused, DNS, reset), the run stops sending. */
 const BREAKER_SENDS = 3;
 /** The most batches marked ahead of the sends, per slot of the connection's concurrency. */
@@ -305,6 +310,61 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
   return pairs;
 }
 
+/**
+ * The outcomes of records that succeeded at their first send, in seq order, as rows of
+ * sync_batch_outcomes where they can be: one row for each run of consecutive seqs of one action
+ * whose results are all absent or all present, and whose identifiers are all the ones the change
+ * set holds (or, for a record without one, its key) or can all be listed. Writing a row per batch
+ * rather than per record is most of what apply's warehouse writes cost. The rest, one by one.
+ */
+function batchOutcomes(runId: string, succeeded: Array<[PlannedChange, Outcome]>, at: Date): { single: Array<[PlannedChange, Outcome]>; batches: Param[][] } {
+  const single: Array<[PlannedChange, Outcome]> = [];
+  const batches: Param[][] = [];
+  let run: Array<[PlannedChange, Outcome]> = [];
+  let ids: Array<string | null> = [];
+  let results: string[] = [];
+  let keyed = true;
+  let listed = true;
+  let size = 0;
+  const end = () => {
+    if (run.length === 1) single.push(run[0]);
+    else if (run.length > 1) {
+      const [first] = run[0];
+      const [last] = run[run.length - 1];
+      batches.push([runId, first.seq, last.seq, first.action, keyed ? null : ids.join(SEPARATOR), results.length > 0 ? results.join(SEPARATOR) : null, at]);
+    }
+    run = [];
+    ids = [];
+    results = [];
+    keyed = listed = true;
+    size = 0;
+  };
+  for (const pair of succeeded) {
+    const [change, outcome] = pair;
+    const id = outcome.appId ?? change.appId ?? null;
+    const result = outcome.result === undefined || outcome.result === null ? null : toJson(outcome.result);
+    const isKeyed = id === (change.appId ?? change.key);
+    const isListed = typeof id === 'string' && id !== '' && !id.includes(SEPARATOR);
+    const previous = run.at(-1)?.[0];
+    const fits =
+      previous !== undefined &&
+      change.seq === previous.seq + 1 &&
+      change.action === previous.action &&
+      (result === null) === (results.length === 0) &&
+      ((keyed && isKeyed) || (listed && isListed)) &&
+      size + (id?.length ?? 0) + (result?.length ?? 0) + 2 <= MAX_BATCH_TEXT;
+    if (!fits) end();
+    run.push(pair);
+    ids.push(id);
+    if (result !== null) results.push(result);
+    keyed &&= isKeyed;
+    listed &&= isListed;
+    size += (id?.length ?? 0) + (result?.length ?? 0) + 2;
+  }
+  end();
+  return { single, batches };
+}
+
 /** Error codes of a plugin failure that reached nothing: no disk space, no connection. */
 const unreachable = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
@@ -359,15 +419,18 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     return [runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, deferral ?? outcome.error?.kind ?? null, at];
   };
   const outcomes = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
+  const batchRows = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_batch_outcomes', BATCH_OUTCOME_COLUMNS, rows));
   const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
   const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
   // Outcomes are written behind the answers: a batch does not wait for its outcomes to be durable
   // to free its slot (see `settling` for how far behind they may be). A failed write fails the run.
-  const write = (rows: Param[][]): Promise<void> => {
-    if (rows.length === 0) return Promise.resolve();
-    return pace.time(outcomes.add(rows), pace.statementMs).then(
+  const write = (rows: Param[][], batches: Param[][] = []): Promise<void> => {
+    const records = batches.reduce((n, b) => n + Number(b[2]) - Number(b[1]) + 1, rows.length);
+    if (records === 0) return Promise.resolve();
+    const added = [rows.length > 0 && outcomes.add(rows), batches.length > 0 && batchRows.add(batches)];
+    return pace.time(Promise.all(added), pace.statementMs).then(
       () => {
-        applied += rows.length;
+        applied += records;
         options.onProgress?.(applied);
       },
       (e: unknown) => {
@@ -424,6 +487,10 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       const retryNow: PlannedChange[] = [];
       let retryLater: PlannedChange[] = [];
       const done: Param[][] = [];
+      // Records that succeeded at the batch's first send (each as the change set holds it): written
+      // a run of seqs per row where they can be.
+      const firstSend = pending === batch;
+      const succeeded: Array<[PlannedChange, Outcome]> = [];
       let wait = 0;
       // An update answered "not found" goes again as a create: marked as one before it is sent.
       if (remarks.length > 0) await marks.add(remarks.splice(0).map((c) => [runId, c.action, c.seq, c.seq, new Date()]));
@@ -434,7 +501,10 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
         const error = outcome.error;
         const learned = outcome.success ? outcome.appId : error?.kind === 'conflict' ? error.existingAppId : undefined;
         if (change.then && learned) retryNow.push({ ...change, action: change.then, appId: learned, then: undefined });
-        else if (outcome.success) done.push(rowOf(change, outcome, undefined, undefined, at));
+        else if (outcome.success) {
+          if (firstSend) succeeded.push([change, outcome]);
+          else done.push(rowOf(change, outcome, undefined, undefined, at));
+        }
         else if (error?.kind === 'not_found' && (change.action === 'delete' || change.action === 'clear')) {
           // Already gone from the app: there is nothing left to delete or clear.
           done.push(rowOf(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } }));
@@ -463,7 +533,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
           }
         } else done.push(rowOf(change, outcome, undefined, undefined, at));
       }
-      writes.push(write(done));
+      const { single, batches } = batchOutcomes(runId, succeeded, at);
+      for (const [change, outcome] of single) done.push(rowOf(change, outcome, undefined, undefined, at));
+      writes.push(write(done, batches));
       if (retryLater.length > 0) {
         attempt += 1;
         const reason = await pause(wait);

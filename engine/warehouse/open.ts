@@ -13,8 +13,9 @@ import { EbbError } from '../errors.ts';
  * 2: sync_record_state.hash_version (record hashes over an ordered array, see plan_rehash).
  * 3: syncs.project_name (projects that share a state schema, see deploy.ts).
  * 4: deploy_lock (concurrent deploys write the catalog one at a time, see deploy-lock.ts).
+ * 5: sync_batch_outcomes (the outcomes of consecutive records that all succeeded, one row for the lot).
  */
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** How to open: `readOnly` for commands that only read ebb's tables (status, runs, history). */
 export interface OpenOptions {

@@ -1,5 +1,19 @@
 INSERT INTO "EBB"."SYNC_RECORD_HISTORY"
   (run_id, sync_name, record_key, action, apply_reason, apply_state, success, app_identifier, result, transformed_record, record_hash, recorded_at, in_flight)
+-- The run's outcomes, one row per record: those written one by one, and those of consecutive
+-- records that all succeeded, written as one row for the lot (`keyed`: the identifier is the one
+-- the change set holds, or else the record's key).
+WITH outcomes AS (
+  SELECT seq, action, success, app_identifier, result, error_kind, recorded_at, FALSE AS keyed
+  FROM "EBB"."SYNC_OUTCOMES" WHERE run_id = ?
+  UNION ALL
+  SELECT c.seq, b.action, TRUE AS success,
+    SPLIT_PART(b.app_identifiers, CHR(31), c.seq - b.seq_lo + 1) AS app_identifier,
+    SPLIT_PART(b.results, CHR(31), c.seq - b.seq_lo + 1) AS result,
+    CAST(NULL AS VARCHAR) AS error_kind, b.recorded_at, b.app_identifiers IS NULL AS keyed
+  FROM "EBB"."SYNC_BATCH_OUTCOMES" b JOIN "EBB"."SYNC_CHANGES" c ON c.run_id = b.run_id AND c.seq BETWEEN b.seq_lo AND b.seq_hi
+  WHERE b.run_id = ?
+)
 SELECT
   c.run_id, c.sync_name, c.record_key,
   coalesce(o.action, c.action),
@@ -15,7 +29,7 @@ SELECT
     ELSE 'FAILED'
   END,
   coalesce(o.success, c.action = 'untrack'),
-  coalesce(o.app_identifier, c.app_identifier),
+  coalesce(o.app_identifier, c.app_identifier, CASE WHEN o.keyed THEN c.record_key END),
   CASE
     WHEN c.source_error IS NOT NULL THEN OBJECT_CONSTRUCT_KEEP_NULL(?, c.source_error)
     WHEN o.seq IS NULL AND f.in_flight THEN OBJECT_CONSTRUCT_KEEP_NULL(?, 'in flight when the run stopped; it may or may not have reached the app')
@@ -25,11 +39,8 @@ SELECT
   coalesce(o.recorded_at, SYSDATE()),
   coalesce(f.in_flight, FALSE) OR coalesce(o.error_kind = 'in_doubt', FALSE)
 FROM "EBB"."SYNC_CHANGES" c
--- The run's outcomes, joined on seq alone: a key of one integer, not of the run id's text as well.
-LEFT JOIN (
-  SELECT seq, action, success, app_identifier, result, error_kind, recorded_at
-  FROM "EBB"."SYNC_OUTCOMES" WHERE run_id = ?
-) o ON o.seq = c.seq
+-- Joined on seq alone: a key of one integer, not of the run id's text as well.
+LEFT JOIN outcomes o ON o.seq = c.seq
 -- In flight: under a mark of its batch; `creates` when a create or send of it was marked (a
 -- batch of creates, or an update answered "not found" and sent again as a create). Only the
 -- records without an outcome need it (none, in a run that finished): one sweep, in seq order, over
@@ -50,7 +61,7 @@ LEFT JOIN (
       SELECT seq, 1, 0, 0 FROM (
         SELECT seq FROM "EBB"."SYNC_CHANGES" WHERE run_id = ?
         EXCEPT
-        SELECT seq FROM "EBB"."SYNC_OUTCOMES" WHERE run_id = ?
+        SELECT seq FROM outcomes
       ) unanswered
     ) events
   ) swept
@@ -60,4 +71,4 @@ LEFT JOIN (
 WHERE c.run_id = ?
   -- Recorded once: a run killed while it was being recorded is recorded again by the next run.
   AND NOT EXISTS (SELECT 1 FROM "EBB"."SYNC_RECORD_HISTORY" x WHERE x.run_id = ?)
--- binds: [false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123"]
+-- binds: ["20260101T000000Z-abc123","20260101T000000Z-abc123",false,"error","note","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123","20260101T000000Z-abc123"]

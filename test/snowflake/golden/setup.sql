@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNC_OUTCOMES" (
   run_id VARCHAR, seq BIGINT, action VARCHAR, success BOOLEAN, app_identifier VARCHAR,
   result VARCHAR, error_kind VARCHAR, recorded_at TIMESTAMP_NTZ
 );
+-- The outcomes of consecutive records that all succeeded, one row for the lot: seq_lo to seq_hi,
+-- each record's identifier and result separated by CHR(31) (NULL: the identifier the change set
+-- holds, or the record's key; no result). record_history reads them as one row per record.
+CREATE TABLE IF NOT EXISTS "EBB"."SYNC_BATCH_OUTCOMES" (
+  run_id VARCHAR, seq_lo BIGINT, seq_hi BIGINT, action VARCHAR, app_identifiers VARCHAR, results VARCHAR,
+  recorded_at TIMESTAMP_NTZ
+);
 CREATE TABLE IF NOT EXISTS "EBB"."SYNC_INFLIGHT" (
   run_id VARCHAR, action VARCHAR, seq_lo BIGINT, seq_hi BIGINT, sent_at TIMESTAMP_NTZ
 );
