@@ -147,7 +147,7 @@ async function serveEmulator(records: number): Promise<void> {
         emulator.resetCounts();
         return {};
       }
-      return { queries: emulator.requests.query ?? 0, chunks: emulator.requests.chunk ?? 0, marks: emulator.statements.filter((st) => /^INSERT INTO "[^"]+"\."SYNC_INFLIGHT"/.test(st.sql)).length, outcomes: emulator.statements.filter((st) => /^INSERT INTO "[^"]+"\."SYNC_OUTCOMES"/.test(st.sql)).length };
+      return { queries: emulator.requests.query ?? 0, chunks: emulator.requests.chunk ?? 0, marks: emulator.statements.filter((st) => /^INSERT INTO "[^"]+"\."SYNC_INFLIGHT"/.test(st.sql)).length, outcomes: emulator.statements.filter((st) => /^INSERT INTO "[^"]+"\."SYNC_(BATCH_)?OUTCOMES"/.test(st.sql)).length };
     },
     () => emulator.stop(),
   );

@@ -4,8 +4,8 @@
  * round trips that the emulator counted (logins, queries, chunk GETs, …). What it shows: plan and
  * record are set-based SQL, so their round trips do not depend on the number of rows; apply
  * streams the change set in result chunks (one GET per chunk, as the driver fetches them) and
- * writes in bulk: outcomes (one statement per up to 2,000, FLUSH_EVERY in apply.ts) and in-flight
- * marks (one per batch, or fewer: group commit). Its other round trips are constant too.
+ * writes in bulk, many batches per statement (group commit): outcomes (a row per run of records
+ * that succeeded, else per record) and in-flight marks. Its other round trips are constant too.
  *
  * The times are the emulator's (DuckDB underneath, JSON over local HTTP), not Snowflake's; the
  * round trips are what the real driver sends, which is what a real account would see.
@@ -96,7 +96,7 @@ async function benchSize(rows: number, chunkRows: number, log: (line: string) =>
         const start = performance.now();
         await job();
         const ms = performance.now() - start;
-        const appends = emulator.statements.filter((s) => /^INSERT INTO "[^"]+"\."SYNC_(OUTCOMES|INFLIGHT)"/.test(s.sql)).length;
+        const appends = emulator.statements.filter((s) => /^INSERT INTO "[^"]+"\."SYNC_(OUTCOMES|BATCH_OUTCOMES|INFLIGHT)"/.test(s.sql)).length;
         const result = { ms, requests: { ...emulator.requests }, roundTrips: emulator.roundTrips, appends };
         log(`  ${name}: ${Math.round(ms)} ms, ${result.roundTrips} round trips ${JSON.stringify(result.requests)} (${appends} bulk appends)`);
         return result;
