@@ -353,7 +353,7 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       await w.append(schema, 'sync_outcomes', ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'], [
         [runId, 8, 'create', false, null, JSON.stringify({ error: { kind: 'rejected', message: 'bad email' } }), 'rejected', at],
       ]);
-      const { counts } = await recordRun(sql, { runId, syncName: 'batched', planned: { create: 6, update: 2 }, idempotentCreate: false });
+      const { counts } = await recordRun(sql, { runId, syncName: 'batched', planned: { create: 6, update: 2 }, error: null, idempotentCreate: false });
       expect(counts).toMatchObject({ succeeded: 7, failed: 1, delayed: 0, needs_review: 0 });
       const history = await w.runAndRead(`SELECT record_key, action, apply_state, success, app_identifier, result, in_flight FROM ${t('sync_record_history')} WHERE run_id = ? ORDER BY record_key`, [runId]);
       const ok = (record_key: string, action: string, app_identifier: string, result: unknown = null) => ({ record_key, action, apply_state: 'SUCCESS', success: true, app_identifier, result, in_flight: false });
