@@ -1,8 +1,15 @@
 MERGE INTO "EBB"."SYNC_RECORD_STATE" s
 USING (
+  -- One row per key. Only the source rows of a duplicate key share it, each a SOURCE_FAILURE:
+  -- the first of those is kept, and the other rows of the run need no window over them.
   SELECT * FROM "EBB"."SYNC_RECORD_HISTORY"
-  WHERE run_id = ? AND record_key IS NOT NULL
-  QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY recorded_at) = 1
+  WHERE run_id = ? AND record_key IS NOT NULL AND apply_state <> 'SOURCE_FAILURE'
+  UNION ALL
+  SELECT * FROM (
+    SELECT * FROM "EBB"."SYNC_RECORD_HISTORY"
+    WHERE run_id = ? AND record_key IS NOT NULL AND apply_state = 'SOURCE_FAILURE'
+    QUALIFY row_number() OVER (PARTITION BY record_key ORDER BY recorded_at) = 1
+  ) failures
 ) h
 ON s.sync_name = h.sync_name AND s.record_key = h.record_key
 WHEN MATCHED AND h.apply_state = 'SUCCESS' AND h.action IN ('delete', 'untrack') THEN DELETE
@@ -28,4 +35,4 @@ VALUES
    CASE WHEN h.apply_state IN ('SUCCESS', 'DELAYED') THEN 0 ELSE 1 END, h.result, h.run_id,
    CASE WHEN h.apply_state = 'SUCCESS' THEN h.recorded_at END, CASE WHEN h.apply_state = 'SUCCESS' THEN h.recorded_at END,
    CASE WHEN h.in_flight THEN TRUE END)
--- binds: ["20260101T000000Z-abc123",2,2]
+-- binds: ["20260101T000000Z-abc123","20260101T000000Z-abc123",2,2]
