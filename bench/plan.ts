@@ -3,8 +3,12 @@
  * full sync of it; the source then changes (10% changed, 2% removed, 5% new). Measured: ebb's
  * `plan()`, which writes the change set into `ebb.sync_changes`, against a hand-written
  * FULL OUTER JOIN of the source and a (key, md5) snapshot that writes its diff into a table.
+ *
+ * Alone: `node --expose-gc bin/run-ts.js bench/plan.ts [rows=1000000] [repeats=3]` prints each
+ * repeat and the medians (wall and CPU) with their ratios.
  */
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { loadProject } from '../engine/config/load.ts';
 import { openEngine, type Engine } from '../engine/engine.ts';
 import { deploySyncs } from '../engine/catalog/deploy.ts';
@@ -132,4 +136,16 @@ export async function benchPlan(rows: number, repeats = 3, log: (line: string) =
 /** Milliseconds as text: `1234 ms`. */
 export function ms(n: number): string {
   return `${Math.round(n)} ms`;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const rows = Number(process.argv[2] ?? 1_000_000);
+  const bench = await benchPlan(rows, Number(process.argv[3] ?? 3), (l) => process.stderr.write(`${l}\n`));
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const [pw, bw] = [median(bench.plan.map((t) => t.wall)), median(bench.bare.map((t) => t.wall))];
+  const [pc, bc] = [median(bench.plan.map((t) => t.cpu)), median(bench.bare.map((t) => t.cpu))];
+  process.stdout.write(
+    `${rows} rows, DuckDB ${bench.duckdbVersion}: plan ${ms(pw)} (cpu ${ms(pc)}), bare diff ${ms(bw)} (cpu ${ms(bc)}); ` +
+      `plan/bare ${(pw / bw).toFixed(2)} wall, ${(pc / bc).toFixed(2)} cpu\n`,
+  );
 }
