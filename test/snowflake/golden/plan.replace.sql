@@ -24,7 +24,7 @@ duplicates AS (
   SELECT __ebb_key, count(*) AS __ebb_count FROM transformed GROUP BY __ebb_key HAVING count(*) > 1
 ),
 counted AS (
-  SELECT t.__ebb_key, t.__ebb_record, t.__ebb_error, MD5(TO_JSON(ARRAY_CONSTRUCT(GET(__ebb_record, ?), GET(__ebb_record, ?), GET(__ebb_record, ?)))) AS __ebb_hash, u.__ebb_count
+  SELECT t.__ebb_key, TRUE AS __ebb_in, t.__ebb_f0, t.__ebb_f1, t.__ebb_error, MD5(TO_JSON(ARRAY_CONSTRUCT(GET(__ebb_record, ?), GET(__ebb_record, ?), GET(__ebb_record, ?)))) AS __ebb_hash, u.__ebb_count
   FROM transformed t LEFT JOIN duplicates u ON u.__ebb_key = t.__ebb_key
 ),
 -- What the plan compares with: the state without its records (read below for the records that left
@@ -36,8 +36,8 @@ state AS (
 joined AS (
   SELECT
     coalesce(c.__ebb_key, s.record_key) AS record_key,
-    c.__ebb_record IS NOT NULL AS in_source,
-    c.__ebb_record, c.__ebb_error, c.__ebb_hash, c.__ebb_count,
+    c.__ebb_in IS NOT NULL AS in_source, c.__ebb_f0, c.__ebb_f1,
+    c.__ebb_error, c.__ebb_hash, c.__ebb_count,
     s.record_key AS state_key, s.app_identifier, s.record_hash,
     s.apply_state, s.apply_reason AS state_reason, s.last_action, s.first_synced_at,
     coalesce(s.maybe_in_app, FALSE) AND s.first_synced_at IS NULL AS in_doubt
@@ -86,7 +86,8 @@ numbered AS (
   SELECT *,
     -- Apply reads in seq order: records delayed by the last run first, then one action at a time,
     -- by key, so that a run sends in the same order whatever plan the warehouse picks.
-    row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq
+    row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq,
+    CASE WHEN NOT in_source THEN record_key END AS removed_key
   FROM planned
   WHERE action IS NOT NULL OR source_error IS NOT NULL
 )
@@ -94,10 +95,15 @@ SELECT
   ?, ?, n.seq, n.record_key,
   coalesce(n.action, 'none'), n.apply_reason,
   CASE WHEN n.action = 'clear' THEN MD5(TO_JSON(ARRAY_CONSTRUCT(GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?), GET(OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL), ?)))) ELSE coalesce(n.__ebb_hash, n.record_hash) END,
-  CASE WHEN n.action = 'clear' THEN OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL) ELSE coalesce(n.__ebb_record, o.transformed_record) END,
+  CASE
+    WHEN n.action = 'clear' THEN OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL)
+    WHEN n.in_source THEN OBJECT_CONSTRUCT_KEEP_NULL(?, n.__ebb_f0, ?, n.__ebb_f1, ?, PARSE_JSON(?))
+    -- The record ebb holds of a record that left the source. A scalar subquery (with an aggregate,
+    -- as Snowflake requires of a correlated one), keyed by the removed records only: DuckDB looks
+    -- their keys up while it scans the state. A join with the state instead hashed the whole state,
+    -- records included.
+    ELSE (SELECT ANY_VALUE(o.transformed_record) FROM "EBB"."SYNC_RECORD_STATE" o WHERE o.sync_name = ? AND o.record_key = n.removed_key)
+  END,
   n.app_identifier, n.source_error, n.in_doubt
--- The record ebb holds of each record that left the source: the state is read once, and each of its
--- rows looked up among the planned ones, which are what the join holds (not the whole state).
-FROM "EBB"."SYNC_RECORD_STATE" o
-RIGHT JOIN numbered n ON o.sync_name = ? AND o.record_key = CASE WHEN NOT n.in_source THEN n.record_key END
--- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","email","score","source_system","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","email","score","source_system","score","email","score","source_system","source_system","email","score","source_system","customers_to_crm"]
+FROM numbered n
+-- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","email","score","source_system","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","email","score","source_system","score","email","score","source_system","source_system","email","score","source_system","email","score","source_system","\"warehouse\"","customers_to_crm"]
