@@ -1,12 +1,13 @@
 /**
- * Alerts and lifecycle webhooks, end to end through the CLI against real receivers: a webhook
- * receiver that verifies the HMAC signature, a Slack-shaped receiver and a local SMTP server.
+ * Alerts and lifecycle webhooks, end to end against real receivers: a webhook receiver that
+ * verifies the HMAC signature, a Slack-shaped receiver and a local SMTP server. Runs go in this
+ * process, as `ebb run --json` makes them; the other commands through the CLI.
  * Each rule fires once and resolves once over a scripted sequence of runs; a channel that is
  * down does not fail the run, and is retried.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { duck, ebb, makeProject } from './support/project.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 import { CrmApp, crmRequests, rejectEmails, type Rule } from './support/crm-app.ts';
 import { HttpReceivers, MailServer } from './support/notification-receivers.ts';
 
@@ -48,10 +49,11 @@ async function setup(alerts: Record<string, unknown>, sync: Record<string, unkno
     const values = rows.map(([id, email, name]) => `(${id}, '${email}', '${name}')`).join(', ');
     await duck(db, `CREATE OR REPLACE TABLE contacts (id INTEGER, email VARCHAR, name VARCHAR);\n${values ? `INSERT INTO contacts VALUES ${values}` : 'SELECT 1'}`);
   };
+  /** A run of `s` as `ebb run s --json` makes it, in this process (the command's notifications are the run's). */
   const run = async (exit: number) => {
-    const r = await ebb(dir, ['run', 's', '--json'], env);
-    expect(r.code, r.stderr + r.stdout).toBe(exit);
-    return (JSON.parse(r.stdout) as { runs: Array<{ run_id: string; health: string }> }).runs[0];
+    const r = await runHere(dir, ['s'], { env });
+    expect(r.code, `${r.error ?? ''}${r.warnings.join('\n')}\n${r.json}`).toBe(exit);
+    return (JSON.parse(r.json) as { runs: Array<{ run_id: string; health: string }> }).runs[0];
   };
   return { app, receivers, mail, dir, db, env, load, run };
 }

@@ -35,7 +35,7 @@ import { spawn } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
+import { duck, ebb, makeProject, repoRoot, runHere } from './support/project.ts';
 import { SlowContacts } from './support/slow-contacts.ts';
 
 const SEED = Number(process.env.EBB_CRASH_SEED ?? 20261122);
@@ -128,20 +128,24 @@ function spawnRun(dir: string, app: SlowContacts, kill?: KillAt): Promise<Spawne
   });
 }
 
-/** Runs the sync until a run is not refused by the lock of the killed one; returns that run. */
-async function healingRun(dir: string, app: SlowContacts, exit = 0): Promise<{ run: RunJson; refusals: number; ms: number }> {
+/**
+ * Runs the sync until a run is not refused by the lock of the killed one; returns that run. The
+ * healing runs are what a run does after a crash, not the process: they run in this process, as
+ * `ebb run s --json` would.
+ */
+async function healingRun(dir: string, exit = 0): Promise<{ run: RunJson; refusals: number; ms: number }> {
   let refusals = 0;
   const started = performance.now();
   for (;;) {
-    const r = await spawnRun(dir, app);
-    const out = r.stdout ? (JSON.parse(r.stdout) as { runs: RunJson[]; skipped: Array<{ reason: string }> }) : undefined;
+    const r = await runHere(dir, ['s'], { env });
+    const out = r.json ? (JSON.parse(r.json) as { runs: RunJson[]; skipped: Array<{ reason: string }> }) : undefined;
     if (r.code === 1 && out?.skipped.some((s) => s.reason.includes('already running'))) {
       refusals += 1;
       expect(refusals, 'the lock of the killed run should expire after EBB_LOCK_TTL_SECONDS=1').toBeLessThan(20);
       await sleep(100);
       continue;
     }
-    expect(r.code, `the healing run should exit ${exit}\n${r.stderr}\n${r.stdout}`).toBe(exit);
+    expect(r.code, `the healing run should exit ${exit}\n${r.error ?? ''}${r.warnings.join('\n')}\n${r.json}`).toBe(exit);
     return { run: out!.runs[0], refusals, ms: Math.round(performance.now() - started) };
   }
 }
@@ -410,7 +414,7 @@ describe('crash safety: ebb run killed with SIGKILL at random moments (SPEC §2-
         const later = editAfterKill && s.rng() < 0.5 ? s.mutate(20) : '';
         if (later) await s.load();
 
-        const heal = await healingRun(s.dir, s.app);
+        const heal = await healingRun(s.dir);
         const where = kill.after === 'start' ? `${kill.ms} ms after the start` : `${kill.ms} ms after request ${kill.n}/${planned}`;
         const context = `${s.name}, seed ${SEED}, point ${point}: killed ${where} (at ${killed.killedAtMs ?? '-'} ms)`;
         const runs = await s.newRuns();
@@ -460,7 +464,7 @@ describe('crash safety: ebb run killed with SIGKILL at random moments (SPEC §2-
         expect(created.length).toBeGreaterThanOrEqual(4);
         s.remove(created);
         await s.load();
-        const heal = await healingRun(s.dir, s.app);
+        const heal = await healingRun(s.dir);
         const history = await duck(s.db, `SELECT record_key, action, apply_state FROM ebb.sync_record_history WHERE run_id = '${heal.run.run_id}' ORDER BY record_key`);
         console.log(`${s.name}: killed after ${created.join(', ')} were created; they left the source; the next run did ${JSON.stringify(history.filter((h) => created.includes(`p${String(h.record_key)}@x.io`)))}`);
         await s.verify(`${s.name}, killed after ${created.length} creates landed, which then left the source`);
@@ -505,11 +509,11 @@ describe('crash safety: ebb run killed with SIGKILL at random moments (SPEC §2-
         expect(marked.batches).toBeLessThanOrEqual(Math.ceil(idOfEmail.size / 10) + 2);
 
         if (lookup) {
-          const heal = await healingRun(s.dir, s.app);
+          const heal = await healingRun(s.dir);
           expect(heal.run).toMatchObject({ health: 'HEALTHY', counts: { needs_review: 0 } });
         } else {
           // The next run records the killed one: the creates on the wire are NEEDS_REVIEW, the rest is sent.
-          const next = await healingRun(s.dir, s.app, 2);
+          const next = await healingRun(s.dir, 2);
           const doubtful = JSON.parse((await ebb(s.dir, ['resolve', 's', '--json'])).stdout) as Array<{ record_key: string }>;
           expect(next.run.counts.needs_review).toBe(doubtful.length);
           // The documented recovery: look each one up in the app, and say what was found.
@@ -519,7 +523,7 @@ describe('crash safety: ebb run killed with SIGKILL at random moments (SPEC §2-
           if (found.length > 0) expect((await ebb(s.dir, ['resolve', 's', '--key', ...found, '--app-id', ...found.map((k) => ids.get(`p${k}@x.io`)!)])).code).toBe(0);
           const absent = keys.filter((k) => !found.includes(k));
           if (absent.length > 0) expect((await ebb(s.dir, ['resolve', 's', '--key', ...absent, '--not-in-app'])).code).toBe(0);
-          expect((await healingRun(s.dir, s.app)).run.health).toBe('HEALTHY');
+          expect((await healingRun(s.dir)).run.health).toBe('HEALTHY');
         }
         const [killedRun] = await duck(s.db, `SELECT run_id FROM ebb.sync_runs ORDER BY started_at LIMIT 1`);
         const outcomes = await duck(s.db, `SELECT apply_state, count(*) AS n FROM ebb.sync_record_history WHERE run_id = '${String(killedRun.run_id)}' GROUP BY 1 ORDER BY 1`);
@@ -552,7 +556,7 @@ describe('crash safety: ebb run killed with SIGKILL at random moments (SPEC §2-
       expect(killed.signal).toBe('SIGKILL');
       await s.app.idle();
       expect(s.app.exchanges.slice(-2).map((x) => `${x.method} ${x.status}`)).toEqual(['PATCH 404', 'POST 201']);
-      const heal = await healingRun(s.dir, s.app);
+      const heal = await healingRun(s.dir);
       expect(heal.run.health).toBe('HEALTHY');
       const rows = await duck(s.db, `SELECT action, apply_state, in_flight FROM ebb.sync_record_history WHERE record_key = '5' ORDER BY recorded_at`);
       // The first run's create, the killed run's create in doubt, the lookup that found it, its update.

@@ -4,7 +4,7 @@
  * against a demo project made by `ebb init`, so that the docs cannot drift from the CLI.
  */
 import { describe, it, expect } from 'vitest';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, writeFile, access } from 'node:fs/promises';
+import { chmod, copyFile, cp, mkdir, mkdtemp, readFile, writeFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -27,6 +27,18 @@ function bash(command: string, env: Record<string, string>): Promise<CliResult> 
 
 type Sync = { name: string; source: Record<string, unknown>; [k: string]: unknown };
 
+let scaffolded: Promise<string> | undefined;
+/** A project made by `ebb init`, once for the file; each demo starts from a copy of it. */
+function initialized(): Promise<string> {
+  scaffolded ??= (async () => {
+    const dir = join(await mkdtemp(join(tmpdir(), 'ebb-dbt-init-')), 'ebb');
+    const init = await bash(`"${process.execPath}" "${join(repoRoot, 'bin', 'ebb.js')}" init "${dir}"`, {});
+    expect(init.code, init.stderr).toBe(0);
+    return dir;
+  })();
+  return scaffolded;
+}
+
 /**
  * A demo project: `ebb init` into `<root>/ebb`, a dbt project's target/manifest.json in
  * `<root>/dbt`, and the scaffolded syncs reading dbt models instead of tables.
@@ -35,8 +47,7 @@ async function demo(edit: (config: { syncs: Sync[]; dbt?: unknown }) => void = (
   const root = await mkdtemp(join(tmpdir(), 'ebb-dbt-'));
   const dir = join(root, 'ebb');
   const dbtDir = join(root, 'dbt');
-  const init = await bash(`"${process.execPath}" "${join(repoRoot, 'bin', 'ebb.js')}" init "${dir}"`, {});
-  expect(init.code, init.stderr).toBe(0);
+  await cp(await initialized(), dir, { recursive: true });
   await mkdir(join(dbtDir, 'target'), { recursive: true });
   await copyFile(manifestFixture, join(dbtDir, 'target', 'manifest.json'));
   const config = parse(await readFile(join(dir, 'ebb.yml'), 'utf8')) as { syncs: Sync[]; dbt?: unknown };

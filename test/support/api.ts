@@ -25,12 +25,22 @@ export interface TestServer {
 
 type Spec = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>> };
 
-/** The document of a running server, validated as OpenAPI 3.1, with its references resolved. */
+/** The validation of each document text seen in this test file: servers of one file mostly serve the same document. */
+const validated = new Map<string, Promise<{ resolved: Spec; valid: boolean; errors: unknown }>>();
+
+/** The document of a running server, validated as OpenAPI 3.1 (once per text), with its references resolved. */
 export async function documentOf(url: string, token?: string): Promise<{ raw: Record<string, unknown>; resolved: Spec; valid: boolean; errors: unknown }> {
-  const raw = (await (await fetch(`${url}/api/v1/openapi.json`, { headers: token ? { authorization: `Bearer ${token}` } : {} })).json()) as Record<string, unknown>;
-  const validator = new Validator();
-  const { valid, errors } = await validator.validate(raw);
-  return { raw, resolved: validator.resolveRefs() as unknown as Spec, valid, errors };
+  const text = await (await fetch(`${url}/api/v1/openapi.json`, { headers: token ? { authorization: `Bearer ${token}` } : {} })).text();
+  let validation = validated.get(text);
+  if (!validation) {
+    validation = (async () => {
+      const validator = new Validator();
+      const { valid, errors } = await validator.validate(JSON.parse(text) as Record<string, unknown>);
+      return { resolved: validator.resolveRefs() as unknown as Spec, valid, errors };
+    })();
+    validated.set(text, validation);
+  }
+  return { raw: JSON.parse(text) as Record<string, unknown>, ...(await validation) };
 }
 
 /** The document's route for a concrete path: `/api/v1/syncs/a%20b/runs` → `/api/v1/syncs/{name}/runs`. */

@@ -8,8 +8,10 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { stringify } from 'yaml';
 import { loadProject } from '../../engine/config/load.ts';
 import { openEngine } from '../../engine/engine.ts';
-import { runSyncs } from '../../engine/ops/index.ts';
-import { toJson } from '../../engine/redact.ts';
+import { runSyncs, type RunSyncsOptions } from '../../engine/ops/index.ts';
+import type { Trigger } from '../../engine/run.ts';
+import { EbbError } from '../../engine/errors.ts';
+import { redact, toJson } from '../../engine/redact.ts';
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const bin = join(repoRoot, 'bin', 'ebb.js');
@@ -62,20 +64,37 @@ export interface InProcessRun {
   code: number;
   json: string;
   warnings: string[];
+  /** The `error: ...` line the command prints when it stops with an error ebb reports (then `json` is empty). */
+  error?: string;
 }
 
 /**
  * `ebb run NAMES --json` through the engine's run operation in this process, loading the project
  * and opening the engine afresh as the command does: for tests of what a run does, where starting
- * a process adds nothing (the command itself is tested with {@link ebb}).
+ * a process adds nothing (the command itself is tested with {@link ebb}). `env` holds the
+ * variables the command would get from its environment (`env_var()` in ebb.yml, EBB_*), set for
+ * the time of the run; an error that ebb reports ends the run with its exit code and message, as
+ * in the command.
  */
-export async function runHere(dir: string, names: string[]): Promise<InProcessRun> {
+export async function runHere(dir: string, names: string[], { env = {}, ...options }: { env?: Record<string, string> } & Omit<RunSyncsOptions, 'trigger' | 'warn'> & { trigger?: Trigger } = {}): Promise<InProcessRun> {
   const warnings: string[] = [];
-  const engine = await openEngine(await loadProject(dir));
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
   try {
-    const summary = await runSyncs(engine, { names }, { trigger: 'manual', warn: (message) => warnings.push(message) });
-    return { code: summary.exit_code, json: toJson(summary, 2), warnings };
+    const engine = await openEngine(await loadProject(dir));
+    try {
+      const summary = await runSyncs(engine, { names }, { trigger: 'manual', ...options, warn: (message) => warnings.push(message) });
+      return { code: summary.exit_code, json: toJson(summary, 2), warnings };
+    } finally {
+      await engine.close();
+    }
+  } catch (e) {
+    if (!(e instanceof EbbError)) throw e;
+    return { code: e.exitCode, json: '', warnings, error: `error: ${redact(e.message)}` };
   } finally {
-    await engine.close();
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }
