@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, readdir, access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { duck, ebb, makeProject } from './support/project.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 import { CrmApp, crmRequests } from './support/crm-app.ts';
 
 type Config = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- edited freely by the cases
@@ -98,11 +98,16 @@ const expectLines = (stderr: string, lines: Array<string | RegExp>) => {
 };
 
 describe('config errors: a message with its path, exit code 3, nothing written', () => {
+  // `ebb validate` through the CLI; `ebb run scores` in this process, as the command runs it (the
+  // command itself reports a config error through the CLI below).
   it.each(staticCases)('$title', async ({ config, lines }) => {
     const { dir, db } = await project(config);
-    for (const command of [['validate'], ['run', 'scores']]) {
-      const result = await ebb(dir, command);
-      expect(result.code, `ebb ${command.join(' ')}: ${result.stderr}`).toBe(3);
+    const run = await runHere(dir, ['scores']);
+    for (const [command, result] of [
+      ['validate', await ebb(dir, ['validate'])],
+      ['run scores', { code: run.code, stderr: [...run.warnings.map((w) => `warning: ${w}`), run.error ?? ''].join('\n') + '\n' }],
+    ] as const) {
+      expect(result.code, `ebb ${command}: ${result.stderr}`).toBe(3);
       expect(result.stderr).toMatch(/^error: ebb\.yml is invalid \(\d+ problems?\):\n/);
       expectLines(result.stderr, lines);
     }
