@@ -52,7 +52,7 @@ async function setup(alerts: Record<string, unknown>, sync: Record<string, unkno
   /** A run of `s` as `ebb run s --json` makes it, in this process (the command's notifications are the run's). */
   const run = async (exit: number) => {
     const r = await runHere(dir, ['s'], { env });
-    expect(r.code, `${r.error ?? ''}${r.warnings.join('\n')}\n${r.json}`).toBe(exit);
+    expect(r.code, `${r.stderr}${r.json}`).toBe(exit);
     return (JSON.parse(r.json) as { runs: Array<{ run_id: string; health: string }> }).runs[0];
   };
   return { app, receivers, mail, dir, db, env, load, run };

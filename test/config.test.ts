@@ -105,7 +105,7 @@ describe('config errors: a message with its path, exit code 3, nothing written',
     const run = await runHere(dir, ['scores']);
     for (const [command, result] of [
       ['validate', await ebb(dir, ['validate'])],
-      ['run scores', { code: run.code, stderr: [...run.warnings.map((w) => `warning: ${w}`), run.error ?? ''].join('\n') + '\n' }],
+      ['run scores', run],
     ] as const) {
       expect(result.code, `ebb ${command}: ${result.stderr}`).toBe(3);
       expect(result.stderr).toMatch(/^error: ebb\.yml is invalid \(\d+ problems?\):\n/);

@@ -145,7 +145,7 @@ async function healingRun(dir: string, exit = 0): Promise<{ run: RunJson; refusa
       await sleep(100);
       continue;
     }
-    expect(r.code, `the healing run should exit ${exit}\n${r.error ?? ''}${r.warnings.join('\n')}\n${r.json}`).toBe(exit);
+    expect(r.code, `the healing run should exit ${exit}\n${r.stderr}${r.json}`).toBe(exit);
     return { run: out!.runs[0], refusals, ms: Math.round(performance.now() - started) };
   }
 }

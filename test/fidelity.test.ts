@@ -1,8 +1,9 @@
 /**
- * What is recorded as sent is what was sent, end to end through `ebb run`: integers beyond 2^53,
- * HUGEINT and wide DECIMAL values reach the app digit for digit (no JS double on the way), and
- * history holds the same text; a NaN, an Infinity or a mapping expression that fails on one row
- * makes that row a SOURCE_FAILURE naming its field, and the other rows are sent.
+ * What is recorded as sent is what was sent, end to end through a run (in this process, as
+ * `ebb run` makes it) and `ebb history`: integers beyond 2^53, HUGEINT and wide DECIMAL values
+ * reach the app digit for digit (no JS double on the way), and history holds the same text; a
+ * NaN, an Infinity or a mapping expression that fails on one row makes that row a SOURCE_FAILURE
+ * naming its field, and the other rows are sent.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { duck, ebb, makeProject } from './support/project.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 import { FaultServer } from './support/fault-server.ts';
 import { SnowflakeEmulator } from './snowflake/emulator.ts';
 import './snowflake/support.ts';
@@ -80,9 +81,9 @@ describe('exact numbers, NaN and failing expressions', () => {
       { app: { plugin: 'http', config: { base_url: app.url } } },
       { connection: 'app', object: 'contacts', requests: { create: { method: 'POST', path: '/contacts', body, app_id: '{{ response.id }}' }, update: { method: 'PATCH', path: '/contacts/{{ app_id }}', body } } },
     );
-    const run = await ebb(dir, ['run', 'nums', '--json']);
+    const run = await runHere(dir, ['nums']);
     expect(run.code, run.stderr).toBe(2); // incomplete: three source failures
-    const out = JSON.parse(run.stdout) as { runs: Array<{ counts: Record<string, number>; error: string | null }> };
+    const out = JSON.parse(run.json) as { runs: Array<{ counts: Record<string, number>; error: string | null }> };
     expect(out.runs[0]).toMatchObject({ error: null, counts: { succeeded: 2, source_failures: 3 } });
 
     const outcomes = await history(dir);
@@ -107,7 +108,7 @@ describe('exact numbers, NaN and failing expressions', () => {
     // Fixed at the source, the failed rows go in the next run; the sent ones are not sent again.
     await duck(join(dir, 'warehouse.duckdb'), `update nums set score = 2, raw = '1' where id in (2, 3, 4)`);
     app.requests.length = 0;
-    const again = await ebb(dir, ['run', 'nums']);
+    const again = await runHere(dir, ['nums']);
     expect(again.code, again.stderr).toBe(0);
     const resent = app.requests.map((r) => r.text);
     expect(resent).toHaveLength(3);
@@ -118,7 +119,7 @@ describe('exact numbers, NaN and failing expressions', () => {
 
   it('writes the exact digits into a JSONL file, the same text as history', async () => {
     const dir = await project({ files: { plugin: 'file', config: { directory: './out' } } }, { connection: 'files', object: 'nums.jsonl' });
-    const run = await ebb(dir, ['run', 'nums']);
+    const run = await runHere(dir, ['nums']);
     expect(run.code, run.stderr).toBe(2);
     const outcomes = await history(dir);
     expectSourceFailures(outcomes);
@@ -128,7 +129,7 @@ describe('exact numbers, NaN and failing expressions', () => {
 
     // A second run rewrites the file through the plugin's journal: the digits survive that too.
     await duck(join(dir, 'warehouse.duckdb'), `update nums set email = 'a2@x.io' where id = 1`);
-    expect((await ebb(dir, ['run', 'nums'])).code).toBe(2);
+    expect((await runHere(dir, ['nums'])).code).toBe(2);
     const rewritten = (await readFile(join(dir, 'out', 'nums.jsonl'), 'utf8')).trimEnd().split('\n');
     expect(rewritten.find((l) => l.includes('a2@x.io'))).toBe(`{"email":"a2@x.io","big":${BIG},"huge":${HUGE},"ubig":${UBIG},"amount":${WIDE},"score":1.5,"n":7}`);
   });
@@ -151,10 +152,10 @@ describe('exact numbers, NaN and failing expressions', () => {
         syncs: [{ name: 'items', source: { table: 'items', key: 'id' }, destination: { connection: 'app', object: 'items', requests }, strategy: 'upsert', mapping: { name: 'name' } }],
       });
       await duck(join(dir, 'warehouse.duckdb'), `create table items as select 1 as id, 'a' as name`);
-      expect((await ebb(dir, ['run', 'items'])).code).toBe(0);
+      expect((await runHere(dir, ['items'])).code).toBe(0);
       expect(await duck(join(dir, 'warehouse.duckdb'), `select app_identifier from ebb.sync_record_state`)).toEqual([{ app_identifier: BIG }]);
       await duck(join(dir, 'warehouse.duckdb'), `update items set name = 'b'`);
-      expect((await ebb(dir, ['run', 'items'])).code).toBe(0);
+      expect((await runHere(dir, ['items'])).code).toBe(0);
       expect(seen).toEqual(['POST /items', `PATCH /items/${BIG}`]);
     } finally {
       await new Promise((ok) => app.close(ok));
@@ -170,7 +171,7 @@ describe('exact numbers, NaN and failing expressions', () => {
       syncs: [{ name: 'lists', source: { table: 'lists', key: 'id' }, destination: { connection: 'files', object: 'lists.jsonl' }, strategy: 'upsert', mapping: { l: 'l', s: 's' } }],
     });
     await duck(join(dir, 'warehouse.duckdb'), `create table lists as select * from (values (1, [1.0, 'nan'::double], 'a,NaN]'), (2, [2.5], 'b')) v(id, l, s)`);
-    const run = await ebb(dir, ['run', 'lists']);
+    const run = await runHere(dir, ['lists']);
     expect(run.code, run.stderr).toBe(2);
     expect(await readFile(join(dir, 'out', 'lists.jsonl'), 'utf8')).toBe('{"l":[2.5],"s":"b"}\n');
     const failed = await ebb(dir, ['history', 'lists', '--failed', '--json']);
@@ -188,9 +189,9 @@ describe('exact numbers, NaN and failing expressions', () => {
     // A window function cannot go into try(): the statement fails, and the error names the field.
     const config = await readFile(join(dir, 'ebb.yml'), 'utf8');
     await writeFile(join(dir, 'ebb.yml'), config.replace('sql: cast(raw as integer)', 'sql: "cast(raw as integer) + 0 * row_number() over ()"'));
-    const run = await ebb(dir, ['run', 'nums', '--json']);
+    const run = await runHere(dir, ['nums']);
     expect(run.code).toBe(1);
-    const out = JSON.parse(run.stdout) as { runs: Array<{ status: string; error: string }> };
+    const out = JSON.parse(run.json) as { runs: Array<{ status: string; error: string }> };
     expect(out.runs[0].status).toBe('FAILED');
     expect(out.runs[0].error).toMatch(/^syncs\[0\]\.mapping\.n: the SQL expression failed on a row of the source: .*Could not convert string 'abc'/);
   });
@@ -211,13 +212,13 @@ describe('exact numbers and NaN on Snowflake (emulated)', () => {
       });
       // Snowflake has no try(): a cast that fails on one row fails the run, which names the field.
       const dir = await makeProject(config('cast(raw as integer)'));
-      const failed = await ebb(dir, ['run', 'nums', '--json']);
+      const failed = await runHere(dir, ['nums']);
       expect(failed.code).toBe(1);
-      expect((JSON.parse(failed.stdout) as { runs: Array<{ error: string }> }).runs[0].error).toMatch(/^syncs\[0\]\.mapping\.n: the SQL expression failed on a row of the source: .*'abc'/);
+      expect((JSON.parse(failed.json) as { runs: Array<{ error: string }> }).runs[0].error).toMatch(/^syncs\[0\]\.mapping\.n: the SQL expression failed on a row of the source: .*'abc'/);
 
       // With TRY_CAST, as the README says to write it there, the other rows go.
       await writeFile(join(dir, 'ebb.yml'), JSON.stringify(config('try_cast(raw as integer)')));
-      const run = await ebb(dir, ['run', 'nums', '--json']);
+      const run = await runHere(dir, ['nums']);
       expect(run.code, run.stderr).toBe(2);
       const lines = (await readFile(join(dir, 'out', 'nums.jsonl'), 'utf8')).trimEnd().split('\n');
       expect(lines.sort()).toEqual(['{"big":3,"amount":3,"score":3,"n":null}', `{"big":${N38},"amount":${WIDE},"score":1.5,"n":7}`]);
@@ -252,7 +253,7 @@ describeWithService('exact numbers into PostgreSQL', pgProblem, 'test/fidelity.t
     try {
       await db.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.nums (email text PRIMARY KEY, big bigint, huge numeric, ubig numeric(20,0), amount numeric(38,10), score double precision, n integer)`);
       const dir = await project({ pg: { plugin: 'postgres', config: { connection_string: PG_URL, schema } } }, { connection: 'pg', object: 'nums' });
-      const run = await ebb(dir, ['run', 'nums']);
+      const run = await runHere(dir, ['nums']);
       expect(run.code, run.stderr).toBe(2);
       expectSourceFailures(await history(dir));
       const { rows } = await db.query<Record<string, string>>(`SELECT email, big::text, huge::text, ubig::text, amount::text, score::text, n::text FROM ${schema}.nums ORDER BY email`);

@@ -66,6 +66,8 @@ export interface InProcessRun {
   warnings: string[];
   /** The `error: ...` line the command prints when it stops with an error ebb reports (then `json` is empty). */
   error?: string;
+  /** What the command prints on stderr: its warnings, then its error. */
+  stderr: string;
 }
 
 /**
@@ -84,13 +86,14 @@ export async function runHere(dir: string, names: string[], { env = {}, ...optio
     const engine = await openEngine(await loadProject(dir));
     try {
       const summary = await runSyncs(engine, { names }, { trigger: 'manual', ...options, warn: (message) => warnings.push(message) });
-      return { code: summary.exit_code, json: toJson(summary, 2), warnings };
+      return { code: summary.exit_code, json: toJson(summary, 2), warnings, stderr: stderrOf(warnings) };
     } finally {
       await engine.close();
     }
   } catch (e) {
     if (!(e instanceof EbbError)) throw e;
-    return { code: e.exitCode, json: '', warnings, error: `error: ${redact(e.message)}` };
+    const error = `error: ${redact(e.message)}`;
+    return { code: e.exitCode, json: '', warnings, error, stderr: stderrOf(warnings, error) };
   } finally {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
@@ -98,3 +101,5 @@ export async function runHere(dir: string, names: string[], { env = {}, ...optio
     }
   }
 }
+
+const stderrOf = (warnings: string[], error?: string) => [...warnings.map((w) => `warning: ${w}\n`), error === undefined ? '' : `${error}\n`].join('');
