@@ -16,7 +16,7 @@ import brevo, { contactOf, parseAppId } from '../../plugins/brevo/index.ts';
 import type { Change, Session, Strategy } from '../../plugins/plugin.ts';
 import { BrevoServer, type BrevoServerOptions } from '../support/brevo-server.ts';
 import { pluginContext, sessionContext } from '../support/plugin-context.ts';
-import { duck, ebb, makeProject, repoRoot, type CliResult } from '../support/project.ts';
+import { duck, ebb, makeProject, repoRoot, runHere, type CliResult } from '../support/project.ts';
 import { describePlugin, type PluginHarness } from '../plugin-conformance.ts';
 
 let server: BrevoServer;
@@ -377,14 +377,14 @@ describe('brevo plugin: end to end', () => {
       [1, 'ann@x.io', 'Ann', 'Lee', 1],
       [2, 'bob@x.io', 'Bob', 'Ray', 2],
     ]);
-    const first = await ebb(dir, ['run', 'people_to_brevo', '--json'], env());
-    expect(first.code, first.stderr + first.stdout).toBe(0);
+    const first = await runHere(dir, ['people_to_brevo'], { env: env() });
+    expect(first.code, first.stderr + first.json).toBe(0);
     await loadPeople(db, [
       [2, 'bob@x.io', 'Bobby', 'Ray', 2.5],
       [3, 'cat@x.io', 'Cat', 'Sun', 3],
     ]);
-    const second = await ebb(dir, ['run', 'people_to_brevo', '--json'], env());
-    expect(second.code, second.stderr + second.stdout).toBe(0);
+    const second = await runHere(dir, ['people_to_brevo'], { env: env() });
+    expect(second.code, second.stderr + second.json).toBe(0);
     expect(server.list().map((c) => [c.email, c.attributes, c.listIds])).toEqual([
       ['bob@x.io', { FIRSTNAME: 'Bobby', LASTNAME: 'Ray', SCORE: 2.5 }, [2]],
       ['cat@x.io', { FIRSTNAME: 'Cat', LASTNAME: 'Sun', SCORE: 3 }, [2]],
@@ -404,8 +404,8 @@ describe('brevo plugin: end to end', () => {
       [2, 'bob@x.io', 'Bob', 'Ray', 2],
       [3, 'cat@x.io', 'Cat', 'Sun', 3],
     ]);
-    const run = await ebb(dir, ['run', 'people_to_brevo', '--json'], env());
-    expect(run.code, run.stderr + run.stdout).toBe(0);
+    const run = await runHere(dir, ['people_to_brevo'], { env: env() });
+    expect(run.code, run.stderr + run.json).toBe(0);
     expect(server.requestsTo(/import/)).toHaveLength(1);
     expect(server.list().map((c) => c.email).sort()).toEqual(['ann@x.io', 'bob@x.io', 'cat@x.io']);
     expect(await duck(db, 'SELECT app_identifier FROM ebb.sync_record_state ORDER BY record_key')).toEqual([{ app_identifier: 'ann@x.io' }, { app_identifier: 'bob@x.io' }, { app_identifier: 'cat@x.io' }]);

@@ -12,7 +12,7 @@ import hubspot, { idPropertyOf, properties } from '../../plugins/hubspot/index.t
 import type { Change, Session, Strategy } from '../../plugins/plugin.ts';
 import { HubSpotServer } from '../support/hubspot-server.ts';
 import { pluginContext, sessionContext } from '../support/plugin-context.ts';
-import { duck, ebb, makeProject, repoRoot, type CliResult } from '../support/project.ts';
+import { duck, ebb, makeProject, repoRoot, runHere, type CliResult } from '../support/project.ts';
 import { parseDocument } from 'yaml';
 import { describePlugin, type PluginHarness } from '../plugin-conformance.ts';
 import { execFile } from 'node:child_process';
@@ -388,13 +388,13 @@ describe('hubspot plugin: end to end', () => {
       [1, 'ann@x.io', 'Ann', 'Lee', 1],
       [2, 'bob@x.io', 'Bob', 'Ray', 2],
     ]);
-    expect((await ebb(dir, ['run', 'people_to_hubspot'], env())).code).toBe(0);
+    expect((await runHere(dir, ['people_to_hubspot'], { env: env() })).code).toBe(0);
     expect(server.records().map((r) => r.properties.email)).toEqual(['ann@x.io', 'bob@x.io']);
     await loadPeople(db, [
       [2, 'bob@x.io', 'Bobby', 'Ray', 2.5],
       [3, 'cat@x.io', 'Cat', 'Sun', 3],
     ]);
-    const second = await ebb(dir, ['run', 'people_to_hubspot', '--json'], env());
+    const second = await runHere(dir, ['people_to_hubspot'], { env: env() });
     expect(second.code, second.stderr).toBe(0);
     expect(server.records().map((r) => [r.properties.email, r.properties.firstname, r.properties.score])).toEqual([
       ['bob@x.io', 'Bobby', '2.5'],
@@ -413,8 +413,8 @@ describe('hubspot plugin: end to end', () => {
       [1, 'ann@x.io', 'Ann', 'Lee', 1],
       [2, 'bob@x.io', 'Bob', 'Ray', 2],
     ]);
-    const run = await ebb(dir, ['run', 'people_to_hubspot', '--json'], env());
-    expect(run.code, run.stderr + run.stdout).toBe(0);
+    const run = await runHere(dir, ['people_to_hubspot'], { env: env() });
+    expect(run.code, run.stderr + run.json).toBe(0);
     expect(server.records().map((r) => [r.id === existing, r.properties.email, r.properties.firstname])).toEqual([
       [true, 'bob@x.io', 'Bob'],
       [false, 'ann@x.io', 'Ann'],
@@ -433,14 +433,14 @@ describe('hubspot plugin: end to end', () => {
       [2, 'bob@x.io', 'Bob', 'Ray', 2],
       [3, 'cat@x.io', 'Cat', 'Sun', 3],
     ]);
-    const first = await ebb(dir, ['run', 'people_to_hubspot', '--json'], env());
+    const first = await runHere(dir, ['people_to_hubspot'], { env: env() });
     expect(first.code).toBe(2);
     expect(server.records().map((r) => r.properties.email).sort()).toEqual(['ann@x.io', 'cat@x.io']);
     const [failed] = await duck(db, "SELECT apply_state, last_result::VARCHAR AS result FROM ebb.sync_record_state WHERE record_key = '2'");
     expect(failed.apply_state).toBe('FAILED');
     expect(failed.result).toContain('INVALID_EMAIL');
     server.clear();
-    const second = await ebb(dir, ['run', 'people_to_hubspot', '--json'], env());
+    const second = await runHere(dir, ['people_to_hubspot'], { env: env() });
     expect(second.code).toBe(0);
     expect(await duck(db, "SELECT action, apply_reason, apply_state FROM ebb.sync_record_history WHERE record_key = '2' ORDER BY recorded_at")).toEqual([
       { action: 'create', apply_reason: 'NEW', apply_state: 'FAILED' },
