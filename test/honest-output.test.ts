@@ -1,12 +1,13 @@
 /**
- * Honest counts and honest output, through the CLI against a local CRM: an untracked record is
- * not a success, a run whose records all failed is FAILED, `skipped` counts what `ebb skip` held
- * back, and the result line (on a terminal too) and `ebb status` name the most common error.
+ * Honest counts and honest output against a local CRM (runs in process, the other commands through
+ * the CLI): an untracked record is not a success, a run whose records all failed is FAILED,
+ * `skipped` counts what `ebb skip` held back, and the result line (on a terminal too) and
+ * `ebb status` name the most common error.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { duck, ebb, makeProject, repoRoot } from './support/project.ts';
+import { duck, ebb, makeProject, repoRoot, runHere } from './support/project.ts';
 import { CrmApp, crmRequests, rejectEmails, type Rule } from './support/crm-app.ts';
 
 const apps: CrmApp[] = [];
@@ -44,10 +45,11 @@ async function setup(strategy = 'upsert') {
       const values = rows.map(([id, e, n]) => `(${id}, '${e}', '${n}')`).join(', ');
       await duck(db, `CREATE OR REPLACE TABLE contacts (id INTEGER, email VARCHAR, name VARCHAR);\n${values ? `INSERT INTO contacts VALUES ${values}` : 'SELECT 1'}`);
     },
+    /** A run of `s` as `ebb run s --json` makes it, in this process. */
     async run(exit: number): Promise<RunJson> {
-      const result = await ebb(dir, ['run', 's', '--json']);
-      expect(result.code, result.stderr + result.stdout).toBe(exit);
-      return (JSON.parse(result.stdout) as { runs: RunJson[] }).runs[0];
+      const result = await runHere(dir, ['s']);
+      expect(result.code, result.stderr + result.json).toBe(exit);
+      return (JSON.parse(result.json) as { runs: RunJson[] }).runs[0];
     },
   };
 }
