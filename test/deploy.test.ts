@@ -1,13 +1,14 @@
 /**
  * `ebb deploy` and the sync lifecycle, through the real CLI: each deploy case of the catalog
  * (new, updated, identical, orphaned with and without state, admin origin, rename, overrides,
- * revert, version guard), delete, and the COMPLETED and ERROR statuses.
+ * revert, version guard), delete, and the COMPLETED and ERROR statuses. The runs whose exit code
+ * alone matters go in this process, as `ebb run` makes them.
  */
 import { describe, expect, it } from 'vitest';
 import { writeFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { join } from 'node:path';
-import { duck, ebb, makeProject } from './support/project.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 
 interface SyncSpec {
   name: string;
@@ -85,7 +86,7 @@ describe('ebb deploy', () => {
   it('deletes an orphan without state, pauses an orphan with state and keeps its state', async () => {
     const dir = await project([{ name: 'stateless' }, { name: 'stateful' }]);
     await ebb(dir, ['deploy']);
-    expect((await ebb(dir, ['run', 'stateful'])).code).toBe(0);
+    expect((await runHere(dir, ['stateful'])).code).toBe(0);
     const result = await redeploy(dir, []);
     expect(steps(result.stdout)).toEqual({ stateless: 'orphaned:delete', stateful: 'orphaned:pause' });
     expect((await catalog(dir)).map((r) => `${String(r.sync_name)}:${String(r.status)}`)).toEqual(['stateful:PAUSED']);
@@ -104,7 +105,7 @@ describe('ebb deploy', () => {
 
   it('a rename with renamed_from takes over the state and history; without it, a rename is a new sync', async () => {
     const dir = await project([{ name: 'old', object: 'people.jsonl' }]);
-    expect((await ebb(dir, ['run', 'old'])).code).toBe(0);
+    expect((await runHere(dir, ['old'])).code).toBe(0);
     const renamed = await redeploy(dir, [{ name: 'new', renamed_from: 'old', object: 'people.jsonl' }]);
     expect(steps(renamed.stdout)).toEqual({ new: 'renamed:rename:name,renamed_from' });
     const state = await duck(join(dir, 'wh.duckdb'), 'select sync_name, count(*) as n from ebb.sync_record_state group by 1');
@@ -129,12 +130,12 @@ describe('ebb deploy', () => {
     expect(refused.stderr).toMatch(/a is paused/);
     // A redeploy of the code does not undo the override.
     await redeploy(dir, [{ name: 'a', batch_size: 50 }]);
-    expect((await ebb(dir, ['run', 'a'])).code).toBe(1);
+    expect((await runHere(dir, ['a'])).code).toBe(1);
     expect((await ebb(dir, ['status', '--json'])).stdout).toMatch(/"status": "PAUSED"/);
 
     expect((await ebb(dir, ['revert', 'a'])).code).toBe(0);
     expect((await catalog(dir))[0]).toMatchObject({ status: 'ACTIVE', overrides: null });
-    expect((await ebb(dir, ['run', 'a'])).code).toBe(0);
+    expect((await runHere(dir, ['a'])).code).toBe(0);
   });
 
   it('refuses to deploy an older project version; --force overrides; run warns and runs the catalog', async () => {
@@ -153,7 +154,7 @@ describe('ebb deploy', () => {
 
   it('delete asks for --yes, drops the state and keeps the history', async () => {
     const dir = await project([{ name: 'a' }]);
-    await ebb(dir, ['run', 'a']);
+    await runHere(dir, ['a']);
     const unconfirmed = await ebb(dir, ['delete', 'a']);
     expect(unconfirmed.code).toBe(3);
     expect(unconfirmed.stderr).toMatch(/--yes/);
@@ -169,16 +170,16 @@ describe('ebb deploy', () => {
 describe('lifecycle', () => {
   it('a once schedule becomes COMPLETED after its first healthy run', async () => {
     const dir = await project([{ name: 'a', schedule: 'once' }]);
-    expect((await ebb(dir, ['run', 'a'])).code).toBe(0);
+    expect((await runHere(dir, ['a'])).code).toBe(0);
     expect((await catalog(dir))[0].status).toBe('COMPLETED');
     // A person may still run it; a schedule may not.
-    expect((await ebb(dir, ['run', 'a', '--trigger', 'schedule'])).code).toBe(1);
-    expect((await ebb(dir, ['run', 'a'])).code).toBe(0);
+    expect((await runHere(dir, ['a'], { trigger: 'schedule' })).code).toBe(1);
+    expect((await runHere(dir, ['a'])).code).toBe(0);
   });
 
   it('a sync whose last 3 runs failed goes to ERROR until it is resumed', async () => {
     const dir = await project([{ name: 'a', connection: 'down' }]);
-    for (let i = 0; i < 3; i++) expect((await ebb(dir, ['run', 'a'])).code).toBe(1);
+    for (let i = 0; i < 3; i++) expect((await runHere(dir, ['a'])).code).toBe(1);
     expect((await catalog(dir))[0].status).toBe('ERROR');
     const scheduled = await ebb(dir, ['run', 'a', '--trigger', 'schedule']);
     expect(scheduled.code).toBe(1);
