@@ -1,5 +1,6 @@
 /**
- * Destructive changes are never silent, through the real CLI against a local CRM and real files:
+ * Destructive changes are never silent, through the real CLI (the runs whose refusal is not the
+ * point go in process, as `ebb run --json` makes them) against a local CRM and real files:
  * a new key (its columns, or its text after an upstream type change), strategy or destination of a
  * sync that holds records is refused by `ebb deploy`, `ebb plan` and `ebb run` with the counts,
  * unless --allow-destructive; replace with an emptied source is guarded, then empties the
@@ -9,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { duck, ebb, makeProject } from './support/project.ts';
+import { duck, ebb, makeProject, runHere } from './support/project.ts';
 import { CrmApp, crmRequests } from './support/crm-app.ts';
 
 const apps: CrmApp[] = [];
@@ -65,6 +66,18 @@ async function setup(spec: SyncSpec = {}) {
   };
 }
 
+/**
+ * A run of `s` as `ebb run s --json` makes it, in this process, expecting an exit code; returns the
+ * run of its --json output. The refusals, whose messages matter, go through the real command.
+ */
+async function runExpect(dir: string, code: number, options: Parameters<typeof runHere>[2] = {}) {
+  const result = await runHere(dir, ['s'], options);
+  expect(result.code, result.stderr + result.json).toBe(code);
+  // A refusal that stops the command prints no --json output.
+  const { runs } = JSON.parse(result.json || '{"runs": []}') as { runs: Array<Record<string, any>> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- read as the --json output was
+  return runs[0];
+}
+
 /** Runs `ebb <args>` and expects an exit code. */
 async function expectExit(dir: string, code: number, args: string[]) {
   const result = await ebb(dir, args);
@@ -75,7 +88,7 @@ async function expectExit(dir: string, code: number, args: string[]) {
 describe('a new key of a sync that holds records', () => {
   it('is refused by deploy, deploy --dry-run, plan and run with the counts; `ebb deploy --allow-destructive` accepts it and the next run proceeds', async () => {
     const s = await setup();
-    await expectExit(s.dir, 0, ['run', 's']);
+    await runExpect(s.dir, 0);
     expect(s.app.contacts.size).toBe(3);
     const sent = s.app.requests.length;
     await s.change({ key: 'email' });
@@ -95,7 +108,7 @@ describe('a new key of a sync that holds records', () => {
     await expectExit(s.dir, 0, ['deploy', '--allow-destructive']);
     expect((await s.deployed()).source.key).toBe('email');
     // Accepted by the deploy: the run re-keys the state without asking again.
-    const run = JSON.parse((await expectExit(s.dir, 0, ['run', 's', '--json'])).stdout).runs[0];
+    const run = await runExpect(s.dir, 0);
     expect(await s.history(run.run_id)).toEqual([
       '1 untrack REMOVED SUCCESS',
       '2 untrack REMOVED SUCCESS',
@@ -107,20 +120,20 @@ describe('a new key of a sync that holds records', () => {
     // The app matched the creates by email (409 with the id; then an update), so it still holds the same 3 contacts.
     expect(s.app.contacts.size).toBe(3);
     expect(await s.state()).toEqual(['ann@x.io', 'bob@x.io', 'cyd@x.io']);
-    const again = JSON.parse((await expectExit(s.dir, 0, ['run', 's', '--json'])).stdout).runs[0];
+    const again = await runExpect(s.dir, 0);
     expect(again.planned).toEqual({});
   });
 
   it('whose text changed upstream (INTEGER 1 became VARCHAR 001) is refused by plan and run with the counts; `ebb run --allow-destructive` proceeds', async () => {
     const s = await setup({ strategy: 'mirror', connection: 'files' });
-    await expectExit(s.dir, 0, ['run', 's']);
+    await runExpect(s.dir, 0);
     const keys = join(s.dir, 'out', 's.jsonl.keys');
     const before = await readFile(keys, 'utf8');
     await duck(s.db, `ALTER TABLE contacts ALTER id TYPE VARCHAR USING lpad(CAST(id AS VARCHAR), 3, '0')`);
 
     const refusal = /sync s: the text of its keys changed \(did the type of id change upstream\?\): 3 of the 3 records ebb holds in the app no longer match a source key, and 3 source records have keys ebb has not seen\. This run would delete 3 from the app and create 3\..*--allow-destructive/s;
     expect((await expectExit(s.dir, 1, ['plan', 's'])).stderr).toMatch(refusal);
-    const refused = JSON.parse((await expectExit(s.dir, 1, ['run', 's', '--json'])).stdout).runs[0];
+    const refused = await runExpect(s.dir, 1);
     expect(refused.health).toBe('FAILED');
     expect(refused.error).toMatch(refusal);
     // The definition did not change: deploy has nothing to refuse.
@@ -128,7 +141,7 @@ describe('a new key of a sync that holds records', () => {
     expect(await readFile(keys, 'utf8')).toBe(before);
     expect(await s.state()).toEqual(['1', '2', '3']);
 
-    const run = JSON.parse((await expectExit(s.dir, 0, ['run', 's', '--allow-destructive', '--json'])).stdout).runs[0];
+    const run = await runExpect(s.dir, 0, { allowDestructive: true });
     expect(run.planned).toEqual({ create: 3, delete: 3 });
     expect(await s.history(run.run_id)).toEqual([
       '001 create NEW SUCCESS',
@@ -140,14 +153,14 @@ describe('a new key of a sync that holds records', () => {
     ]);
     expect(await s.state()).toEqual(['001', '002', '003']);
     expect((await readFile(keys, 'utf8')).split('\n').slice(1, -1).sort()).toEqual(['"001"', '"002"', '"003"']);
-    await expectExit(s.dir, 0, ['run', 's']);
+    await runExpect(s.dir, 0);
   });
 });
 
 describe('a new strategy or destination of a sync that holds records', () => {
   it('upsert → mirror is refused by deploy, plan and run; so is a new object, and accepting it sends every record to the new one', async () => {
     const s = await setup({ connection: 'files' });
-    await expectExit(s.dir, 0, ['run', 's']);
+    await runExpect(s.dir, 0);
     await s.change({ strategy: 'mirror' });
     for (const args of [['deploy'], ['plan', 's'], ['run', 's']]) {
       expect((await expectExit(s.dir, 1, args)).stderr, args.join(' ')).toMatch(/sync s: its strategy changes from upsert to mirror; it holds 3 records in the app, and its next run would change nothing in the app\..*--allow-destructive/s);
@@ -159,7 +172,7 @@ describe('a new strategy or destination of a sync that holds records', () => {
     for (const args of [['deploy', '--dry-run'], ['plan', 's'], ['run', 's']]) expect((await expectExit(s.dir, 1, args)).stderr, args.join(' ')).toMatch(change);
     expect((await s.deployed()).destination.object).toBe('s.jsonl');
 
-    const run = JSON.parse((await expectExit(s.dir, 0, ['run', 's', '--allow-destructive', '--json'])).stdout).runs[0];
+    const run = await runExpect(s.dir, 0, { allowDestructive: true });
     expect(run.planned).toEqual({ create: 3 });
     const lines = async (file: string) => (await readFile(join(s.dir, 'out', file), 'utf8')).trim().split('\n').sort();
     expect(await lines('t.jsonl')).toEqual(['{"email":"ann@x.io","name":"Ann"}', '{"email":"bob@x.io","name":"Bob"}', '{"email":"cyd@x.io","name":"Cyd"}']);
@@ -170,7 +183,7 @@ describe('a new strategy or destination of a sync that holds records', () => {
 describe('replace with an emptied source', () => {
   it('is refused like mirror; with --allow-empty-source the file becomes empty and history says each record left it', async () => {
     const s = await setup({ connection: 'files', strategy: 'replace' });
-    await expectExit(s.dir, 0, ['run', 's']);
+    await runExpect(s.dir, 0);
     const file = join(s.dir, 'out', 's.jsonl');
     const before = await readFile(file, 'utf8');
     expect(before.trim().split('\n')).toHaveLength(3);
@@ -181,7 +194,7 @@ describe('replace with an emptied source', () => {
     expect(await readFile(file, 'utf8')).toBe(before);
     expect(await s.state()).toEqual(['1', '2', '3']);
 
-    const run = JSON.parse((await expectExit(s.dir, 0, ['run', 's', '--allow-empty-source', '--json'])).stdout).runs[0];
+    const run = await runExpect(s.dir, 0, { allowEmptySource: true });
     expect(await readFile(file, 'utf8')).toBe('');
     expect(await s.history(run.run_id)).toEqual(['1 untrack REMOVED SUCCESS', '2 untrack REMOVED SUCCESS', '3 untrack REMOVED SUCCESS']);
     expect(await s.state()).toEqual([]);
@@ -200,14 +213,14 @@ describe('strategies a plugin cannot honour', () => {
     s.app.rules = [(r) => (r.method === 'DELETE' && r.path === '/contacts' ? (s.app.contacts.clear(), { status: 204 }) : undefined)];
     const someoneElses = s.app.seed({ email: 'old@x.io' });
     await s.change({ requests: { ...crmRequests, recreate: crmRequests.create, delete_all: { method: 'DELETE', path: '/contacts' } } });
-    await expectExit(s.dir, 0, ['run', 's']);
+    await runExpect(s.dir, 0);
     expect(s.app.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['DELETE /contacts', 'POST /contacts', 'POST /contacts', 'POST /contacts']);
     expect(s.app.contacts.has(someoneElses)).toBe(false);
     expect(Object.keys(s.app.byEmail()).sort()).toEqual(['ann@x.io', 'bob@x.io', 'cyd@x.io']);
 
     await duck(s.db, 'DELETE FROM contacts');
-    await expectExit(s.dir, 1, ['run', 's']);
-    await expectExit(s.dir, 0, ['run', 's', '--allow-empty-source']);
+    await runExpect(s.dir, 1);
+    await runExpect(s.dir, 0, { allowEmptySource: true });
     expect(s.app.contacts.size).toBe(0);
   });
 });
