@@ -314,8 +314,9 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
  * The outcomes of records that succeeded at their first send, in seq order, as rows of
  * sync_batch_outcomes where they can be: one row for each run of consecutive seqs of one action
  * whose results are all absent or all present, and whose identifiers are all the ones the change
- * set holds (or, for a record without one, its key) or can all be listed. Writing a row per batch
- * rather than per record is most of what apply's warehouse writes cost. The rest, one by one.
+ * set holds (or, for a record without one, its key) or can all be listed; the rest one by one.
+ * A row per record was most of what apply cost the warehouse (and Snowflake, a statement per
+ * few thousand records).
  */
 function batchOutcomes(runId: string, succeeded: Array<[PlannedChange, Outcome]>, at: Date): { single: Array<[PlannedChange, Outcome]>; batches: Param[][] } {
   const single: Array<[PlannedChange, Outcome]> = [];
