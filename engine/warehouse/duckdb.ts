@@ -66,28 +66,13 @@ function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(1))}s`;
 }
 
-/** Column names in lower case: a result has few, each seen once a row. */
-const lowerNames = new Map<string, string>();
-
-function toRow(row: Record<string, unknown>): Row {
-  const out: Row = {};
-  for (const k in row) {
-    let name = lowerNames.get(k);
-    if (name === undefined) {
-      name = k.toLowerCase();
-      if (lowerNames.size < 10_000) lowerNames.set(k, name);
-    }
-    out[name] = normaliseValue(row[k]);
-  }
-  return out;
-}
-
 /** Types whose DuckDB value is already the JS value of a row (JSON is a VARCHAR). */
 const PLAIN_TYPES = new Set([DuckDBTypeId.VARCHAR, DuckDBTypeId.BOOLEAN, DuckDBTypeId.TINYINT, DuckDBTypeId.SMALLINT, DuckDBTypeId.INTEGER, DuckDBTypeId.FLOAT, DuckDBTypeId.DOUBLE]);
 
 /**
- * The rows of a streamed chunk, as toRow makes them, read a column at a time: each column's
- * vector and type are looked up once, not once a cell (the change set streams millions of rows).
+ * The rows of a chunk, read a column at a time: each column's vector and type are looked up once,
+ * not once a cell (the change set streams millions of rows). A value is the JS value of DuckDB's
+ * JS converter, with normaliseValue's numbers; `names` are the result's column names in lower case.
  */
 function chunkRows(chunk: DuckDBDataChunk, names: string[]): Row[] {
   const count = chunk.rowCount;
@@ -104,6 +89,11 @@ function chunkRows(chunk: DuckDBDataChunk, names: string[]): Row[] {
     }
   }
   return rows;
+}
+
+/** The column names of a result, as rows hold them. */
+function lowerCaseNames(result: DuckDBResult): string[] {
+  return result.deduplicatedColumnNames().map((name) => name.toLowerCase());
 }
 
 /** A timestamp as the UTC text that a TIMESTAMP column takes. */
@@ -220,7 +210,13 @@ export class DuckdbWarehouse implements Warehouse {
   }
 
   runAndRead(sql: string, params: Param[] = []): Promise<Row[]> {
-    return this.queue.push(async () => (await this.conn.runAndReadAll(sql, bind(params))).getRowObjectsJS().map(toRow));
+    return this.queue.push(async () => {
+      const result = await this.conn.run(sql, bind(params));
+      const names = lowerCaseNames(result);
+      const rows: Row[] = [];
+      for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) rows.push(...chunkRows(chunk, names));
+      return rows;
+    });
   }
 
   async *stream(sql: string, params: Param[] = []): AsyncIterable<Row[]> {
@@ -230,7 +226,7 @@ export class DuckdbWarehouse implements Warehouse {
     let read = false;
     try {
       result = await conn.stream(sql, bind(params));
-      const names = result.deduplicatedColumnNames().map((name) => name.toLowerCase());
+      const names = lowerCaseNames(result);
       for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) yield chunkRows(chunk, names);
       read = true;
     } finally {
