@@ -15,7 +15,6 @@
  * in memory, with the keys of the existing file (keys only). A first run of a million records
  * holds nothing.
  */
-import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -213,8 +212,8 @@ class FileSession implements Session {
         }
       }
       // The new records follow, as journaled: already in the file's form.
-      await copyInto(data, this.journal.path);
-      await copyInto(keys, this.journalKeys.path);
+      await data.copyFrom(this.journal.path);
+      await keys.copyFrom(this.journalKeys.path);
       await data.close();
       await keys.close();
     } catch (e) {
@@ -263,11 +262,6 @@ function csvConverter(header: string, fields: readonly string[]): ((line: string
     const values = parseCsvRecord(line);
     return csvRow(positions.map((p) => (p === -1 ? null : values[p])));
   };
-}
-
-/** Appends a file's text to a writer. */
-async function copyInto(writer: FileWriter, path: string): Promise<void> {
-  for await (const text of createReadStream(path, { encoding: 'utf8' }) as AsyncIterable<string>) await writer.write(text);
 }
 
 function succeeded(change: Change): Outcome {

@@ -39,6 +39,15 @@ export class FileWriter {
     if (this.pending.length >= chunkSize) await this.flush();
   }
 
+  /** Appends the bytes of a file, after the text written so far. */
+  async copyFrom(path: string): Promise<void> {
+    await this.flush();
+    for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+      if (this.failure) throw this.failure;
+      if (!this.stream.write(chunk)) await once(this.stream, 'drain');
+    }
+  }
+
   /** Flushes and closes the file. */
   async close(): Promise<void> {
     await this.flush();
