@@ -2,10 +2,11 @@
  * Apply: stream the change set out of the warehouse in batches and send them through the plugin,
  * under the connection's concurrency, with the business and technical retries of SPEC §3.
  * No warehouse commit waits on the path of a batch: each batch is sent only under a durable
- * in-flight mark, but the marks are written ahead of the sends, a window of batches per statement
- * (twice as many batches as are sent while one statement is written, and at least one per slot of
- * the connection's concurrency: more on a warehouse that takes 100 ms a statement); and the outcomes are
- * written behind the answers, the answers of many batches per statement. After a crash, only the
+ * in-flight mark, but the batches are read and marked ahead of the sends, the batches read while
+ * one statement is written marked by the next (up to twice as many batches ahead as are sent while
+ * one statement is written, and at least one per slot of the connection's concurrency: more on a
+ * warehouse that takes 100 ms a statement); and the outcomes are written behind the answers, the
+ * answers of many batches per statement. After a crash, only the
  * batches on the wire, marked ahead, or answered but not yet written are in doubt. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
@@ -187,8 +188,8 @@ class Mean {
 /**
  * How far the warehouse writes run ahead of (marks) and behind (outcomes) the sends, measured as
  * the run goes: while one statement is written, `concurrency × statement time / send time`
- * batches start. Twice that many batches are marked ahead (the window is topped up when half of
- * it is taken), and may wait for their outcomes to be written, on top of those on the wire; and
+ * batches start. Twice that many batches are read and marked ahead, and may wait for their
+ * outcomes to be written, on top of those on the wire; and
  * at least one batch per slot, so that a statement slower than the ones before does not hold up
  * the sends, however fast the warehouse is next to the app.
  */
@@ -209,7 +210,7 @@ class Pace {
     return Math.min(this.max, Math.max(this.concurrency, 2 * during));
   }
 
-  /** Times a warehouse write, for the lead. */
+  /** Times a send, or a warehouse write, for the lead. */
   async time<T>(write: Promise<T>, into: Mean): Promise<T> {
     const started = performance.now();
     const result = await write;
@@ -219,56 +220,83 @@ class Pace {
 }
 
 /**
- * The batches to send, each yielded once its in-flight mark is durable. The marks of the next
- * `pace.lead()` batches are written ahead, one statement for a window of them, while the batches
- * before them are sent; with a lead of 0, a batch is marked as it is taken. A batch that must not
- * be in doubt unless it was sent (`ahead(batch)` is false) is not marked here, but by its sender.
+ * The batches to send, each taken once its in-flight mark is durable. Batches are read up to
+ * `pace.lead()` ahead of the sends, in the background, and each is marked as it is read: the
+ * marks of the batches read while one mark statement is written go together in the next one, so
+ * the sends never wait for a read or a statement while the lead holds. A batch that must not be in
+ * doubt unless it was sent (`ahead(batch)` is false) is not marked here, but by its sender.
  */
 class MarkAhead {
   /** Batches read and marked (or being marked, or not to be marked here), not yet taken, in order. */
   private readonly queue: Array<{ batch: PlannedChange[]; durable: Promise<void> }> = [];
   private readonly source: AsyncIterator<PlannedChange[]>;
+  /** The read under way, if one is. */
+  private reading: Promise<void> | undefined;
+  private ended = false;
+  private failure: { error: unknown } | undefined;
+  /** Wakes a taker that waits for a batch to be read. */
+  private wake: (() => void) | undefined;
 
   constructor(
     source: AsyncIterable<PlannedChange[]>,
-    private readonly mark: (batches: PlannedChange[][]) => Promise<void>,
+    private readonly mark: (batch: PlannedChange[]) => Promise<void>,
     private readonly pace: Pace,
     private readonly ahead: (batch: PlannedChange[]) => boolean,
   ) {
     this.source = source[Symbol.asyncIterator]();
   }
 
+  /** Whether fewer batches than the lead are read and not taken. */
+  private short(): boolean {
+    return !this.ended && this.queue.length < Math.max(1, this.pace.lead());
+  }
+
+  /** Starts reading and marking batches, unless a read is under way, until the lead is full or the change set ends. */
+  private read(): void {
+    if (this.reading || !this.short()) return;
+    this.reading = this.readUntilFull().finally(() => {
+      this.reading = undefined;
+      this.wake?.();
+    });
+  }
+
+  private async readUntilFull(): Promise<void> {
+    try {
+      while (this.short()) {
+        const next = await this.source.next();
+        if (next.done) this.ended = true;
+        else {
+          const durable = this.ahead(next.value) ? this.mark(next.value) : Promise.resolve();
+          durable.catch(() => undefined);
+          this.queue.push({ batch: next.value, durable });
+        }
+        this.wake?.();
+      }
+    } catch (error) {
+      this.failure = { error };
+      this.ended = true;
+    }
+  }
+
   /** The next batch, once it is marked (if it is marked ahead); undefined at the end of the change set. */
   async next(): Promise<PlannedChange[] | undefined> {
-    const lead = this.pace.lead();
-    // Topped up when half the window is taken: one statement marks the other half and the next.
-    if (this.queue.length <= lead / 2) {
-      const fresh: PlannedChange[][] = [];
-      let last: PlannedChange[] | undefined;
-      while (this.queue.length + fresh.length <= lead || this.queue.length + fresh.length === 0) {
-        const next = await this.source.next();
-        if (next.done) break;
-        if (!this.ahead(next.value)) {
-          last = next.value;
-          break;
-        }
-        fresh.push(next.value);
-      }
-      if (fresh.length > 0) {
-        const durable = this.pace.time(this.mark(fresh), this.pace.statementMs);
-        durable.catch(() => undefined);
-        for (const batch of fresh) this.queue.push({ batch, durable });
-      }
-      if (last) this.queue.push({ batch: last, durable: Promise.resolve() });
-    }
+    this.read();
+    while (this.queue.length === 0 && !this.ended) await new Promise<void>((resolve) => (this.wake = resolve));
+    this.wake = undefined;
     const head = this.queue.shift();
-    if (!head) return undefined;
+    this.read();
+    if (!head) {
+      if (this.failure) throw this.failure.error;
+      return undefined;
+    }
     await head.durable;
     return head.batch;
   }
 
-  /** The batches marked (or being marked) and never taken: they were not sent. */
-  untaken(): PlannedChange[][] {
+  /** Stops reading; the batches read (and marked) and never taken: they were not sent. */
+  async untaken(): Promise<PlannedChange[][]> {
+    this.ended = true;
+    await this.reading;
     return this.queue.splice(0).map((q) => q.batch);
   }
 }
@@ -419,17 +447,19 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     const json = result === null || result === undefined ? null : toJson(result);
     return [runId, change.seq, change.action, outcome.success, outcome.appId ?? change.appId ?? null, json, deferral ?? outcome.error?.kind ?? null, at];
   };
-  const outcomes = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_outcomes', OUTCOME_COLUMNS, rows));
-  const batchRows = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_batch_outcomes', BATCH_OUTCOME_COLUMNS, rows));
-  const marks = new GroupAppend((rows) => sql.warehouse.append(sql.stateSchema, 'sync_inflight', INFLIGHT_COLUMNS, rows));
   const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
+  // Each statement is timed for the lead; what waits for it to start is not.
+  const appender = (table: string, columns: string[]) => new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs));
+  const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS);
+  const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS);
+  const marks = appender('sync_inflight', INFLIGHT_COLUMNS);
   // Outcomes are written behind the answers: a batch does not wait for its outcomes to be durable
   // to free its slot (see `settling` for how far behind they may be). A failed write fails the run.
   const write = (rows: Param[][], batches: Param[][] = []): Promise<void> => {
     const records = batches.reduce((n, b) => n + Number(b[2]) - Number(b[1]) + 1, rows.length);
     if (records === 0) return Promise.resolve();
     const added = [rows.length > 0 && outcomes.add(rows), batches.length > 0 && batchRows.add(batches)];
-    return pace.time(Promise.all(added), pace.statementMs).then(
+    return Promise.all(added).then(
       () => {
         applied += records;
         options.onProgress?.(applied);
@@ -583,7 +613,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     track(settling, delivered.then((writes) => Promise.all(writes)));
   };
   const source = readAhead(batches(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), options.batchSize, stopReason), options.concurrency);
-  const ahead = options.atomicRun ? undefined : new MarkAhead(source, (window) => marks.add(window.map(markRow)), pace, resendable);
+  const ahead = options.atomicRun ? undefined : new MarkAhead(source, (batch) => marks.add([markRow(batch)]), pace, resendable);
   const plain = source[Symbol.asyncIterator]();
   const next = async () => (ahead ? ahead.next() : plain.next().then((n) => (n.done ? undefined : n.value)));
   try {
@@ -601,7 +631,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   } finally {
     // Batches marked ahead of a stop were never sent: DELAYED, not in doubt.
     const reason = stopReason();
-    if (ahead && reason) track(settling, write(ahead.untaken().flatMap(unsent)));
+    if (ahead && reason) track(settling, ahead.untaken().then((batches) => write(batches.flatMap(unsent))));
     signal?.removeEventListener('abort', onAbort);
     while (settling.size > 0) await Promise.all(settling);
   }
