@@ -100,9 +100,17 @@ async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: numb
   try {
     for (let from = 1; next; from += window) {
       const { rows, first } = next;
-      next = from + window <= lastSeq ? open(from + window) : undefined;
+      next = undefined;
       try {
-        for (let chunk = await first; !chunk.done; chunk = await rows.next()) yield chunk.value;
+        let read = 0;
+        for (let chunk = await first; !chunk.done; chunk = await rows.next()) {
+          read += chunk.value.length;
+          // The next window's statement starts once half of this one is read: in time, and not
+          // beside this one's, nor before the first marks (a warehouse may queue the statements).
+          if (!next && read >= window / 2 && from + window <= lastSeq) next = open(from + window);
+          yield chunk.value;
+        }
+        if (!next && from + window <= lastSeq) next = open(from + window);
       } finally {
         await rows.return?.();
       }
@@ -453,6 +461,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS);
   const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS);
   const marks = appender('sync_inflight', INFLIGHT_COLUMNS);
+  // What the appends need of their tables is looked up while the change set's first rows are
+  // read, not on the path of the first batch (a round trip on Snowflake). An error shows in the append.
+  const prepared = Promise.all(['sync_inflight', 'sync_outcomes', 'sync_batch_outcomes'].map((table) => sql.warehouse.prepareAppend(sql.stateSchema, table))).catch(() => undefined);
   // Outcomes are written behind the answers: a batch does not wait for its outcomes to be durable
   // to free its slot (see `settling` for how far behind they may be). A failed write fails the run.
   const write = (rows: Param[][], batches: Param[][] = []): Promise<void> => {
@@ -634,6 +645,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     if (ahead && reason) track(settling, ahead.untaken().then((batches) => write(batches.flatMap(unsent))));
     signal?.removeEventListener('abort', onAbort);
     while (settling.size > 0) await Promise.all(settling);
+    await prepared;
   }
   if (failure !== undefined) throw failure;
   return { applied, stopped, deferred: deferred ?? stopReason() };

@@ -266,6 +266,11 @@ export class DuckdbWarehouse implements Warehouse {
     );
   }
 
+  async prepareAppend(schema: string, table: string): Promise<void> {
+    const writer = await this.writerFor(`${schema}.${table}`);
+    await writer.queue.push(() => this.columnTypes(writer.conn, schema, table));
+  }
+
   private writerFor(key: string): Promise<Writer> {
     let writer = this.writers.get(key);
     if (!writer) {

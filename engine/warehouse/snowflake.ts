@@ -220,8 +220,8 @@ const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 export class SnowflakeWarehouse implements Warehouse {
   readonly dialect = snowflakeDialect;
-  /** Column types of the tables that append() writes to (ebb's own tables: they do not change under a run). */
-  private readonly tableColumns = new Map<string, Map<string, string>>();
+  /** Column types of the tables that append() writes to (ebb's own tables: they do not change under a run), each looked up once. */
+  private readonly tableColumns = new Map<string, Promise<Map<string, string>>>();
   /** The QUERY_TAG of the statements that follow. */
   private queryTag: string;
 
@@ -348,15 +348,22 @@ export class SnowflakeWarehouse implements Warehouse {
   }
 
   /** A table's columns (quoted name → Snowflake type, e.g. "RESULT" → variant), read once. */
-  private async columnTypesOf(schema: string, table: string): Promise<Map<string, string>> {
+  private columnTypesOf(schema: string, table: string): Promise<Map<string, string>> {
     const key = `${schema}.${table}`;
     let types = this.tableColumns.get(key);
     if (!types) {
-      const { statement } = await this.execute(`SELECT * FROM ${quoteSnowflake(schema)}.${quoteSnowflake(table)}`, undefined, { describeOnly: true });
-      types = new Map((statement.getColumns() ?? []).map((c) => [`"${c.getName().replaceAll('"', '""')}"`, c.getType()]));
+      types = this.execute(`SELECT * FROM ${quoteSnowflake(schema)}.${quoteSnowflake(table)}`, undefined, { describeOnly: true }).then(
+        ({ statement }) => new Map((statement.getColumns() ?? []).map((c) => [`"${c.getName().replaceAll('"', '""')}"`, c.getType()])),
+      );
+      // A lookup that failed is tried again by the next append.
+      types.catch(() => this.tableColumns.delete(key));
       this.tableColumns.set(key, types);
     }
     return types;
+  }
+
+  async prepareAppend(schema: string, table: string): Promise<void> {
+    await this.columnTypesOf(schema, table);
   }
 
   async describe(sql: string): Promise<Column[]> {

@@ -37,6 +37,8 @@ export interface Warehouse {
   stream(sql: string, params?: Param[]): AsyncIterable<Row[]>;
   /** Appends rows to a table of the state schema in bulk. */
   append(schema: string, table: string, columns: string[], rows: Param[][]): Promise<void>;
+  /** Looks up ahead what append() needs of a table (its column types), so that the first append is one statement. */
+  prepareAppend(schema: string, table: string): Promise<void>;
   /** The columns that a query returns, without running it. */
   describe(sql: string): Promise<Column[]>;
   /** Names the statements that follow as the run's (Snowflake's QUERY_TAG, for cost attribution); null for none. */
