@@ -16,7 +16,9 @@ export type Strategy = 'create' | 'update' | 'upsert' | 'mirror' | 'replace' | '
 /**
  * One record to apply. `record` is the transformed record: the exact payload for the app. A
  * number in it that a JS number cannot hold exactly is an ExactNumber (plugins/shared/json.ts):
- * serialise records with stringifyJson from there, which writes every digit.
+ * serialise records with stringifyJson from there, which writes every digit. The engine parses
+ * `record` from the warehouse's JSON text when it is first read; recordJson(change), from there
+ * too, gives that text unparsed to a plugin that sends the whole record as JSON.
  */
 export interface Change {
   /** The record key: the key column's value as text, or a JSON array for a composite key. */

@@ -124,7 +124,9 @@ describe('exact numbers, NaN and failing expressions', () => {
     const outcomes = await history(dir);
     expectSourceFailures(outcomes);
     const lines = (await readFile(join(dir, 'out', 'nums.jsonl'), 'utf8')).trimEnd().split('\n');
-    expect(lines.sort()).toEqual([outcomes.get('1')!.record, '{"email":"e@x.io","big":5,"huge":5,"ubig":5,"amount":5.5,"score":0.1,"n":10}']);
+    // Each line is the record's text as the warehouse wrote it, as history holds it: never parsed and written again.
+    expect(lines.sort()).toEqual([outcomes.get('1')!.record, '{"email":"e@x.io","big":5,"huge":5,"ubig":5,"amount":5.5000000000,"score":0.1,"n":10}']);
+    expect(lines[1]).toBe(outcomes.get('5')!.record);
     expect(lines[0]).toContain(`"big":${BIG},"huge":${HUGE},"ubig":${UBIG},"amount":${WIDE},`);
 
     // A second run rewrites the file through the plugin's journal: the digits survive that too.
@@ -221,8 +223,10 @@ describe('exact numbers and NaN on Snowflake (emulated)', () => {
       const run = await runHere(dir, ['nums']);
       expect(run.code, run.stderr).toBe(2);
       const lines = (await readFile(join(dir, 'out', 'nums.jsonl'), 'utf8')).trimEnd().split('\n');
-      expect(lines.sort()).toEqual(['{"big":3,"amount":3,"score":3,"n":null}', `{"big":${N38},"amount":${WIDE},"score":1.5,"n":7}`]);
-      const state = await emulator.sql(`SELECT record_key, apply_state, last_result FROM ebb.sync_record_state ORDER BY record_key`);
+      expect(lines.sort()).toEqual(['{"big":3,"amount":3.0000000000,"score":3.0,"n":null}', `{"big":${N38},"amount":${WIDE},"score":1.5,"n":7}`]);
+      const state = await emulator.sql(`SELECT record_key, apply_state, last_result, transformed_record FROM ebb.sync_record_state ORDER BY record_key`);
+      // Each line is the record's text as the warehouse wrote it, as history holds it.
+      expect(lines).toEqual(state.filter((r) => r.APPLY_STATE === 'SUCCESS').map((r) => String(r.TRANSFORMED_RECORD)).sort());
       expect(state.map((r) => r.APPLY_STATE)).toEqual(['SUCCESS', 'SOURCE_FAILURE', 'SUCCESS']);
       expect(String(state[1].LAST_RESULT)).toContain('score is NaN; JSON has no NaN or Infinity');
     } finally {

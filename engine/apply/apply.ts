@@ -14,12 +14,14 @@ import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/p
 import type { Sql } from '../warehouse/sql.ts';
 import type { Param, Row } from '../warehouse/warehouse.ts';
 import { toJson } from '../redact.ts';
-import { parseJson } from '../../plugins/shared/json.ts';
+import { lazyChange } from '../../plugins/shared/json.ts';
 import { LimiterUnavailableError } from './limiter.ts';
 
 /** A change of the change set, with its position in it. */
-interface PlannedChange extends Change {
+interface PlannedChange extends Omit<Change, 'record'> {
   seq: number;
+  /** The transformed record: the warehouse's JSON text, parsed only if the plugin reads it (see lazyChange), or the driver's object. */
+  record: string | Record<string, unknown>;
   /** A create of this record was in flight when a run stopped: the app may hold it, id unknown. */
   inDoubt?: boolean;
   /** This create only learns the record's identifier; the change to make next is this action. */
@@ -75,8 +77,7 @@ const BREAKER_SENDS = 3;
 const MAX_LEAD_PER_SLOT = 32;
 
 function toChange(row: Row): PlannedChange {
-  // Parsed losslessly: the app must get the warehouse's digits, not a double's (see plugins/shared/json.ts).
-  const record = typeof row.record === 'string' ? (parseJson(row.record) as Record<string, unknown>) : ((row.record ?? {}) as Record<string, unknown>);
+  const record = typeof row.record === 'string' ? row.record : ((row.record ?? {}) as Record<string, unknown>);
   const change: PlannedChange = { seq: Number(row.seq), key: String(row.record_key), action: row.action as Action, record, appId: (row.app_identifier as string | null) ?? null };
   // To remove a record that may be in the app under an unknown id, learn the id first: the
   // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the
@@ -324,7 +325,8 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
   for (const group of byAction.values()) {
     let outcomes: Outcome[];
     try {
-      outcomes = await session.apply(group.map(({ key, action, record, appId }) => ({ key, action, record, appId })));
+      // A record is parsed (losslessly: the app gets the warehouse's digits, plugins/shared/json.ts) only if the plugin reads it.
+      outcomes = await session.apply(group.map(({ key, action, record, appId }) => (typeof record === 'string' ? lazyChange({ key, action, appId }, record) : { key, action, record, appId })));
     } catch (e) {
       // Without its rate limiter (Redis gone) nothing can be sent: that fails the run, not records.
       if (e instanceof LimiterUnavailableError) throw e;

@@ -21,7 +21,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import type { Change, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
 import { csvRecord, csvRecords, csvRow, parseCsvRecord } from './csv.ts';
-import { stringifyJson } from '../shared/json.ts';
+import { recordJson, stringifyJson } from '../shared/json.ts';
 import { FileWriter, readLines } from './lines.ts';
 
 /** The connection's config. */
@@ -41,7 +41,6 @@ export const fileDestinationSchema = z.looseObject({
 export type FileDestination = z.infer<typeof fileDestinationSchema>;
 
 type Context = SessionContext<FileConfig, FileDestination>;
-type Row = Record<string, unknown>;
 
 /** The key index's first line, padded so it can be written last, in place, at a fixed width. */
 interface IndexHeader {
@@ -88,8 +87,8 @@ class FileSession implements Session {
   private readonly journal: FileWriter;
   private readonly journalKeys: FileWriter;
   private journaled = 0;
-  /** Updates and clears (the new record) and deletes (null) of lines already in the file. */
-  private readonly edits = new Map<string, Row | null>();
+  /** Updates and clears (the new line) and deletes (null) of lines already in the file. */
+  private readonly edits = new Map<string, string | null>();
   /** The keys in the file, loaded on first need. */
   private keys: Promise<Set<string>> | undefined;
   private closed = false;
@@ -149,7 +148,7 @@ class FileSession implements Session {
         outcomes.push(failed(change, 'conflict', `${this.ctx.destination.object} already holds a record with key ${id}`, id));
         continue;
       }
-      lines += `${this.encode(this.payload(change))}\n`;
+      lines += `${this.line(change)}\n`;
       keys += `${stringifyJson(id)}\n`;
       this.journaled++;
       outcomes.push(succeeded(change));
@@ -170,24 +169,22 @@ class FileSession implements Session {
         this.edits.set(id, null);
         existing.delete(id);
       } else {
-        this.edits.set(id, this.payload(change));
+        this.edits.set(id, this.line(change));
       }
       return succeeded(change);
     });
   }
 
-  /** The line's content: a clear sets every mapped field to null, whatever the record holds. */
-  private payload(change: Change): Row {
-    return change.action === 'clear' ? Object.fromEntries(this.ctx.fields.map((f) => [f, null])) : change.record;
+  /** The line of a change's record: a clear sets every mapped field to null, whatever the record holds. */
+  private line(change: Change): string {
+    const record = change.action === 'clear' ? Object.fromEntries(this.ctx.fields.map((f) => [f, null])) : undefined;
+    if (this.csv) return csvRecord(record ?? change.record, this.ctx.fields);
+    return record ? stringifyJson(record) : recordJson(change);
   }
 
   private existingKeys(): Promise<Set<string>> {
     this.keys ??= this.merge ? loadKeys(this.index) : Promise.resolve(new Set());
     return this.keys;
-  }
-
-  private encode(record: Row): string {
-    return this.csv ? csvRecord(record, this.ctx.fields) : stringifyJson(record);
   }
 
   /** Writes the new file and index to temp files (listed in `temps`), then renames them over. */
@@ -208,7 +205,7 @@ class FileSession implements Session {
         for await (const [id, line] of this.existingRecords()) {
           const edit = this.edits.get(id);
           if (edit === undefined) await put(id, line);
-          else if (edit !== null) await put(id, this.encode(edit));
+          else if (edit !== null) await put(id, edit);
         }
       }
       // The new records follow, as journaled: already in the file's form.

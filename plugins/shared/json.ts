@@ -7,6 +7,7 @@
  * digit for digit, as the warehouse wrote it.
  */
 import { compareNumber, isInteger, isLosslessNumber, LosslessNumber, parse, stringify } from 'lossless-json';
+import type { Change } from '../plugin.ts';
 
 /**
  * A number of a record that a JS number would change, kept as the warehouse's text. A template
@@ -67,4 +68,65 @@ export function stringifyJson(value: unknown, space?: number | string): string {
 /** An identifier in an app's answer, as text: a string, or a number with all its digits. */
 export function idText(value: unknown): string | undefined {
   return typeof value === 'string' || typeof value === 'number' || value instanceof ExactNumber ? String(value) : undefined;
+}
+
+/** The accessor of a LazyChange's `record`: an own, enumerable property, so that `{ ...change }` and JSON.stringify see it. */
+const lazyRecord: PropertyDescriptor = {
+  enumerable: true,
+  get(this: LazyChange) {
+    return this.read();
+  },
+  set(this: LazyChange, value: Record<string, unknown>) {
+    this.replace(value);
+  },
+};
+
+/**
+ * A change whose `record` is parsed from the warehouse's JSON text when it is first read (or
+ * replaced when it is first set). Until then {@link recordJson} gives that text as it is.
+ */
+class LazyChange {
+  declare record: Record<string, unknown>;
+  #text: string | undefined;
+  #record: Record<string, unknown> | undefined;
+
+  constructor(
+    readonly key: string,
+    readonly action: Change['action'],
+    readonly appId: string | null | undefined,
+    text: string,
+  ) {
+    this.#text = text;
+    Object.defineProperty(this, 'record', lazyRecord);
+  }
+
+  read(): Record<string, unknown> {
+    if (this.#record === undefined) {
+      this.#record = parseJson(this.#text!) as Record<string, unknown>;
+      this.#text = undefined;
+    }
+    return this.#record;
+  }
+
+  replace(value: Record<string, unknown>): void {
+    this.#record = value;
+    this.#text = undefined;
+  }
+
+  /** The record's JSON text as the warehouse wrote it, while nothing has read the record. */
+  text(): string | undefined {
+    return this.#text;
+  }
+}
+
+export function lazyChange(fields: Omit<Change, 'record'>, text: string): Change {
+  return new LazyChange(fields.key, fields.action, fields.appId, text);
+}
+
+/**
+ * A change's record as JSON text: the warehouse's own text while nothing has read the record (no
+ * parse, and every digit as the warehouse wrote it, as history holds it), else {@link stringifyJson}.
+ */
+export function recordJson(change: Change): string {
+  return (change instanceof LazyChange ? change.text() : undefined) ?? stringifyJson(change.record);
 }
