@@ -6,8 +6,8 @@
  * one statement is written marked by the next (up to twice as many batches ahead as are sent while
  * one statement is written, and at least one per slot of the connection's concurrency: more on a
  * warehouse that takes 100 ms a statement); and the outcomes are written behind the answers, the
- * answers of many batches per statement. After a crash, only the
- * batches on the wire, marked ahead, or answered but not yet written are in doubt. */
+ * answers of many batches per statement. After a crash, only the batches on the wire, marked
+ * ahead, or answered but not yet written are in doubt. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/plugin.ts';
@@ -198,9 +198,9 @@ class Mean {
  * How far the warehouse writes run ahead of (marks) and behind (outcomes) the sends, measured as
  * the run goes: while one statement is written, `concurrency × statement time / send time`
  * batches start. Twice that many batches are read and marked ahead, and may wait for their
- * outcomes to be written, on top of those on the wire; and
- * at least one batch per slot, so that a statement slower than the ones before does not hold up
- * the sends, however fast the warehouse is next to the app.
+ * outcomes to be written, on top of those on the wire; and at least one batch per slot, so that a
+ * statement slower than the ones before does not hold up the sends, however fast the warehouse is
+ * next to the app.
  */
 class Pace {
   readonly statementMs = new Mean();
@@ -289,8 +289,8 @@ class MarkAhead {
 
   /** The next batch, once it is marked (if it is marked ahead); undefined at the end of the change set. */
   async next(): Promise<PlannedChange[] | undefined> {
-    this.read();
-    while (this.queue.length === 0 && !this.ended) await new Promise<void>((resolve) => (this.wake = resolve));
+    // Woken by each batch read, and when a read ends (a read that was ending when this began could not start again).
+    for (this.read(); this.queue.length === 0 && !this.ended; this.read()) await new Promise<void>((resolve) => (this.wake = resolve));
     this.wake = undefined;
     const head = this.queue.shift();
     this.read();

@@ -85,7 +85,7 @@ const lazyRecord: PropertyDescriptor = {
  * A change whose `record` is parsed from the warehouse's JSON text when it is first read (or
  * replaced when it is first set). Until then {@link recordJson} gives that text as it is.
  */
-class LazyChange {
+class LazyChange implements Change {
   declare record: Record<string, unknown>;
   #text: string | undefined;
   #record: Record<string, unknown> | undefined;
@@ -119,6 +119,7 @@ class LazyChange {
   }
 }
 
+/** A change whose record is the warehouse's JSON text `text`, parsed when it is first read. */
 export function lazyChange(fields: Omit<Change, 'record'>, text: string): Change {
   return new LazyChange(fields.key, fields.action, fields.appId, text);
 }
