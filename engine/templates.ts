@@ -7,7 +7,7 @@ import nunjucks from 'nunjucks';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TemplateRenderer } from '../plugins/plugin.ts';
-import { stringifyJson } from '../plugins/shared/json.ts';
+import { JsonText, stringifyJson } from '../plugins/shared/json.ts';
 import { packageRoot } from './paths.ts';
 
 const builtinTemplates = fileURLToPath(new URL('templates/', packageRoot));
@@ -20,8 +20,15 @@ interface Tokenizer {
 interface Frame {
   lookup(name: string): unknown;
 }
+/** A node of a template's syntax tree: its type, and the names of the fields that hold its children. */
+interface SyntaxNode {
+  typename: string;
+  fields: string[];
+  [field: string]: unknown;
+}
 const internals = nunjucks as unknown as {
   lexer: { lex(source: string): Tokenizer };
+  parser: { parse(source: string): SyntaxNode };
   runtime: { Frame: new () => Frame; SafeString: new (value: string) => object };
 };
 type RenderWithFrame = (context: object, frame: Frame) => string;
@@ -38,7 +45,7 @@ export function templateRenderer(projectDir: string): TemplateRenderer {
   const env = new nunjucks.Environment(loader, { autoescape: false, throwOnUndefined: false });
   // `tojson` as in Jinja: a value as JSON text (nunjucks calls it `dump`). Both keep the exact
   // digits of a record's numbers (plugins/shared/json.ts), which JSON.stringify would not.
-  env.addFilter('tojson', (value: unknown) => stringifyJson(value));
+  env.addFilter('tojson', (value: unknown) => (value instanceof JsonText ? value.text : stringifyJson(value)));
   env.addFilter('dump', (value: unknown, space?: number | string) => stringifyJson(value, space));
   // A value already encoded by `urlencode` is not encoded again in a path.
   const urlencode = env.getFilter('urlencode') as (value: unknown) => string;
@@ -57,6 +64,7 @@ export function templateRenderer(projectDir: string): TemplateRenderer {
     }
     return t;
   };
+  const jsonOnly = new Map<string, boolean>();
   const render = (t: nunjucks.Template, context: Record<string, unknown>): string => (t.render as unknown as RenderWithFrame)(context, strictFrame(env, context));
   const rethrow = (e: unknown): never => {
     throw new Error(templateErrorText(e));
@@ -83,6 +91,15 @@ export function templateRenderer(projectDir: string): TemplateRenderer {
       } catch (e) {
         return rethrow(e);
       }
+    },
+    jsonOnly: (source, name) => {
+      const key = `${name}:${source}`;
+      let only = jsonOnly.get(key);
+      if (only === undefined) {
+        only = usedOnlyAsJson(source, name);
+        if (jsonOnly.size < 1000) jsonOnly.set(key, only);
+      }
+      return only;
     },
     check: (source, context, options = {}) => {
       let t: nunjucks.Template;
@@ -116,6 +133,31 @@ function strictFrame(env: nunjucks.Environment, context: Record<string, unknown>
     throw new Error(undefinedVariable(name));
   };
   return frame;
+}
+
+/** Whether a template uses `name` only as `name | tojson`, and includes, imports and extends no other template. */
+function usedOnlyAsJson(source: string, name: string): boolean {
+  let root: SyntaxNode;
+  try {
+    root = internals.parser.parse(source);
+  } catch {
+    return false;
+  }
+  const isNode = (value: unknown): value is SyntaxNode => typeof value === 'object' && value !== null && 'typename' in value;
+  const visit = (node: SyntaxNode, parent?: SyntaxNode, grandparent?: SyntaxNode): boolean => {
+    if (['Include', 'Import', 'FromImport', 'Extends'].includes(node.typename)) return false;
+    // `{{ name | tojson }}`: a Filter whose name is tojson, and whose arguments are this symbol alone.
+    if (node.typename === 'Symbol' && node.value === name) {
+      const args = parent?.children as unknown[] | undefined;
+      return grandparent?.typename === 'Filter' && grandparent.args === parent && args?.length === 1 && (grandparent.name as SyntaxNode).value === 'tojson';
+    }
+    return node.fields.every((field) => {
+      const child = node[field];
+      const children = Array.isArray(child) ? child : [child];
+      return children.every((c) => !isNode(c) || visit(c, node, parent));
+    });
+  };
+  return visit(root);
 }
 
 /**

@@ -117,6 +117,11 @@ export interface TemplateRenderer {
    * alone). `path: true` checks it as `renderPath` renders it.
    */
   check(template: string, context: Record<string, unknown>, options?: { path?: boolean }): string | undefined;
+  /**
+   * Whether a template uses `name` only as `name | tojson` (and includes no other template): then
+   * a JsonText (plugins/shared/json.ts) may stand in for the value in the context, printed as it is.
+   */
+  jsonOnly(template: string, name: string): boolean;
 }
 
 /** What the engine gives a plugin for one connection. */

@@ -117,6 +117,22 @@ describe('exact numbers, NaN and failing expressions', () => {
     expect((await history(dir)).get('2')).toMatchObject({ state: 'SUCCESS', record: `{"email":"b@x.io","big":-${BIG},"huge":-${HUGE},"ubig":0,"amount":-0.0000000001,"score":2.0,"n":1}` });
   });
 
+  it('puts each record into a batch body unparsed, as history holds it, when the body uses the records only as `records | tojson`', async () => {
+    const app = await FaultServer.start();
+    servers.push(app);
+    const create = { method: 'POST', path: '/contacts/batch/create', batch: true, body: '{"inputs": {{ records | tojson }}}', results: 'results', app_id: '{{ result.id }}' };
+    const update = { method: 'PATCH', path: '/contacts/{{ app_id }}', body: '{{ record | tojson }}' };
+    const dir = await project({ app: { plugin: 'http', config: { base_url: app.url } } }, { connection: 'app', object: 'contacts', requests: { create, update } });
+    const run = await runHere(dir, ['nums']);
+    expect(run.code, run.stderr).toBe(2);
+    const outcomes = await history(dir);
+    expect([outcomes.get('1')!.state, outcomes.get('5')!.state]).toEqual(['SUCCESS', 'SUCCESS']);
+    const sent = app.requests.filter((r) => r.method === 'POST').map((r) => r.text);
+    expect(sent).toEqual([`{"inputs": [${outcomes.get('1')!.record},${outcomes.get('5')!.record}]}`]);
+    expect(sent[0]).toContain(`"amount":${WIDE},`);
+    expect(sent[0]).toContain('"amount":5.5000000000,');
+  });
+
   it('writes the exact digits into a JSONL file, the same text as history', async () => {
     const dir = await project({ files: { plugin: 'file', config: { directory: './out' } } }, { connection: 'files', object: 'nums.jsonl' });
     const run = await runHere(dir, ['nums']);

@@ -22,7 +22,7 @@ import { z } from 'zod';
 import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
 import { sampleRecord, strict } from '../shared/sample.ts';
 import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated } from '../shared/http.ts';
-import { idText } from '../shared/json.ts';
+import { idText, JsonText, recordJson } from '../shared/json.ts';
 
 export { parseRetryAfter };
 
@@ -215,6 +215,15 @@ async function deleteAll(ctx: Context, template: RequestTemplate): Promise<void>
   if (answer.status < 200 || answer.status >= 300) throw new Error(`sync ${ctx.sync}: ${what} answered ${answer.status}${snippetSuffix(answer.text)}`);
 }
 
+/**
+ * Whether the request's path, headers and body use the record (`record`), or the batch's records
+ * (`records`), only as `| tojson`: then the warehouse's JSON text goes into the request as it is,
+ * never parsed and written again (and with every digit, as history holds it).
+ */
+function asJson(ctx: Context, template: RequestTemplate, name: string): boolean {
+  return [template.path, template.body ?? '', ...Object.values(template.headers ?? {})].every((source) => ctx.templates.jsonOnly(source, name));
+}
+
 /** A template failed to render: the change is rejected, the run goes on. */
 class TemplateError extends Error {}
 
@@ -374,7 +383,7 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
   if (!found) return rejected(change, `no request template for ${change.action}: add destination.requests.${change.action}`);
   const { name, template } = found;
   const context: Record<string, unknown> = {
-    record: change.record,
+    record: asJson(ctx, template, 'record') ? new JsonText(recordJson(change)) : change.record,
     key: change.key,
     app_id: change.appId ?? null,
     action: change.action,
@@ -396,7 +405,7 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
   const response = answer.body;
   const result = resultOf(answer, response);
   if (answer.status >= 200 && answer.status < 300) {
-    const answered = { ...context, response };
+    const answered = { ...context, record: change.record, response };
     try {
       const refusal = template.error === undefined ? '' : render('error', template.error, answered).trim();
       if (refusal) return { ...rejected(change, refusal), result };
@@ -421,10 +430,14 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
   const action = changes[0].action;
   const render = renderer(ctx, name, action);
   const base = { action, object: ctx.destination.object };
+  let listed: unknown[] | undefined;
   const context = {
     ...base,
-    changes: changes.map((c) => ({ key: c.key, record: c.record, app_id: c.appId ?? null, action: c.action })),
-    records: changes.map((c) => c.record),
+    // Read (and so parsed) only if a template uses them.
+    get changes() {
+      return (listed ??= changes.map((c) => ({ key: c.key, record: c.record, app_id: c.appId ?? null, action: c.action })));
+    },
+    records: asJson(ctx, template, 'records') ? new JsonText(`[${changes.map(recordJson).join(',')}]`) : changes.map((c) => c.record),
   };
 
   let built: Built;

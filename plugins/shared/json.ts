@@ -131,3 +131,8 @@ export function lazyChange(fields: Omit<Change, 'record'>, text: string): Change
 export function recordJson(change: Change): string {
   return (change instanceof LazyChange ? change.text() : undefined) ?? stringifyJson(change.record);
 }
+
+/** JSON text that stands in for a value of a template's context: `| tojson` prints it as it is (see TemplateRenderer.jsonOnly). */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
