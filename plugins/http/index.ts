@@ -22,7 +22,7 @@ import { z } from 'zod';
 import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
 import { sampleRecord, strict } from '../shared/sample.ts';
 import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated } from '../shared/http.ts';
-import { idText, JsonText, recordJson } from '../shared/json.ts';
+import { idText, JsonText, recordJson, stringifyJson } from '../shared/json.ts';
 
 export { parseRetryAfter };
 
@@ -216,9 +216,9 @@ async function deleteAll(ctx: Context, template: RequestTemplate): Promise<void>
 }
 
 /**
- * Whether the request's path, headers and body use the record (`record`), or the batch's records
- * (`records`), only as `| tojson`: then the warehouse's JSON text goes into the request as it is,
- * never parsed and written again (and with every digit, as history holds it).
+ * Whether the request's path, headers and body use `record` (or a batch's `records` or `changes`)
+ * only as `| tojson`, or not at all: then the warehouse's JSON text goes into the request as it
+ * is, never parsed and written again (and with every digit, as history holds it), if at all.
  */
 function asJson(ctx: Context, template: RequestTemplate, name: string): boolean {
   return [template.path, template.body ?? '', ...Object.values(template.headers ?? {})].every((source) => ctx.templates.jsonOnly(source, name));
@@ -383,7 +383,7 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
   if (!found) return rejected(change, `no request template for ${change.action}: add destination.requests.${change.action}`);
   const { name, template } = found;
   const context: Record<string, unknown> = {
-    record: asJson(ctx, template, 'record') ? new JsonText(recordJson(change)) : change.record,
+    record: asJson(ctx, template, 'record') ? new JsonText(() => recordJson(change)) : change.record,
     key: change.key,
     app_id: change.appId ?? null,
     action: change.action,
@@ -430,14 +430,12 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
   const action = changes[0].action;
   const render = renderer(ctx, name, action);
   const base = { action, object: ctx.destination.object };
-  let listed: unknown[] | undefined;
   const context = {
     ...base,
-    // Read (and so parsed) only if a template uses them.
-    get changes() {
-      return (listed ??= changes.map((c) => ({ key: c.key, record: c.record, app_id: c.appId ?? null, action: c.action })));
-    },
-    records: asJson(ctx, template, 'records') ? new JsonText(`[${changes.map(recordJson).join(',')}]`) : changes.map((c) => c.record),
+    changes: asJson(ctx, template, 'changes')
+      ? new JsonText(() => `[${changes.map((c) => `{"key":${JSON.stringify(c.key)},"record":${recordJson(c)},"app_id":${stringifyJson(c.appId ?? null)},"action":"${c.action}"}`).join(',')}]`)
+      : changes.map((c) => ({ key: c.key, record: c.record, app_id: c.appId ?? null, action: c.action })),
+    records: asJson(ctx, template, 'records') ? new JsonText(() => `[${changes.map(recordJson).join(',')}]`) : changes.map((c) => c.record),
   };
 
   let built: Built;

@@ -132,7 +132,19 @@ export function recordJson(change: Change): string {
   return (change instanceof LazyChange ? change.text() : undefined) ?? stringifyJson(change.record);
 }
 
-/** JSON text that stands in for a value of a template's context: `| tojson` prints it as it is (see TemplateRenderer.jsonOnly). */
+/**
+ * JSON text that stands in for a value of a template's context: `| tojson` prints it as it is (see
+ * TemplateRenderer.jsonOnly). Given as a function, the text is made when it is first printed.
+ */
 export class JsonText {
-  constructor(readonly text: string) {}
+  #text: string | (() => string);
+
+  constructor(text: string | (() => string)) {
+    this.#text = text;
+  }
+
+  get text(): string {
+    if (typeof this.#text === 'function') this.#text = this.#text();
+    return this.#text;
+  }
 }
