@@ -98,9 +98,12 @@ describe('a lost run lock', () => {
 describe('a run lock that cannot be renewed', () => {
   it('stops the run from sending once the lock may have expired; the run ends FAILED with a message', async () => {
     const { emulator, app, dir } = await slowSnowflakeProject();
-    // From the first renewal on, the catalog table is gone: every renewal fails.
+    const run = ebbChild(dir, ['run', 's', '--json'], { EBB_LOCK_TTL_SECONDS: '1.5' });
+    // Once the run sends (its plan done, however slow the machine), the catalog table goes at the
+    // next renewal: every renewal from then on fails.
+    await until('a first request in the app', () => app.requests.length >= 1);
     const broken = emulator.interpose(/^UPDATE "EBB"\."SYNCS" SET lock_expires_at/, 'ALTER TABLE ebb.syncs RENAME TO syncs_gone');
-    const result = await ebbChild(dir, ['run', 's', '--json'], { EBB_LOCK_TTL_SECONDS: '1.5' });
+    const result = await run;
     await broken;
 
     expect(result.code, result.stderr).toBe(1);
