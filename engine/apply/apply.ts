@@ -625,9 +625,10 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     track(running, delivered);
     track(settling, delivered.then((writes) => Promise.all(writes)));
   };
-  const source = readAhead(batches(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), options.batchSize, stopReason), options.concurrency);
+  const source = batches(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), options.batchSize, stopReason);
+  // MarkAhead reads ahead of the sends itself; for an atomic plugin (one mark for the run) readAhead does.
   const ahead = options.atomicRun ? undefined : new MarkAhead(source, (batch) => marks.add([markRow(batch)]), pace, resendable);
-  const plain = source[Symbol.asyncIterator]();
+  const plain = readAhead(source, options.concurrency)[Symbol.asyncIterator]();
   const next = async () => (ahead ? ahead.next() : plain.next().then((n) => (n.done ? undefined : n.value)));
   try {
     for (let batch = await next(); batch; batch = await next()) {
