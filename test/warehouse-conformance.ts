@@ -229,9 +229,10 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
         const runId = `run-${++runNo}`;
         await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
         const summary = await plan(sql, sync, { runId });
+        const order = await w.runAndRead(`SELECT seq, action, record_key FROM ${t('sync_changes')} WHERE run_id = ? ORDER BY seq`, [runId]);
         await applyChanges({ sql, runId, lastSeq: summary.total, seqWindow: 3, session: app.session(), strategy: sync.strategy, batchSize: 2, concurrency: 2, retryDelaysMs: [] });
         const { counts, health } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
-        return { planned: summary.actions, counts, health };
+        return { planned: summary.actions, counts, health, order };
       };
 
       app.refuse.add('3');
@@ -253,6 +254,14 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       await w.run(`DELETE FROM ${t('customers')} WHERE customer_id = ? OR email = ?`, [2, 'd2@x.io']);
       const second = await runOnce();
       expect(second.planned).toEqual({ create: 2, update: 1, delete: 1, source_failure: 1 });
+      // Numbered 1 to n one action at a time, by key; the rows that cannot be sent last.
+      expect(second.order).toEqual([
+        { seq: 1, action: 'create', record_key: '3' },
+        { seq: 2, action: 'create', record_key: '4' },
+        { seq: 3, action: 'delete', record_key: '2' },
+        { seq: 4, action: 'update', record_key: '1' },
+        { seq: 5, action: 'none', record_key: null },
+      ]);
       expect(second.counts).toMatchObject({ succeeded: 4, failed: 0, source_failures: 1 });
       expect(await stateOf(sql, sync.name)).toEqual([
         { record_key: '1', app_identifier: 'app-1', apply_state: 'SUCCESS', apply_reason: 'CHANGED', last_action: 'update', failure_count: 0, transformed_record: record('a2@x.io', 1.3) },

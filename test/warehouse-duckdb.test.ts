@@ -43,3 +43,36 @@ describe('record hashes on DuckDB', () => {
     }
   });
 });
+
+describe('the change set on DuckDB', () => {
+  it('numbers a large change set 1 to n in the order apply sends it: one action at a time, by key', async () => {
+    // Large enough for DuckDB to sort in parallel and number what comes out of the sort.
+    const w = await DuckdbWarehouse.open({ path: ':memory:' }, tmpdir());
+    try {
+      const sql = new Sql(w, 'ebb');
+      await sql.runScript('setup');
+      await w.run(`CREATE TABLE src AS SELECT i AS id, 'user' || i AS email FROM range(200000) t(i)`);
+      const sync = syncSchema.parse({
+        name: 'big',
+        source: { table: 'src', key: 'id' },
+        destination: { connection: 'app', object: 'things' },
+        strategy: 'upsert',
+        on_remove: 'delete',
+        mapping: { email: 'email' },
+      });
+      // The state of a sync of half the rows, one in ten of them since changed, and 1000 removed ones.
+      await w.run(`INSERT INTO ebb.sync_record_state (sync_name, record_key, app_identifier, record_hash, transformed_record, apply_state, apply_reason, last_action, failure_count, first_synced_at, last_synced_at, hash_version)
+        SELECT 'big', CAST(i AS VARCHAR), 'app-' || i, CASE WHEN i % 10 = 0 THEN 'stale' ELSE md5(CAST(json_array('user' || i) AS VARCHAR)) END,
+               json_object('email', 'user' || i), 'SUCCESS', 'NEW', 'create', 0, now()::TIMESTAMP, now()::TIMESTAMP, 2
+        FROM range(-1000, 100000) t(i)`);
+      const summary = await plan(sql, sync, { runId: 'r1' });
+      expect(summary.actions).toEqual({ create: 100000, update: 10000, delete: 1000 });
+      const [check] = await w.runAndRead(`
+        SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi, count(*) FILTER (WHERE seq <> expected) AS misplaced
+        FROM (SELECT seq, row_number() OVER (ORDER BY action, record_key) AS expected FROM ebb.sync_changes WHERE run_id = 'r1')`);
+      expect(check).toEqual({ n: 111000, lo: 1, hi: 111000, misplaced: 0 });
+    } finally {
+      await w.close();
+    }
+  });
+});

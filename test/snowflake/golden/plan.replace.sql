@@ -82,14 +82,11 @@ planned AS (
     END AS action
   FROM reasoned
 ),
+-- Apply reads in seq order: records delayed by the last run first, then one action at a time,
+-- by key, so that a run sends in the same order whatever plan the warehouse picks.
 numbered AS (
-  SELECT *,
-    -- Apply reads in seq order: records delayed by the last run first, then one action at a time,
-    -- by key, so that a run sends in the same order whatever plan the warehouse picks.
-    row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq,
-    CASE WHEN NOT in_source THEN record_key END AS removed_key
-  FROM planned
-  WHERE action IS NOT NULL OR source_error IS NOT NULL
+  SELECT *, CASE WHEN NOT in_source THEN record_key END AS removed_key
+  FROM (SELECT *, row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq FROM planned WHERE action IS NOT NULL OR source_error IS NOT NULL) AS n
 )
 SELECT
   ?, ?, n.seq, n.record_key,
