@@ -49,9 +49,9 @@ const sampler = setInterval(sample, 50);
 const marks = { start: performance.now(), planned: 0, applied: 0 };
 
 // The phases are the run's own (onPhase): apply ends once the plugin has committed (the file
-// plugin writes its file at close), and record then writes history and state.
+// plugin writes its file at close), and record then writes history and state. Memory is sampled
+// by the timer and at each phase's start, never per batch: that would add to what is timed.
 const result = await runSync(engine, sync, {
-  onProgress: sample,
   onPhase: (next) => {
     sample();
     if (next === 'apply') marks.planned = performance.now();

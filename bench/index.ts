@@ -49,8 +49,17 @@ log(`ebb bench: ${int(rows)} rows (progress on stderr, results on stdout)`);
 
 const startup = await benchStartup(5, log);
 const planBench = await benchPlan(rows, REPEATS, log);
-const e2e: E2eBench = await benchE2e(rows, log);
-const small: E2eBench = await benchE2e(smallRows, log);
+// The end-to-end runs vary from run to run on a shared machine, peak RSS most (by a third at a
+// million records): each size runs REPEATS times, taking turns, and the medians are compared.
+const runs: { large: E2eBench[]; small: E2eBench[] } = { large: [], small: [] };
+for (let i = 0; i < REPEATS; i++) {
+  runs.large.push(await benchE2e(rows, log));
+  runs.small.push(await benchE2e(smallRows, log));
+}
+/** The run of median wall time: goals 2 and 3 take their rate and phases from one run. */
+const e2e = [...runs.large].sort((a, b) => a.ms.run - b.ms.run)[Math.floor(REPEATS / 2)];
+const largeRss = median(runs.large.map((r) => r.maxRss));
+const smallRss = median(runs.small.map((r) => r.maxRss));
 const delivery = await benchDelivery({}, log);
 const idle = await benchIdle(120, log);
 
@@ -60,7 +69,7 @@ const planCpu = median(planBench.plan.map((t: Timing) => t.cpu));
 const bareCpu = median(planBench.bare.map((t: Timing) => t.cpu));
 const planRatio = planMs / bareMs;
 const rate = e2e.rows / (e2e.ms.run / 1000);
-const rssRatio = e2e.maxRss / small.maxRss;
+const rssRatio = largeRss / smallRss;
 
 const recordRatio = e2e.ms.record / e2e.ms.plan;
 const figures: Figure[] = [
@@ -68,12 +77,12 @@ const figures: Figure[] = [
   { goal: '', figure: `bare diff: FULL OUTER JOIN on a (key, md5) snapshot (median of ${REPEATS})`, value: bareMs, unit: 'ms' },
   { goal: '1', figure: 'plan step / bare diff, wall time', value: planRatio, unit: 'ratio', target: { op: '<=', value: 1.5 } },
   { goal: '', figure: 'plan step / bare diff, CPU time (less sensitive to a busy machine)', value: planCpu / bareCpu, unit: 'ratio' },
-  { goal: '2', figure: `end-to-end first run, ${int(e2e.rows)} records -> JSONL file`, value: rate, unit: 'records/s', target: { op: '>=', value: 100_000 } },
+  { goal: '2', figure: `end-to-end first run, ${int(e2e.rows)} records -> JSONL file (median of ${REPEATS})`, value: rate, unit: 'records/s', target: { op: '>=', value: 100_000 } },
   { goal: '', figure: '  its phases: plan / apply / record', value: e2e.ms.run, unit: 'ms', text: [e2e.ms.plan, e2e.ms.apply, e2e.ms.record].map(seconds).join(' / ') },
   { goal: '3', figure: '  its record phase / its plan phase', value: recordRatio, unit: 'ratio', target: { op: '<=', value: 1 } },
-  { goal: '', figure: `peak RSS, first run of ${int(small.rows)} records`, value: small.maxRss / 2 ** 20, unit: 'MiB' },
-  { goal: '', figure: `peak RSS, first run of ${int(e2e.rows)} records`, value: e2e.maxRss / 2 ** 20, unit: 'MiB' },
-  { goal: '4', figure: `peak RSS ratio, ${int(e2e.rows)} / ${int(small.rows)}`, value: rssRatio, unit: 'ratio', target: { op: '<=', value: 1.25 } },
+  { goal: '', figure: `peak RSS, first run of ${int(smallRows)} records (median of ${REPEATS})`, value: smallRss / 2 ** 20, unit: 'MiB' },
+  { goal: '', figure: `peak RSS, first run of ${int(rows)} records (median of ${REPEATS})`, value: largeRss / 2 ** 20, unit: 'MiB' },
+  { goal: '4', figure: `peak RSS ratio, ${int(rows)} / ${int(smallRows)}`, value: rssRatio, unit: 'ratio', target: { op: '<=', value: 1.25 } },
   ...deliveryFigures(delivery),
   ...idleFigures(idle),
   ...startupFigures(startup),
@@ -95,8 +104,9 @@ const out = [
   `plan runs (wall / cpu ms): ${planBench.plan.map((t) => `${int(t.wall)} / ${int(t.cpu)}`).join(', ')}`,
   `bare runs (wall / cpu ms): ${planBench.bare.map((t) => `${int(t.wall)} / ${int(t.cpu)}`).join(', ')}`,
   `change set: ${JSON.stringify(planBench.summary.actions)} (the bare diff found ${JSON.stringify(planBench.bareCounts)})`,
-  `peak RSS by phase, ${int(e2e.rows)}: ${phases(e2e)}`,
-  `peak RSS by phase, ${int(small.rows)}: ${phases(small)}`,
+  ...(['large', 'small'] as const).map((size) => `end-to-end runs of ${int(size === 'large' ? rows : smallRows)} records (run = plan + apply + record, peak RSS): ` +
+    runs[size].map((r) => `${seconds(r.ms.run)} = ${[r.ms.plan, r.ms.apply, r.ms.record].map(seconds).join(' + ')}, ${mib(r.maxRss)}`).join('; ')),
+  `peak RSS by phase, ${int(rows)} (the median run): ${phases(e2e)}`,
   'peak RSS is the kernel\'s ru_maxrss of a child process that runs loadProject + openEngine + runSync.',
   '',
   ...formatDelivery(delivery),
