@@ -6,6 +6,9 @@
  * create without an identifier is a failure, and answers are read up to a cap.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -350,5 +353,26 @@ describe('answers', () => {
     const { result } = (await p.lastRun())['1'];
     expect(result.error?.message).toMatch(/^POST \/contacts answered 201, but requests\.create\.app_id \(\{\{ response\.id \}\}\) rendered empty: the answer was cut at 1048576 bytes\./);
     expect(result.response).toEqual({ status: 201, body: `${huge.slice(0, 4096)}… (truncated; the answer was longer than 1048576 bytes, and ebb read no further)` });
+  });
+
+  it('a compressed answer (a connection header may ask for one) is inflated before it is read', async () => {
+    const seen: Array<string | undefined> = [];
+    const app = createServer((req, res) => {
+      seen.push(req.headers['accept-encoding']);
+      req.resume().on('end', () => {
+        res.writeHead(201, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+        res.end(gzipSync(JSON.stringify({ id: `c-${seen.length}`, padding: 'x'.repeat(10_000) })));
+      });
+    });
+    await new Promise<void>((done) => app.listen(0, '127.0.0.1', done));
+    try {
+      const p = await project({ config: { base_url: `http://127.0.0.1:${(app.address() as AddressInfo).port}`, headers: { 'accept-encoding': 'gzip' } }, requests: { create }, strategy: 'create' });
+      await p.load([{ id: '1', email: 'ann@x.io', name: 'Ann' }]);
+      await p.run(0);
+      expect(seen).toEqual(['gzip']);
+      expect((await p.lastRun())['1']).toMatchObject({ state: 'SUCCESS', appId: 'c-1' });
+    } finally {
+      await new Promise((done) => app.close(done));
+    }
   });
 });
