@@ -310,7 +310,7 @@ export function renderLookup(source: string, context: Record<string, unknown>): 
   return textAt(context, path, 0);
 }
 
-/** A request ready for fetch: its URL (under base_url) and its method, headers and body. */
+/** A request ready to send: its URL (under base_url) and its method, headers and body. */
 interface Built {
   path: string;
   url: URL;
@@ -329,7 +329,8 @@ function buildRequest(ctx: Context, name: string, template: RequestTemplate, ren
     const body = template.body === undefined ? undefined : render('body', template.body, context);
     if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json');
     if (!headers.has('accept')) headers.set('accept', 'application/json');
-    // fetch makes the one Request of it: a Request built here would be copied again.
+    // Headers, not a Request: new Headers() already refuses a bad name or value here, and a
+    // Request's body would only be copied out again to be sent.
     return { path, url: urlUnder(ctx.config.base_url, path, name), init: { method: template.method, headers, body } };
   } catch (e) {
     throw new Error(e instanceof TemplateError ? e.message : `cannot build the ${name} request: ${errorText(e)}`);

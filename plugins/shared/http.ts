@@ -47,7 +47,7 @@ export async function send(url: string | URL | Request, init: RequestInit, timeo
     const body = req ? (req.body ? new Uint8Array(await req.arrayBuffer()) : undefined) : init.body;
     const res = await request(req ? req.url : (url as string | URL), {
       method: (req?.method ?? init.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers: new Headers(req ? req.headers : init.headers),
+      headers: req ? req.headers : init.headers instanceof Headers ? init.headers : new Headers(init.headers),
       body: body instanceof URLSearchParams ? body.toString() : (body as string | Uint8Array | null | undefined),
       signal: AbortSignal.timeout(timeoutMs),
     });
