@@ -73,7 +73,7 @@ const SEPARATOR = '\x1f';
 const MAX_BATCH_TEXT = 1_000_000;
 /** After this many sends in a row got no answer at all (refused, DNS, reset), the run stops sending. */
 const BREAKER_SENDS = 3;
-/** The most batches marked ahead of the sends, per slot of the connection's concurrency. */
+/** The most batches marked ahead of the sends, or answered and not yet written, per slot of the connection's concurrency. */
 const MAX_LEAD_PER_SLOT = 32;
 
 function toChange(row: Row): PlannedChange {
@@ -88,30 +88,34 @@ function toChange(row: Row): PlannedChange {
 
 /** Rows of the change set read and sorted per statement: the warehouse never sorts the whole change set at once. */
 const SEQ_WINDOW = 50_000;
+/** Rows of the first window: small, so that the first batch leaves soon; each next window is twice the one before, up to the full window. */
+const FIRST_SEQ_WINDOW = 5_000;
 
 /** The change set in seq order, one statement per window of seqs; each window's statement starts while the one before is read. */
 async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: number): AsyncIterable<Row[]> {
-  const open = (from: number) => {
-    const rows = sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: Math.min(from + window - 1, lastSeq) })[Symbol.asyncIterator]();
+  const open = (from: number, size: number) => {
+    const rows = sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: Math.min(from + size - 1, lastSeq) })[Symbol.asyncIterator]();
     const first = rows.next();
     first.catch(() => undefined);
-    return { rows, first };
+    return { rows, first, from, size };
   };
-  let next = lastSeq >= 1 ? open(1) : undefined;
+  let next = lastSeq >= 1 ? open(1, Math.min(window, FIRST_SEQ_WINDOW)) : undefined;
   try {
-    for (let from = 1; next; from += window) {
-      const { rows, first } = next;
+    while (next) {
+      const { rows, first, from, size } = next;
       next = undefined;
+      const after = from + size;
+      const following = () => (after <= lastSeq ? open(after, Math.min(window, size * 2)) : undefined);
       try {
         let read = 0;
         for (let chunk = await first; !chunk.done; chunk = await rows.next()) {
           read += chunk.value.length;
           // The next window's statement starts once half of this one is read: in time, and not
           // beside this one's, nor before the first marks (a warehouse may queue the statements).
-          if (!next && read >= window / 2 && from + window <= lastSeq) next = open(from + window);
+          if (!next && read >= size / 2) next = following();
           yield chunk.value;
         }
-        if (!next && from + window <= lastSeq) next = open(from + window);
+        next ??= following();
       } finally {
         await rows.return?.();
       }
@@ -197,10 +201,10 @@ class Mean {
 /**
  * How far the warehouse writes run ahead of (marks) and behind (outcomes) the sends, measured as
  * the run goes: while one statement is written, `concurrency × statement time / send time`
- * batches start. Twice that many batches are read and marked ahead, and may wait for their
- * outcomes to be written, on top of those on the wire; and at least one batch per slot, so that a
- * statement slower than the ones before does not hold up the sends, however fast the warehouse is
- * next to the app.
+ * batches start. Twice that many batches are read and marked ahead, on top of those on the wire;
+ * and at least one batch per slot, so that a statement slower than the ones before does not hold
+ * up the sends, however fast the warehouse is next to the app. Answered batches may wait for their
+ * outcomes to be written up to `max`, not the lead (see applyChanges).
  */
 class Pace {
   readonly statementMs = new Mean();
@@ -208,10 +212,11 @@ class Pace {
 
   constructor(
     private readonly concurrency: number,
-    private readonly max: number,
+    /** The most batches marked ahead, or answered and not yet written. */
+    readonly max: number,
   ) {}
 
-  /** Batches that may be marked ahead of the sends, and answered but not yet written. */
+  /** Batches that may be marked ahead of the sends. */
   lead(): number {
     const { value: statement } = this.statementMs;
     const { value: send } = this.sendMs;
@@ -606,8 +611,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     return writes;
   };
 
-  // Up to `concurrency` batches on the wire, and up to `concurrency + lead` from their mark until
-  // their outcomes are written: what a crash would leave in doubt. Every batch that started is
+  // Up to `concurrency` batches on the wire, and up to `concurrency + pace.max` from their mark
+  // until their outcomes are written: what a crash would leave in doubt. Every batch that started is
   // seen to its end, even when another one fails, so that no outcome is written after the run
   // was recorded.
   const running = new Set<Promise<unknown>>();
@@ -632,10 +637,13 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const next = async () => (ahead ? ahead.next() : plain.next().then((n) => (n.done ? undefined : n.value)));
   try {
     for (let batch = await next(); batch; batch = await next()) {
-      // Outcomes may fall behind the answers by the lead, no further: held unwritten, they would
-      // grow with the change set (an atomic plugin's too, though they count only once it commits).
-      const lead = options.atomicRun || resendable(batch) ? pace.lead() : 0;
-      while (running.size >= options.concurrency || settling.size >= options.concurrency + lead) await Promise.race([...running, ...settling]);
+      // Outcomes may fall behind the answers by pace.max batches, no further: held unwritten, they
+      // would grow with the change set (an atomic plugin's too, though they count only once it
+      // commits). Not by the measured lead: an outcome statement is written while the answers of
+      // the one before wait for it, and one slower than the mean (every few statements on a
+      // distant warehouse) then stopped every send until it ended. Such batches can be sent again.
+      const behind = options.atomicRun || resendable(batch) ? pace.max : 0;
+      while (running.size >= options.concurrency || settling.size >= options.concurrency + behind) await Promise.race([...running, ...settling]);
       start(batch);
     }
   } catch (e) {
