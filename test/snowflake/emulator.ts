@@ -81,6 +81,8 @@ export interface LoggedStatement {
   describeOnly: boolean;
   /** The statement's QUERY_TAG (a statement parameter), if it had one. */
   queryTag?: string;
+  /** When it arrived (performance.now() of the emulator's process). */
+  at: number;
 }
 
 /**
@@ -641,7 +643,7 @@ export class SnowflakeEmulator {
       done(answer.success ? undefined : new Error(answer.message));
     }
     const parameters = (body.parameters ?? {}) as Record<string, unknown>;
-    this.statements.push({ sql: sqlText, bindRows, describeOnly, ...(typeof parameters.QUERY_TAG === 'string' && { queryTag: parameters.QUERY_TAG }) });
+    this.statements.push({ sql: sqlText, bindRows, describeOnly, ...(typeof parameters.QUERY_TAG === 'string' && { queryTag: parameters.QUERY_TAG }), at: performance.now() });
     try {
       const failure = this.failures.find((f) => f.times > 0 && f.pattern.test(sqlText));
       if (failure) {
