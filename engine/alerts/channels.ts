@@ -100,8 +100,8 @@ async function attempt(channel: ChannelConfig, payload: EventPayload): Promise<{
   const request =
     channel.type === 'webhook'
       ? signedRequest({ ...channel, timeout_ms: timeoutMs }, channel.url, 'POST', body, { signature: 'X-Ebb-Signature', timestamp: 'X-Ebb-Timestamp' }, payload.id)
-      : new Request(channel.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-  const answer = await send(request, {}, timeoutMs);
+      : { url: new URL(channel.url), init: { method: 'POST', headers: { 'content-type': 'application/json' }, body } };
+  const answer = await send(request.url, request.init, timeoutMs);
   if ('failure' in answer) return { error: answer.failure, final: answer.kind === 'rejected' };
   if (answer.status >= 200 && answer.status < 300) return null;
   const final = answer.status < 500 && answer.status !== 408 && answer.status !== 429;

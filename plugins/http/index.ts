@@ -21,7 +21,7 @@
 import { z } from 'zod';
 import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
 import { sampleRecord, strict } from '../shared/sample.ts';
-import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated } from '../shared/http.ts';
+import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
 import { idText, JsonText, recordJson, stringifyJson } from '../shared/json.ts';
 
 export { parseRetryAfter };
@@ -123,14 +123,14 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
 
   async check(ctx) {
     const { base_url, headers, timeout_ms } = ctx.config;
-    let request: Request;
+    let request: { url: URL; headers: Headers };
     try {
-      request = new Request(base_url, { headers });
+      request = { url: new URL(base_url), headers: new Headers(headers) };
     } catch (e) {
       throw new Error(`cannot build a request to ${base_url}: ${errorText(e)}`);
     }
     // Any HTTP answer, even a 404, proves the server is reachable.
-    const answer = await ctx.schedule(() => send(request, {}, timeout_ms));
+    const answer = await ctx.schedule(() => send(request.url, { headers: request.headers }, timeout_ms));
     if ('failure' in answer) throw new Error(`cannot reach ${base_url}: ${answer.failure}`);
   },
 
@@ -314,7 +314,7 @@ export function renderLookup(source: string, context: Record<string, unknown>): 
 interface Built {
   path: string;
   url: URL;
-  init: RequestInit;
+  init: Outgoing;
 }
 
 /**

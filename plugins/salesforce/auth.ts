@@ -86,7 +86,7 @@ async function requestToken(ctx: PluginContext<SalesforceConfig>): Promise<Crede
   const audience = trimSlash(config.audience ?? config.base_url);
   const assertion = signJwt({ iss: config.client_id!, sub: config.username!, aud: audience, exp: Math.floor(Date.now() / 1000) + 180 }, key);
   const url = `${trimSlash(config.base_url)}/services/oauth2/token`;
-  const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion });
+  const body = new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }).toString();
   const sent = await ctx.schedule(() =>
     send(url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }, body }, config.timeout_ms),
   );

@@ -25,6 +25,13 @@ const notSent = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH
  */
 export type Answer = { status: number; headers: Headers; text: string; body: unknown; capped: boolean } | { failure: string; kind: 'transient' | 'rejected'; sent: boolean };
 
+/** What a plugin sends: a method (GET by default), headers and a body of text. */
+export interface Outgoing {
+  method?: string;
+  headers?: HeadersInit;
+  body?: string;
+}
+
 type Undici = typeof UndiciModule;
 let undici: Promise<Undici> | undefined;
 
@@ -40,29 +47,30 @@ let undici: Promise<Undici> | undefined;
  * `Location`. The body is read up to `maxBytes` (default {@link maxAnswerBytes}), and inflated
  * if the app compressed it (ebb does not ask for compression, but a header of the connection may).
  */
-export async function send(url: string | URL | Request, init: RequestInit, timeoutMs: number, maxBytes = maxAnswerBytes): Promise<Answer> {
+export async function send(url: string | URL, init: Outgoing, timeoutMs: number, maxBytes = maxAnswerBytes): Promise<Answer> {
   try {
     const { request } = await (undici ??= importModule<Undici>('undici'));
-    const req = url instanceof Request ? url : undefined;
-    const body = req ? (req.body ? new Uint8Array(await req.arrayBuffer()) : undefined) : init.body;
-    const res = await request(req ? req.url : (url as string | URL), {
-      method: (req?.method ?? init.method ?? 'GET') as Dispatcher.HttpMethod,
-      headers: req ? req.headers : init.headers instanceof Headers ? init.headers : new Headers(init.headers),
-      body: body instanceof URLSearchParams ? body.toString() : (body as string | Uint8Array | null | undefined),
+    const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
+    // fetch said `node`; request says nothing, and some gateways refuse a request without one.
+    if (!headers.has('user-agent')) headers.set('user-agent', 'ebb');
+    const res = await request(url, {
+      method: (init.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers,
+      body: init.body,
       signal: AbortSignal.timeout(timeoutMs),
     });
-    const headers = answerHeaders(res.headers);
+    const answered = answerHeaders(res.headers);
     if (res.statusCode >= 300 && res.statusCode < 400) {
       await res.body.dump();
-      const location = headers.get('location');
+      const location = answered.get('location');
       return {
         failure: `answered ${res.statusCode} with a redirect to ${location ?? '(no Location)'}, which ebb does not follow: set the connection's URL to the address the app answers at`,
         kind: 'rejected',
         sent: true,
       };
     }
-    const { text, capped } = await readCapped(res.body, headers, maxBytes);
-    return { status: res.statusCode, headers, text, body: capped ? text : parseBody(text), capped };
+    const { text, capped } = await readCapped(res.body, answered, maxBytes);
+    return { status: res.statusCode, headers: answered, text, body: capped ? text : parseBody(text), capped };
   } catch (e) {
     if (e instanceof Error && e.name === 'TimeoutError') return { failure: `no answer within ${timeoutMs} ms`, kind: 'transient', sent: true };
     return { failure: errorText(e), kind: 'transient', sent: !notSent.has(errorCode(e) ?? '') };
