@@ -18,6 +18,7 @@ import { needsWarehouse, SnowflakeEmulator, type LoggedStatement } from '../test
 import { loadProject, type Project } from '../engine/config/load.ts';
 import { Worker } from '../engine/schedule/worker.ts';
 import { Scheduler } from '../engine/schedule/scheduler.ts';
+import { STALE_CHECK_MS } from '../engine/alerts/alerts.ts';
 import { figureTable, type Figure } from './figures.ts';
 
 /** What one idle hour cost. */
@@ -104,7 +105,7 @@ export async function idleHourOf(kind: 'worker' | 'scheduler', scale: number, lo
       emulator,
       scale,
       kind === 'worker'
-        ? new Worker(p, { pollMs: 2000 / scale, maxIdleLookMs: 60_000 / scale, log: quiet })
+        ? new Worker(p, { pollMs: 2000 / scale, maxIdleLookMs: 60_000 / scale, staleCheckMs: STALE_CHECK_MS / scale, log: quiet })
         : new Scheduler(p, { tickMs: 1000 / scale, refreshMs: 10_000 / scale, livePollMs: 2000 / scale, maxIdleLookMs: 300_000 / scale, log: quiet }),
     );
   } finally {

@@ -193,9 +193,9 @@ export async function staleVerdicts(engine: Engine, catalog?: CatalogEntry[]): P
 }
 
 /** Evaluates `no_success` between runs (the scheduler and the worker do, every STALE_CHECK_MS) and notifies changes. Never rejects. */
-export async function checkStale(engine: Engine): Promise<void> {
+export async function checkStale(engine: Engine, catalog?: CatalogEntry[]): Promise<void> {
   try {
-    for (const [sync, verdict] of await staleVerdicts(engine)) await settle(engine, sync, [verdict], null, {}, false);
+    for (const [sync, verdict] of await staleVerdicts(engine, catalog)) await settle(engine, sync, [verdict], null, {}, false);
   } catch (e) {
     warn(`the no_success alerts could not be evaluated: ${(e as Error).message}`);
   }

@@ -299,7 +299,7 @@ export class Scheduler {
     }
     if (now >= this.nextStaleCheck) {
       this.nextStaleCheck = now + Math.min(STALE_CHECK_MS, this.refreshMs);
-      await checkStale(engine);
+      await checkStale(engine, catalog);
     }
     // The alerts' no_success check runs in looks: an idle scheduler on Snowflake makes it at least every five minutes.
     this.timedDue = timedDue;

@@ -70,6 +70,8 @@ export interface WorkerOptions {
   log?: (entry: WorkerLogEntry) => void;
   /** The longest an idle worker goes without reading the queue itself, in ms (see idle.ts). Default 60 s. */
   maxIdleLookMs?: number;
+  /** How often, at most, `no_success` alerts are evaluated between runs, in ms. Default 10 s. */
+  staleCheckMs?: number;
 }
 
 /** What a worker did, when it stops. */
@@ -102,6 +104,7 @@ export class Worker {
   private readonly once: boolean;
   private readonly pollMs: number;
   private readonly claimTtlMs: number;
+  private readonly staleCheckMs: number;
   private readonly log: (entry: WorkerLogEntry) => void;
   /** Aborted on stop: the run under way sends no new batch. */
   private readonly abort = new AbortController();
@@ -113,6 +116,8 @@ export class Worker {
   private current: Request | null = null;
   /** Syncs whose request went back to the queue, left alone until then (ms since the epoch). */
   private readonly heldBack = new Map<string, number>();
+  /** The catalog as last read, and the change tokens it was read under. */
+  private catalogRead: { token: string; catalog: CatalogEntry[] } | null = null;
   /** When `no_success` is next evaluated between runs. */
   private nextStaleCheck = 0;
   private readonly summary: WorkerSummary = { runs: [], dropped: 0, requeued: 0 };
@@ -127,6 +132,7 @@ export class Worker {
     this.once = options.once ?? false;
     this.pollMs = options.pollMs ?? defaultPollMs();
     this.claimTtlMs = options.claimTtlMs ?? defaultClaimTtlMs();
+    this.staleCheckMs = options.staleCheckMs ?? STALE_CHECK_MS;
     const log = options.log ?? textLog;
     // Every line is masked here, whoever writes it (text, JSON, a test's collector).
     this.log = (entry) => log(redactValue(entry));
@@ -208,21 +214,22 @@ export class Worker {
    */
   private async step(engine: Engine): Promise<boolean> {
     const { sql } = engine;
-    if (!this.once && !this.looks.due(await changeTokens(sql, [{ own: 'run_requests' }, { own: 'syncs' }]))) return false;
-    const served = await this.claimAndServe(engine);
+    const token = this.once ? null : await changeTokens(sql, [{ own: 'run_requests' }, { own: 'syncs' }]);
+    if (!this.once && !this.looks.due(token)) return false;
+    const served = await this.claimAndServe(engine, token);
     this.looks.looked(served);
     return served;
   }
 
-  private async claimAndServe(engine: Engine): Promise<boolean> {
+  private async claimAndServe(engine: Engine, token: string | null): Promise<boolean> {
     const { sql } = engine;
     const now = Date.now();
     if (now >= this.nextStaleCheck) {
-      this.nextStaleCheck = now + STALE_CHECK_MS;
-      await checkStale(engine);
+      this.nextStaleCheck = now + this.staleCheckMs;
+      await checkStale(engine, await this.catalog(sql, token));
     }
     const staleBefore = new Date(now - this.claimTtlMs);
-    /** The catalog, read once per look and only when a request of a task graph asks for it. */
+    /** The catalog, read at most once per look and only when a request of a task graph asks for it. */
     let catalog: Promise<CatalogEntry[]> | undefined;
     for (const row of await sql.runAndRead('request_candidates', { stale_before: staleBefore, limit: CANDIDATES })) {
       if (this.stopping) return false;
@@ -233,7 +240,7 @@ export class Worker {
       };
       if ((this.heldBack.get(request.sync) ?? 0) > now) continue;
       // A task graph queues a sync right after the syncs it runs after: their runs go first.
-      if (request.trigger === 'task' && (await this.waitsForParents(sql, request, (catalog ??= readCatalog(sql))))) continue;
+      if (request.trigger === 'task' && (await this.waitsForParents(sql, request, (catalog ??= this.catalog(sql, token))))) continue;
       const claimed = await sql.run('request_claim', { holder: this.id, request_id: request.id, claimed_at: new Date(), stale_before: staleBefore });
       // Another worker won this one: try the next.
       if (claimed !== 1) continue;
@@ -245,6 +252,17 @@ export class Worker {
       if (Number(n) === 0) this.drained = true;
     }
     return false;
+  }
+
+  /**
+   * The catalog, read again only when the change tokens of run_requests and syncs moved since it
+   * was read (null tokens: every time). An idle worker's look is then one statement.
+   */
+  private async catalog(sql: Engine['sql'], token: string | null): Promise<CatalogEntry[]> {
+    if (token !== null && this.catalogRead?.token === token) return this.catalogRead.catalog;
+    const catalog = await readCatalog(sql);
+    this.catalogRead = token === null ? null : { token, catalog };
+    return catalog;
   }
 
   /** Whether a sync's request waits for requests of the syncs it runs after, queued no later. */
