@@ -107,13 +107,12 @@ async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: numb
       const after = from + size;
       const following = () => (after <= lastSeq ? open(after, Math.min(window, size * 2)) : undefined);
       try {
-        let read = 0;
         for (let chunk = await first; !chunk.done; chunk = await rows.next()) {
-          read += chunk.value.length;
-          // The next window's statement starts once half of this one is read: in time, and not
-          // beside this one's, nor before the first marks (a warehouse may queue the statements).
-          if (!next && read >= size / 2) next = following();
           yield chunk.value;
+          // The next window's statement starts once this one answered and its first rows were
+          // taken (their marks under way): it runs while this window is sent, and never beside
+          // this one's nor before those marks (a warehouse may queue the statements).
+          next ??= following();
         }
         next ??= following();
       } finally {
@@ -201,9 +200,11 @@ class Mean {
 /**
  * How far the warehouse writes run ahead of (marks) and behind (outcomes) the sends, measured as
  * the run goes: while one statement is written, `concurrency × statement time / send time`
- * batches start. Twice that many batches are read and marked ahead, on top of those on the wire;
- * and at least one batch per slot, so that a statement slower than the ones before does not hold
- * up the sends, however fast the warehouse is next to the app. Answered batches may wait for their
+ * batches start. Four times that many are read and marked ahead, on top of those on the wire
+ * (a mark statement carries what was read while the one before was written, and statement times
+ * vary: at twice, a Snowflake run waited for its marks), and at least one batch per slot, so that
+ * a statement slower than the ones before does not hold up the sends, however fast the warehouse
+ * is next to the app. Answered batches may wait for their
  * outcomes to be written up to `max`, not the lead (see applyChanges).
  */
 class Pace {
@@ -221,7 +222,7 @@ class Pace {
     const { value: statement } = this.statementMs;
     const { value: send } = this.sendMs;
     const during = statement === undefined || send === undefined ? 0 : Math.floor((this.concurrency * statement) / Math.max(send, 0.01));
-    return Math.min(this.max, Math.max(this.concurrency, 2 * during));
+    return Math.min(this.max, Math.max(this.concurrency, 4 * during));
   }
 
   /** Times a send, or a warehouse write, for the lead. */
