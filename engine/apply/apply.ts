@@ -634,8 +634,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const source = batches(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), options.batchSize, stopReason);
   // MarkAhead reads ahead of the sends itself; for an atomic plugin (one mark for the run) readAhead does.
   const ahead = options.atomicRun ? undefined : new MarkAhead(source, (batch) => marks.add([markRow(batch)]), pace, resendable);
-  const plain = readAhead(source, options.concurrency)[Symbol.asyncIterator]();
-  const next = async () => (ahead ? ahead.next() : plain.next().then((n) => (n.done ? undefined : n.value)));
+  const plain = ahead ? undefined : readAhead(source, options.concurrency)[Symbol.asyncIterator]();
+  const next = async () => (plain ? plain.next().then((n) => (n.done ? undefined : n.value)) : ahead!.next());
   try {
     for (let batch = await next(); batch; batch = await next()) {
       // Outcomes may fall behind the answers by pace.max batches, no further: held unwritten, they

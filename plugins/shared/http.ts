@@ -6,7 +6,6 @@
 import type { Readable, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type * as UndiciModule from 'undici';
-import type { Dispatcher } from 'undici';
 import { importModule } from '../../engine/import-module.ts';
 import { redact } from '../../engine/redact.ts';
 import { parseJson } from './json.ts';
@@ -50,11 +49,12 @@ let undici: Promise<Undici> | undefined;
 export async function send(url: string | URL, init: Outgoing, timeoutMs: number, maxBytes = maxAnswerBytes): Promise<Answer> {
   try {
     const { request } = await (undici ??= importModule<Undici>('undici'));
-    const headers = init.headers instanceof Headers ? init.headers : new Headers(init.headers);
+    // A copy: the caller's headers are its own.
+    const headers = new Headers(init.headers);
     // fetch said `node`; request says nothing, and some gateways refuse a request without one.
     if (!headers.has('user-agent')) headers.set('user-agent', 'ebb');
     const res = await request(url, {
-      method: (init.method ?? 'GET') as Dispatcher.HttpMethod,
+      method: (init.method ?? 'GET') as UndiciModule.Dispatcher.HttpMethod,
       headers,
       body: init.body,
       signal: AbortSignal.timeout(timeoutMs),
