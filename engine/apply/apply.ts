@@ -204,8 +204,8 @@ class Mean {
  * (a mark statement carries what was read while the one before was written, and statement times
  * vary: at twice, a Snowflake run waited for its marks), and at least one batch per slot, so that
  * a statement slower than the ones before does not hold up the sends, however fast the warehouse
- * is next to the app. Answered batches may wait for their
- * outcomes to be written up to `max`, not the lead (see applyChanges).
+ * is next to the app. Answered batches may wait for their outcomes to be written up to `max`, not
+ * the lead (see applyChanges).
  */
 class Pace {
   readonly statementMs = new Mean();
