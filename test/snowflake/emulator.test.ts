@@ -117,6 +117,26 @@ describe('Snowflake adapter on the emulator (emulated)', () => {
     expect(await w.runAndRead('SELECT result FROM app.semi WHERE seq = 7')).toEqual([{ result: expect.stringMatching(/"i":\s*7/) }]);
   });
 
+  it('moves the change token of SYSTEM$LAST_CHANGE_COMMIT_TIME with each DML on that table, and only on it', async () => {
+    await w.run('CREATE TABLE app.watched (id INTEGER, v VARCHAR)');
+    await w.run('CREATE TABLE app.other (id INTEGER)');
+    const token = async () => Object.values((await w.runAndRead('SELECT SYSTEM$LAST_CHANGE_COMMIT_TIME(?) AS t', ['"APP"."WATCHED"']))[0]).map(String)[0];
+    const seen = [await token()];
+    for (const dml of [
+      `INSERT INTO app.watched VALUES (1, 'a')`,
+      `INSERT INTO "APP"."WATCHED" (id, v) SELECT 2, 'b'`,
+      `UPDATE app.watched SET v = 'c' WHERE id = 1`,
+      `MERGE INTO app.watched t USING (SELECT 3 AS id) s ON t.id = s.id WHEN NOT MATCHED THEN INSERT (id, v) VALUES (s.id, 'd')`,
+      `DELETE FROM app.watched WHERE id = 2`,
+    ]) {
+      await w.run(dml);
+      seen.push(await token());
+    }
+    expect(new Set(seen).size).toBe(seen.length);
+    await w.run('INSERT INTO app.other VALUES (1)');
+    expect(await token()).toBe(seen.at(-1));
+  });
+
   it('adds latencyMs to every request it answers, one at a time or several at once', async () => {
     emulator.latencyMs = 150;
     try {

@@ -685,7 +685,7 @@ export class SnowflakeEmulator {
           changed = (await prepared!.run()).rowsChanged;
         }
         await this.consumeStreams(session, tokens);
-        const [target] = qualifiedNames(tokens);
+        const target = dmlTarget(tokens);
         if (target) {
           const key = objectKey(this.resolveObject(session, target));
           this.changes.set(key, (this.changes.get(key) ?? 0) + 1);
@@ -1048,6 +1048,14 @@ function qualifiedNames(tokens: Token[]): string[][] {
     names.push(parts);
   }
   return names;
+}
+
+/** The table a DML statement writes: the name after INSERT [OVERWRITE] INTO, UPDATE, DELETE FROM or MERGE INTO. */
+function dmlTarget(tokens: Token[]): string[] | undefined {
+  const sig = tokens.filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+  let i = 0;
+  while (sig[i]?.kind === 'word' && /^(INSERT|OVERWRITE|INTO|UPDATE|DELETE|FROM|MERGE)$/i.test(sig[i].text)) i++;
+  return qualifiedNames(sig.slice(i))[0];
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer> {

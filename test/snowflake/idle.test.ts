@@ -4,6 +4,7 @@
  * at most about once a minute (bench/idle.ts, at 600× speed); and a worker still notices a new
  * request at its next poll, not after its idle wait.
  */
+import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SnowflakeEmulator } from './emulator.ts';
 import './support.ts';
@@ -32,20 +33,24 @@ describe('idle worker and scheduler on Snowflake (emulated)', () => {
     });
     afterAll(() => emulator?.stop());
 
-    it('notices a queued request at its next poll of the tokens', async () => {
-      // Its idle wait grows to ten minutes: only the token of run_requests can wake it in time.
+    it('notices a queued request at its next poll of the tokens, not at its next look', async () => {
+      // Its idle wait doubles from 50 ms, up to ten minutes: after its sixth look it waits 3.2 s
+      // before the next, so a claim much sooner than that can only come from the token poll.
       const worker = new Worker(project, { pollMs: 50, maxIdleLookMs: 600_000, log: () => {} });
       const done = worker.start();
       try {
         const looks = () => idleCost(emulator.statements.filter((s) => /"RUN_REQUESTS"/.test(s.sql) && /^\s*SELECT/i.test(s.sql))).warehouse;
-        await until('three looks at the queue', () => looks() >= 3, { timeoutMs: 10_000 });
-        await new Promise((ok) => setTimeout(ok, 1000));
+        await until('six looks at the queue', () => looks() >= 6, { timeoutMs: 20_000, intervalMs: 5 });
+        const queuedAt = performance.now();
         await emulator.sql(`INSERT INTO ebb.run_requests (request_id, sync_name, "trigger", requested_at) SELECT 'r1', 'customers', 'api', SYSDATE()`);
         const finished = await until('the run of the request to finish', async () => {
           const rows = await emulator.sql(`SELECT run_id FROM ebb.run_requests WHERE request_id = 'r1' AND finished_at IS NOT NULL`);
           return rows.length > 0 ? rows : undefined;
         });
         expect(finished).toHaveLength(1);
+        const claim = emulator.statements.find((s) => s.at > queuedAt && /^\s*UPDATE\s+"[^"]+"\."RUN_REQUESTS"\s+SET claimed_by/i.test(s.sql));
+        expect(claim).toBeDefined();
+        expect(claim!.at - queuedAt).toBeLessThan(2000);
       } finally {
         await worker.stop();
         await done;
