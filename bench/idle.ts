@@ -1,9 +1,10 @@
 /**
  * The idle cost on Snowflake: for one idle hour, how many statements need a running virtual
  * warehouse (and so keep it from suspending), for an `ebb worker` with an empty queue and for an
- * `ebb scheduler` with one live sync whose source does not change. Through the wire emulator, at
- * `scale` times the speed: every interval (poll, idle wait, tick) is divided by `scale`, so the
- * hour takes 3600 / scale seconds. Statements that need no warehouse (the change tokens of
+ * `ebb scheduler` with one live sync whose source does not change, in a project with a
+ * `no_success` alert rule. Through the wire emulator, at `scale` times the speed: every interval
+ * (poll, idle wait, tick, alert check) is divided by `scale`, so the hour takes 3600 / scale
+ * seconds. Statements that need no warehouse (the change tokens of
  * SYSTEM$LAST_CHANGE_COMMIT_TIME, SHOW, ALTER SESSION) are counted apart.
  *
  *   node bin/run-ts.js bench/idle.ts [scale]      (default 120: 30 s per hour)
@@ -61,8 +62,8 @@ export async function idleEmulator(): Promise<SnowflakeEmulator> {
   }
 }
 
-/** A project on the emulator with one live sync of analytics.customers to a file. */
-export async function idleProject(emulator: SnowflakeEmulator): Promise<Project> {
+/** A project on the emulator with one live sync of analytics.customers to a file, and the alerts given. */
+export async function idleProject(emulator: SnowflakeEmulator, alerts?: object): Promise<Project> {
   const dir = await mkdtemp(join(tmpdir(), 'ebb-bench-idle-'));
   await writeFile(
     join(dir, 'ebb.yml'),
@@ -71,6 +72,7 @@ export async function idleProject(emulator: SnowflakeEmulator): Promise<Project>
       name: 'idle',
       warehouse: { type: 'snowflake', account: 'emulated', username: 'bench', password: 'bench', database: 'DB', access_url: emulator.url },
       connections: { files: { plugin: 'file', config: { directory: './out' } } },
+      ...(alerts && { alerts }),
       syncs: [{ name: 'customers', source: { table: 'analytics.customers', key: 'customer_id' }, destination: { connection: 'files', object: 'customers.jsonl' }, strategy: 'upsert', mapping: { email: 'email' }, schedule: 'live' }],
     }),
   );
@@ -99,7 +101,8 @@ export async function idleHourOf(kind: 'worker' | 'scheduler', scale: number, lo
   const quiet = () => {};
   const emulator = await idleEmulator();
   try {
-    const p = await idleProject(emulator);
+    // With a no_success rule, as a project that watches its schedules has: its checks count too.
+    const p = await idleProject(emulator, { rules: { no_success: { for: '1d' } } });
     log(`idle hour of a ${kind} (${HOUR_MS / scale / 1000} s at ${scale}× speed)…`);
     return await idleHour(
       emulator,
@@ -122,7 +125,7 @@ export async function benchIdle(scale = 120, log: (line: string) => void = () =>
 export function idleFigures(bench: IdleBench): Figure[] {
   const figure = (who: string, h: IdleHour): Figure => ({
     goal: 'idle',
-    figure: `Snowflake, one idle hour of ${who}: statements that need a warehouse (that need none: ${h.free})`,
+    figure: `Snowflake, one idle hour of ${who}, a no_success rule: statements that need a warehouse (that need none: ${h.free})`,
     value: h.warehouse,
     unit: 'requests',
     target: { op: '<=', value: 60 },

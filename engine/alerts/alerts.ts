@@ -171,25 +171,32 @@ async function settle(engine: Engine, sync: SyncConfig, verdicts: Verdict[], run
   }
 }
 
-/** The syncs of the catalog that are expected to run: a paused or completed sync is not stale. */
-async function scheduledSyncs(engine: Engine, catalog?: CatalogEntry[]): Promise<SyncConfig[]> {
-  return (catalog ?? (await readCatalog(engine.sql)))
+/** The syncs of the catalog with a `no_success` rule that are expected to run: a paused or completed sync is not stale. */
+function ruledSyncs(engine: Engine, catalog: CatalogEntry[]): SyncConfig[] {
+  return catalog
     .filter((e) => e.status !== 'PAUSED' && e.status !== 'COMPLETED')
     .map(effectiveSync)
-    .filter((s): s is SyncConfig => s !== null);
+    .filter((s): s is SyncConfig => s !== null && Boolean(rulesOf(engine, s).no_success));
 }
 
-/** The `no_success` verdicts of the catalog's syncs now, without writing anything (for `ebb status`, which has read the catalog). */
-export async function staleVerdicts(engine: Engine, catalog?: CatalogEntry[]): Promise<Array<[SyncConfig, Verdict]>> {
-  // Only a sync with the rule needs its last success: without one, an idle poller reads the catalog alone.
-  const ruled = (await scheduledSyncs(engine, catalog)).filter((sync) => rulesOf(engine, sync).no_success);
-  if (ruled.length === 0) return [];
-  const rows = new Map((await engine.sql.runAndRead('alert_last_success')).map((r) => [String(r.sync_name), r]));
+/** Per sync, when its last run that did not fail finished, and when it was created. */
+async function lastSuccesses(engine: Engine): Promise<Map<string, Row>> {
+  return new Map((await engine.sql.runAndRead('alert_last_success')).map((r) => [String(r.sync_name), r]));
+}
+
+function verdictsOf(engine: Engine, ruled: SyncConfig[], rows: Map<string, Row>): Array<[SyncConfig, Verdict]> {
   return ruled.flatMap((sync): Array<[SyncConfig, Verdict]> => {
     const row = rows.get(sync.name);
     const verdict = row && noSuccessVerdict(rulesOf(engine, sync), { lastSuccessAt: ms(row.last_success_at), createdAt: ms(row.created_at), now: Date.now() });
     return verdict ? [[sync, verdict]] : [];
   });
+}
+
+/** The `no_success` verdicts of the catalog's syncs now, without writing anything (for `ebb status`, which has read the catalog). */
+export async function staleVerdicts(engine: Engine, catalog?: CatalogEntry[]): Promise<Array<[SyncConfig, Verdict]>> {
+  // Only a sync with the rule needs its last success: without one, an idle poller reads the catalog alone.
+  const ruled = ruledSyncs(engine, catalog ?? (await readCatalog(engine.sql)));
+  return ruled.length === 0 ? [] : verdictsOf(engine, ruled, await lastSuccesses(engine));
 }
 
 /** Evaluates `no_success` between runs (the scheduler and the worker do, every STALE_CHECK_MS) and notifies changes. Never rejects. */
@@ -198,6 +205,33 @@ export async function checkStale(engine: Engine, catalog?: CatalogEntry[]): Prom
     for (const [sync, verdict] of await staleVerdicts(engine, catalog)) await settle(engine, sync, [verdict], null, {}, false);
   } catch (e) {
     warn(`the no_success alerts could not be evaluated: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * `no_success` between runs for a poller that watches change tokens (the worker): while they
+ * stand, no run finished and nobody deployed, so the last successes are those it read, and a
+ * verdict changes only as time passes. It then reads nothing, and settles (reads and writes the
+ * alert states) only when a verdict turned: an idle worker's look stays one statement.
+ */
+export class StaleCheck {
+  private seen: { token: string; rows: Map<string, Row>; verdicts: string } | null = null;
+
+  /** Like checkStale, with the poller's tokens (null: none, read everything) and the catalog it read under them. Never rejects. */
+  async check(engine: Engine, token: string | null, catalog: CatalogEntry[]): Promise<void> {
+    try {
+      const seen = token !== null && this.seen?.token === token ? this.seen : undefined;
+      const ruled = ruledSyncs(engine, catalog);
+      const rows = seen?.rows ?? (ruled.length === 0 ? new Map<string, Row>() : await lastSuccesses(engine));
+      const verdicts = verdictsOf(engine, ruled, rows);
+      const key = JSON.stringify(verdicts.map(([sync, v]) => [sync.name, v.firing]));
+      if (seen?.verdicts === key) return;
+      for (const [sync, verdict] of verdicts) await settle(engine, sync, [verdict], null, {}, false);
+      this.seen = token === null ? null : { token, rows, verdicts: key };
+    } catch (e) {
+      this.seen = null;
+      warn(`the no_success alerts could not be evaluated: ${(e as Error).message}`);
+    }
   }
 }
 

@@ -30,7 +30,7 @@ import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
 import { decide, formatDuration, formatTime } from './due.ts';
 import { sourceFingerprint, type Fingerprint } from './fingerprint.ts';
-import { checkStale, STALE_CHECK_MS } from '../alerts/alerts.ts';
+import { StaleCheck, STALE_CHECK_MS } from '../alerts/alerts.ts';
 import { relationParts } from '../plan/plan.ts';
 import { timestampMs } from '../warehouse/timestamp.ts';
 
@@ -119,6 +119,7 @@ export class Scheduler {
   private readonly heldBack = new Map<string, number>();
   /** When `no_success` is next evaluated between runs. */
   private nextStaleCheck = 0;
+  private readonly stale = new StaleCheck();
   /** The last thing said about each sync (and '' for the scheduler): a decision is logged when it changes. */
   private readonly said = new Map<string, string>();
   /**
@@ -211,12 +212,14 @@ export class Scheduler {
     try {
       await this.engines.with(async (engine) => {
         const now = Date.now();
-        if (this.watched && now < this.timedDue && !this.looks.due(await changeTokens(engine.sql, this.watched), now)) {
+        const watched = now < this.timedDue ? this.watched : null;
+        const token = watched ? await changeTokens(engine.sql, watched) : null;
+        if (watched && !this.looks.due(token, now)) {
           // Nothing moved: no statement that needs a running warehouse.
           this.nextLook = Math.min(this.timedDue, now + this.pollEvery);
           return;
         }
-        const due = await this.decideAll(engine);
+        const due = await this.decideAll(engine, token);
         this.looks.looked(due !== undefined);
         if (due && !this.stopping) {
           await this.runDue(engine, due);
@@ -235,7 +238,7 @@ export class Scheduler {
   }
 
   /** Reads the catalog and the runs, logs each decision that changed, and returns the most overdue run. */
-  private async decideAll(engine: Engine): Promise<Due | undefined> {
+  private async decideAll(engine: Engine, token: string | null): Promise<Due | undefined> {
     const now = Date.now();
     const catalog = await readCatalog(engine.sql);
     const lastRun = new Map<string, number>();
@@ -299,7 +302,7 @@ export class Scheduler {
     }
     if (now >= this.nextStaleCheck) {
       this.nextStaleCheck = now + Math.min(STALE_CHECK_MS, this.refreshMs);
-      await checkStale(engine, catalog);
+      await this.stale.check(engine, token, catalog);
     }
     // The alerts' no_success check runs in looks: an idle scheduler on Snowflake makes it at least every five minutes.
     this.timedDue = timedDue;

@@ -40,7 +40,7 @@ import { RunRefusedError } from '../errors.ts';
 import { setBusyNotice, WarehouseBusyError } from '../warehouse/duckdb.ts';
 import { redact, redactValue } from '../redact.ts';
 import { formatDuration } from './due.ts';
-import { checkStale, STALE_CHECK_MS } from '../alerts/alerts.ts';
+import { StaleCheck, STALE_CHECK_MS } from '../alerts/alerts.ts';
 import { checkParentsHealthy, parentsQueued } from './dependencies.ts';
 
 const TRIGGERS: Trigger[] = ['manual', 'schedule', 'live', 'task', 'api', 'dbt', 'airflow'];
@@ -118,8 +118,9 @@ export class Worker {
   private readonly heldBack = new Map<string, number>();
   /** The catalog as last read, and the change tokens it was read under. */
   private catalogRead: { token: string; catalog: CatalogEntry[] } | null = null;
-  /** When `no_success` is next evaluated between runs. */
+  /** When `no_success` is next evaluated between runs, and what it read. */
   private nextStaleCheck = 0;
+  private readonly stale = new StaleCheck();
   private readonly summary: WorkerSummary = { runs: [], dropped: 0, requeued: 0 };
   /** When to read the queue itself rather than its change tokens: an idle worker lets the warehouse suspend. */
   private readonly looks: IdleLooks;
@@ -226,7 +227,7 @@ export class Worker {
     const now = Date.now();
     if (now >= this.nextStaleCheck) {
       this.nextStaleCheck = now + this.staleCheckMs;
-      await checkStale(engine, await this.catalog(sql, token));
+      await this.stale.check(engine, token, await this.catalog(sql, token));
     }
     const staleBefore = new Date(now - this.claimTtlMs);
     /** The catalog, read at most once per look and only when a request of a task graph asks for it. */
@@ -256,7 +257,7 @@ export class Worker {
 
   /**
    * The catalog, read again only when the change tokens of run_requests and syncs moved since it
-   * was read (null tokens: every time). An idle worker's look is then one statement.
+   * was read (null tokens: every time). With StaleCheck, an idle worker's look is one statement.
    */
   private async catalog(sql: Engine['sql'], token: string | null): Promise<CatalogEntry[]> {
     if (token !== null && this.catalogRead?.token === token) return this.catalogRead.catalog;

@@ -24,6 +24,28 @@ describe('idle worker and scheduler on Snowflake (emulated)', () => {
     expect(scheduler.free).toBeGreaterThan(0);
   }, 120_000);
 
+  it('an idle worker turns a no_success verdict that time turned, without reading the runs again', async () => {
+    const emulator = await idleEmulator();
+    try {
+      const project = await idleProject(emulator, { rules: { no_success: { for: '3s' } } });
+      const worker = new Worker(project, { pollMs: 50, maxIdleLookMs: 500, staleCheckMs: 100, log: () => {} });
+      const done = worker.start();
+      try {
+        // The sync never runs (live syncs are the scheduler's): 3 s after its deploy, it has not succeeded for too long.
+        // (Until the worker has deployed, there is no table to read.)
+        const state = async () => (await emulator.sql(`SELECT state FROM ebb.sync_alerts WHERE sync_name = 'customers' AND rule = 'no_success'`).catch(() => []))[0]?.STATE;
+        expect(await until('no_success to fire', async () => ((await state()) === 'FIRING' ? 'FIRING' : undefined), { timeoutMs: 20_000 })).toBe('FIRING');
+        // Its first check read the last successes; the tokens have not moved since: none read them again.
+        expect(emulator.statements.filter((s) => /^\s*SELECT s\.sync_name, s\.created_at/i.test(s.sql))).toHaveLength(1);
+      } finally {
+        await worker.stop();
+        await done;
+      }
+    } finally {
+      await emulator.stop();
+    }
+  });
+
   describe('a worker that waits long between looks', () => {
     let emulator: SnowflakeEmulator;
     let project: Project;
