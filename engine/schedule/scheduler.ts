@@ -119,6 +119,7 @@ export class Scheduler {
   private readonly heldBack = new Map<string, number>();
   /** When `no_success` is next evaluated between runs. */
   private nextStaleCheck = 0;
+  /** The no_success check, which keeps what it read while the change tokens stand. */
   private readonly stale = new StaleCheck();
   /** The last thing said about each sync (and '' for the scheduler): a decision is logged when it changes. */
   private readonly said = new Map<string, string>();

@@ -118,8 +118,9 @@ export class Worker {
   private readonly heldBack = new Map<string, number>();
   /** The catalog as last read, and the change tokens it was read under. */
   private catalogRead: { token: string; catalog: CatalogEntry[] } | null = null;
-  /** When `no_success` is next evaluated between runs, and what it read. */
+  /** When `no_success` is next evaluated between runs. */
   private nextStaleCheck = 0;
+  /** The no_success check, which keeps what it read while the change tokens stand. */
   private readonly stale = new StaleCheck();
   private readonly summary: WorkerSummary = { runs: [], dropped: 0, requeued: 0 };
   /** When to read the queue itself rather than its change tokens: an idle worker lets the warehouse suspend. */
