@@ -199,29 +199,26 @@ export async function staleVerdicts(engine: Engine, catalog?: CatalogEntry[]): P
   return ruled.length === 0 ? [] : verdictsOf(engine, ruled, await lastSuccesses(engine));
 }
 
-/** Evaluates `no_success` between runs (the scheduler and the worker do, every STALE_CHECK_MS) and notifies changes. Never rejects. */
-export async function checkStale(engine: Engine, catalog?: CatalogEntry[]): Promise<void> {
-  try {
-    for (const [sync, verdict] of await staleVerdicts(engine, catalog)) await settle(engine, sync, [verdict], null, {}, false);
-  } catch (e) {
-    warn(`the no_success alerts could not be evaluated: ${(e as Error).message}`);
-  }
+/** Evaluates `no_success` now (`ebb alerts check`) and notifies changes. Never rejects. */
+export async function checkStale(engine: Engine): Promise<void> {
+  await new StaleCheck().check(engine, null);
 }
 
 /**
- * `no_success` between runs for a poller that watches change tokens (the worker): while they
- * stand, no run finished and nobody deployed, so the last successes are those it read, and a
- * verdict changes only as time passes. It then reads nothing, and settles (reads and writes the
- * alert states) only when a verdict turned: an idle worker's look stays one statement.
+ * `no_success` between runs, as the scheduler and the worker evaluate it (every STALE_CHECK_MS).
+ * Given the change tokens they watch: while those stand, no run finished and nobody deployed, so
+ * the last successes are those it read, and a verdict changes only as time passes. It then reads
+ * nothing, and settles (reads and writes the alert states) only when a verdict turned: an idle
+ * poller's look stays one statement.
  */
 export class StaleCheck {
   private seen: { token: string; rows: Map<string, Row>; verdicts: string } | null = null;
 
-  /** Like checkStale, with the poller's tokens (null: none, read everything) and the catalog it read under them. Never rejects. */
-  async check(engine: Engine, token: string | null, catalog: CatalogEntry[]): Promise<void> {
+  /** With the poller's tokens (null: none, read everything) and the catalog it read under them (default: read it). Never rejects. */
+  async check(engine: Engine, token: string | null, catalog?: CatalogEntry[]): Promise<void> {
     try {
       const seen = token !== null && this.seen?.token === token ? this.seen : undefined;
-      const ruled = ruledSyncs(engine, catalog);
+      const ruled = ruledSyncs(engine, catalog ?? (await readCatalog(engine.sql)));
       const rows = seen?.rows ?? (ruled.length === 0 ? new Map<string, Row>() : await lastSuccesses(engine));
       const verdicts = verdictsOf(engine, ruled, rows);
       const key = JSON.stringify(verdicts.map(([sync, v]) => [sync.name, v.firing]));
