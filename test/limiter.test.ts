@@ -16,7 +16,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { duck, ebb, makeProject, type CliResult } from './support/project.ts';
+import { duck, ebb, ebbProcess, makeProject, type CliResult } from './support/project.ts';
 import { describeWithService } from './support/services.ts';
 import { until } from './support/wait.ts';
 import { Limiters, limiterId, limiterKeys, spacingMs } from '../engine/apply/limiter.ts';
@@ -146,7 +146,7 @@ async function projects(name: string, sink: Sink, limits: Limits, count: number,
  * no retries at all, so this also shows that waiting for the limiter is not a try.
  */
 async function runAll(dirs: string[], env: Record<string, string>, records: number): Promise<void> {
-  const results = await Promise.all(dirs.map((dir) => ebb(dir, ['run', 's', '--json'], env)));
+  const results = await Promise.all(dirs.map((dir) => ebbProcess(dir, ['run', 's', '--json'], env)));
   for (const result of results) expectHealthy(result, records);
 }
 

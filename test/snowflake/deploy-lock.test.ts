@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { SnowflakeEmulator } from './emulator.ts';
 import './support.ts';
-import { ebb, makeProject } from '../support/project.ts';
+import { ebb, ebbProcess, makeProject } from '../support/project.ts';
 
 const take = /^UPDATE "EBB"."DEPLOY_LOCK"\s+SET holder = \?/;
 const upsert = /^MERGE INTO "EBB"."SYNCS"/;
@@ -42,7 +42,7 @@ describe('the deploy lock (emulated)', () => {
     const [one, two] = [await project(names), await project(names)];
     // Each request a little slower, as on a distant account, so that the two deploys overlap.
     emulator.latencyMs = 50;
-    const results = await Promise.all([ebb(one, ['deploy']), ebb(two, ['deploy'])]);
+    const results = await Promise.all([ebbProcess(one, ['deploy']), ebbProcess(two, ['deploy'])]);
     emulator.latencyMs = 0;
     expect(results.map((r) => [r.code, r.stderr])).toEqual([
       [0, ''],

@@ -1,4 +1,4 @@
-/** Vitest's global setup: compiles ebb (`npm run build`), so that the `ebb` the tests spawn runs the code under test. */
+/** Vitest's global setup: compiles ebb (`npm run build`), so that the `ebb` some tests spawn runs the code under test. */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 

@@ -1,4 +1,4 @@
-/** Test projects in temporary directories, driven through the real `ebb` command or the engine. */
+/** Test projects in temporary directories, driven through ebb's CLI (in this process or as the real executable) or the engine. */
 import { mkdtemp, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -49,8 +49,51 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real `ebb` command in a project directory. */
+/**
+ * Runs the `ebb` command in a project directory: its arguments parsed and its command run by
+ * ebb's CLI (engine/cli/program.ts) in this process, with what it prints to stdout and stderr and
+ * the exit code it would exit with. `env` is set for the time of the command, as the variables of
+ * its environment. Commands run one at a time. The commands that keep running (scheduler, worker,
+ * serve) and the tests of the executable itself use {@link ebbProcess}.
+ */
 export function ebb(dir: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const done = commands.then(() => ebbHere([...args, '--project-dir', dir], env));
+  commands = done.catch(() => undefined);
+  return done;
+}
+
+let commands: Promise<unknown> = Promise.resolve();
+
+async function ebbHere(args: string[], env: Record<string, string>): Promise<CliResult> {
+  const { cli } = await import('../../engine/cli/program.ts');
+  const output = { stdout: '', stderr: '' };
+  const writes = { stdout: process.stdout.write, stderr: process.stderr.write };
+  const capture = (stream: 'stdout' | 'stderr') =>
+    function (chunk: string | Uint8Array, ...rest: unknown[]): boolean {
+      output[stream] += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+      const callback = rest.find((r): r is () => void => typeof r === 'function');
+      if (callback) queueMicrotask(callback);
+      return true;
+    };
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  process.stdout.write = capture('stdout') as typeof process.stdout.write;
+  process.stderr.write = capture('stderr') as typeof process.stderr.write;
+  try {
+    const code = await cli(args);
+    return { code, ...output };
+  } finally {
+    process.stdout.write = writes.stdout;
+    process.stderr.write = writes.stderr;
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+/** Runs the real `ebb` executable (bin/ebb.js, the built dist/) in a project directory, in a process of its own. */
+export function ebbProcess(dir: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(process.execPath, [bin, ...args, '--project-dir', dir], { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
