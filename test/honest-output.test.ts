@@ -2,12 +2,12 @@
  * Honest counts and honest output against a local CRM (runs in process, the other commands through
  * the CLI): an untracked record is not a success, a run whose records all failed is FAILED,
  * `skipped` counts what `ebb skip` held back, and the result line (on a terminal too) and
- * `ebb status` name the most common error.
+ * `ebb status` name the most common error. And the executable exits with its command's code.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { duck, ebb, makeProject, repoRoot, runHere } from './support/project.ts';
+import { duck, ebb, ebbProcess, makeProject, repoRoot, runHere } from './support/project.ts';
 import { CrmApp, crmRequests, rejectEmails, type Rule } from './support/crm-app.ts';
 
 const apps: CrmApp[] = [];
@@ -170,5 +170,23 @@ describe('honest output on a terminal', () => {
     expect(code, output).toBe(1);
     expect(output.replaceAll('\r', '')).toMatch(/s: FAILED in [\d.]+s — 0 succeeded, 0 failed.*\n {2}error: sync s: the source returned no rows.*--allow-empty-source\.\n/);
     expect(s.app.sentEmails('DELETE')).toEqual([]);
+  });
+});
+
+describe('the executable', () => {
+  it('exits with the exit code of its command: 0, 3 for a usage or config error, with a message and no stack trace', async () => {
+    const dir = await makeProject({ version: 1, name: 'exe', warehouse: { type: 'duckdb', path: 'warehouse.duckdb' }, syncs: [] });
+    const version = await ebbProcess(dir, ['--version']);
+    expect(version).toMatchObject({ code: 0, stderr: '' });
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    expect(await ebbProcess(dir, ['validate'])).toMatchObject({ code: 0, stderr: '' });
+    const unknown = await ebbProcess(dir, ['sync-all']);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr).toContain("error: unknown command 'sync-all'");
+    const invalid = await makeProject('version: 1\nname: exe\nwarehouse: { type: duckdb }\nsyncs: 3\n');
+    const refused = await ebbProcess(invalid, ['validate']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/syncs/);
+    expect(refused.stderr + unknown.stderr).not.toMatch(/\n\s+at /);
   });
 });
