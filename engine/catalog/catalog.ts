@@ -81,7 +81,6 @@ export interface CatalogEntry {
   /** Fields of the overrides that could not be read, with their paths: reported, never applied. */
   overrideIssues: ConfigIssue[];
   formerNames: string[];
-  records: number;
   /** The project whose deploy wrote it; null for an admin's sync, or one written before ebb kept it. */
   project: string | null;
 }
@@ -90,9 +89,12 @@ function json(v: unknown): unknown {
   return typeof v === 'string' ? JSON.parse(v) : (v ?? null);
 }
 
-/** Reads the whole catalog. */
-export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
-  return (await sql.runAndRead('catalog_list')).map((r) => {
+/**
+ * Reads the whole catalog, or (with `name`) the entry of one sync. How many records each holds is
+ * {@link recordCount}'s, read only where it is needed: a count scans the state.
+ */
+export async function readCatalog(sql: Sql, name?: string): Promise<CatalogEntry[]> {
+  return (await sql.runAndRead('catalog_list', { name: name ?? null })).map((r) => {
     // The catalog stores `env_var()` calls, not secrets: resolve them as ebb.yml's are.
     const parsed = syncSchema.safeParse(resolveEnvVars(json(r.definition), [], []));
     const { overrides, issues } = parseOverrides(r.overrides);
@@ -107,10 +109,15 @@ export async function readCatalog(sql: Sql): Promise<CatalogEntry[]> {
       overrides,
       overrideIssues: issues,
       formerNames: (json(r.former_names) as string[] | null) ?? [],
-      records: Number(r.records ?? 0),
       project: r.project_name === null || r.project_name === undefined ? null : String(r.project_name),
     };
   });
+}
+
+/** How many records of a sync the state holds. */
+export async function recordCount(sql: Sql, name: string): Promise<number> {
+  const [{ n }] = await sql.runAndRead('state_count', { sync_name: name });
+  return Number(n);
 }
 
 /** The definition that runs: the deployed one, with the admin's overrides on top. */
@@ -130,7 +137,7 @@ export function effectiveSync(entry: CatalogEntry): SyncConfig | null {
 
 /** A sync's name and its former names (a rename keeps its runs and history under the old name). */
 export async function namesOf(engine: { sql: Sql }, project: { config: { syncs: SyncConfig[] } }, name: string): Promise<string[]> {
-  const entry = (await readCatalog(engine.sql)).find((e) => e.name === name);
+  const [entry] = await readCatalog(engine.sql, name);
   if (!entry && !project.config.syncs.some((s) => s.name === name)) {
     throw new NotFoundError('sync', name, `unknown sync "${name}"; the syncs in ebb.yml are: ${project.config.syncs.map((s) => s.name).join(', ') || '(none)'}`);
   }

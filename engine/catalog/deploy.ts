@@ -7,7 +7,7 @@ import { userInfo } from 'node:os';
 import type { Engine } from '../engine.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import type { Project } from '../config/load.ts';
-import { readCatalog, scheduleText, type CatalogEntry } from './catalog.ts';
+import { readCatalog, recordCount, scheduleText, type CatalogEntry } from './catalog.ts';
 import { createHash, randomUUID } from 'node:crypto';
 import { ConfigError, DestructiveChangeError, RunRefusedError } from '../errors.ts';
 import { withDeployLock } from './deploy-lock.ts';
@@ -87,13 +87,14 @@ export async function analyseDeploy(engine: Engine): Promise<DeployPlan> {
   for (const step of steps.filter((s) => s.action === 'update' || s.action === 'rename')) {
     const entry = byName.get(step.from ?? step.sync)!;
     const sync = config.syncs.find((s) => s.name === step.sync)!;
-    const destructive = entry.definition && (await assessChange(engine, entry.definition, sync, entry.records, entry.name));
+    const destructive = entry.definition && (await assessChange(engine, entry.definition, sync, entry.name));
     if (destructive) step.destructive = destructive;
   }
   for (const entry of catalog) {
     if (claimed.has(entry.name)) continue;
-    const action = entry.origin === 'admin' ? 'keep' : entry.records > 0 ? (entry.status === 'PAUSED' ? 'none' : 'pause') : 'delete';
-    steps.push({ sync: entry.name, kind: 'orphaned', action, records: entry.records });
+    const records = await recordCount(engine.sql, entry.name);
+    const action = entry.origin === 'admin' ? 'keep' : records > 0 ? (entry.status === 'PAUSED' ? 'none' : 'pause') : 'delete';
+    steps.push({ sync: entry.name, kind: 'orphaned', action, records });
   }
   return { project: config.name, version: config.version, catalogVersion: version === null ? null : Number(version), steps };
 }

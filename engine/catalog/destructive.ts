@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SyncConfig } from '../config/schema.ts';
 import type { Engine } from '../engine.ts';
+import { recordCount } from './catalog.ts';
 import { effects, plan, sourceContext } from '../plan/plan.ts';
 
 /** A change of a sync's definition that would delete, orphan or recreate the records ebb holds. */
@@ -41,12 +42,14 @@ export function stateChanges(before: SyncConfig, after: SyncConfig): string[] {
 }
 
 /**
- * Assesses a new definition of a sync whose state (under the name `stateName`) holds `held`
- * records: undefined when nothing its state depends on changed, or when it holds none.
+ * Assesses a new definition of a sync whose state is under the name `stateName`: undefined when
+ * nothing its state depends on changed, or when the state holds no record.
  */
-export async function assessChange(engine: Engine, before: SyncConfig, after: SyncConfig, held: number, stateName = after.name): Promise<DestructiveChange | undefined> {
+export async function assessChange(engine: Engine, before: SyncConfig, after: SyncConfig, stateName = after.name): Promise<DestructiveChange | undefined> {
   const changes = stateChanges(before, after);
-  if (changes.length === 0 || held === 0) return undefined;
+  if (changes.length === 0) return undefined;
+  const held = await recordCount(engine.sql, stateName);
+  if (held === 0) return undefined;
   const resetsState = destinationName(before) !== destinationName(after);
   return { sync: after.name, changes, resetsState, effect: await effectOf(engine, before, after, held, resetsState, stateName) };
 }

@@ -14,7 +14,7 @@ const automatic: Trigger[] = ['schedule', 'live', 'task'];
 
 /** The catalog entry of a sync, or undefined when it was never deployed. */
 export async function catalogEntry(sql: Sql, name: string): Promise<CatalogEntry | undefined> {
-  return (await readCatalog(sql)).find((e) => e.name === name);
+  return (await readCatalog(sql, name))[0];
 }
 
 /** Throws when the sync's status forbids this run: PAUSED always, COMPLETED and ERROR for automatic triggers. */

@@ -1,6 +1,6 @@
 /** A sync's lifecycle in the catalog: pause, resume, overrides, revert, delete. */
 import type { Engine } from '../engine.ts';
-import { overridesSchema, readCatalog, type CatalogEntry, type Overrides, type Status } from '../catalog/catalog.ts';
+import { overridesSchema, readCatalog, recordCount, type CatalogEntry, type Overrides, type Status } from '../catalog/catalog.ts';
 import { ConfigError, NotFoundError, UsageError } from '../errors.ts';
 import { autoDeploy } from '../catalog/deploy.ts';
 import { zodIssues } from '../config/load.ts';
@@ -82,8 +82,9 @@ export async function setOverrides(engine: Engine, name: string, changes: Record
  */
 export async function deleteSync(engine: Engine, name: string, options: LifecycleOptions & { confirmed?: boolean } = {}): Promise<{ sync: string; records: number }> {
   const entry = await entryOf(engine, name, options);
-  if (!options.confirmed) throw new UsageError(`deleting ${name} drops its state of ${entry.records} records (history stays); confirm with --yes`);
+  const records = await recordCount(engine.sql, entry.name);
+  if (!options.confirmed) throw new UsageError(`deleting ${name} drops its state of ${records} records (history stays); confirm with --yes`);
   for (const table of ['sync_record_state', 'syncs']) await engine.sql.run('catalog_delete', { table, sync_name: name });
   if (engine.project.config.syncs.some((s) => s.name === name)) options.warn?.(`${name} is still in ebb.yml; the next deploy creates it again. Remove it there.`);
-  return { sync: name, records: entry.records };
+  return { sync: name, records };
 }

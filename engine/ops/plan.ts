@@ -35,7 +35,7 @@ export async function planSync(engine: Engine, name: string, options: PlanOption
   // The code against the deployed definition, as `ebb deploy` compares them.
   const catalog = await readCatalog(engine.sql);
   const entry = catalog.find((e) => e.name === sync.name) ?? catalog.find((e) => e.name === sync.renamed_from);
-  const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.records, entry.name) : undefined;
+  const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.name) : undefined;
   if (change && !options.allowDestructive) {
     throw new DestructiveChangeError(`${describeChange(change)} Refusing; pass --allow-destructive to see the plan (and to \`ebb deploy\` or \`ebb run\` to accept the change).`);
   }

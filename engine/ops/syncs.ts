@@ -1,6 +1,6 @@
 /** The syncs of a project as `ebb status` shows them, and one sync in full. */
 import type { Engine } from '../engine.ts';
-import { readCatalog, scheduleText, type CatalogEntry, type Overrides } from '../catalog/catalog.ts';
+import { readCatalog, recordCount, scheduleText, type CatalogEntry, type Overrides } from '../catalog/catalog.ts';
 import type { SyncConfig } from '../config/schema.ts';
 import { topErrors, type TopError } from '../record/record.ts';
 import { redactValue } from '../redact.ts';
@@ -86,7 +86,7 @@ export interface SyncDetail {
 /** One sync by name; an unknown name is a NotFoundError. */
 export async function getSync(engine: Engine, name: string): Promise<SyncDetail> {
   const code = engine.project.config.syncs.find((s) => s.name === name) ?? null;
-  const entry: CatalogEntry | undefined = (await readCatalog(engine.sql)).find((e) => e.name === name);
+  const [entry]: Array<CatalogEntry | undefined> = await readCatalog(engine.sql, name);
   const summary = (await listSyncs(engine)).find((r) => r.sync_name === name);
   if (!summary) throw new NotFoundError('sync', name, `unknown sync "${name}"; neither ebb.yml nor the catalog holds it`);
   return redactValue({
@@ -99,7 +99,7 @@ export async function getSync(engine: Engine, name: string): Promise<SyncDetail>
     overrides: entry?.overrides ?? {},
     override_issues: entry?.overrideIssues ?? [],
     former_names: entry?.formerNames ?? [],
-    records: entry?.records ?? 0,
+    records: entry ? await recordCount(engine.sql, name) : 0,
     summary,
   });
 }
