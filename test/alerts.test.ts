@@ -79,7 +79,7 @@ describe('alert rules', () => {
       run_failed: true,
       failed_records: { above_percent: 20 },
       needs_review: { above: 0 },
-      run_time: { above: '8s' },
+      run_time: { above: '3s' },
       volume: { counts: ['source_rows'], deviation_percent: 50, runs: 2 },
     };
     const s = await setup({ channels: { hook: channels.hook }, rules });
@@ -109,13 +109,13 @@ describe('alert rules', () => {
     s.app.rules = [];
     fired.push('sync.alert.resolved run_failed');
     await step('a healthy run again', 0, fired);
-    // A slow run: the app asks for a 9 s pause before the first request of the run goes through.
+    // A slow run: the app asks for a 4 s pause before the first request of the run goes through.
     let slowed = false;
-    const slow: Rule = () => (slowed ? undefined : ((slowed = true), { status: 503, headers: { 'retry-after': '9' }, body: { error: 'busy' } }));
+    const slow: Rule = () => (slowed ? undefined : ((slowed = true), { status: 503, headers: { 'retry-after': '4' }, body: { error: 'busy' } }));
     s.app.rules = [slow];
     await s.load(contacts(7));
     fired.push('sync.alert.firing run_time');
-    await step('a run longer than 8s', 0, fired);
+    await step('a run longer than 3s', 0, fired);
     s.app.rules = [];
     fired.push('sync.alert.resolved run_time');
     await step('a quick run', 0, fired);
