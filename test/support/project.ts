@@ -53,8 +53,8 @@ export interface CliResult {
  * Runs the `ebb` command in a project directory: its arguments parsed and its command run by
  * ebb's CLI (engine/cli/program.ts) in this process, with what it prints to stdout and stderr and
  * the exit code it would exit with. `env` is set for the time of the command, as the variables of
- * its environment. Commands run one at a time. The commands that keep running (scheduler, worker,
- * serve) and the tests of the executable itself use {@link ebbProcess}.
+ * its environment. Commands run one at a time: several at once, a scheduler, worker or server that
+ * keeps running, and the tests of the executable itself need processes ({@link ebbProcess}).
  */
 export function ebb(dir: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const done = commands.then(() => ebbHere([...args, '--project-dir', dir], env));
