@@ -32,6 +32,7 @@ import {
   mergeDuplicateCheck,
   nameParts,
   parseObjectStatement,
+  significant,
   SnowflakeRejection,
   snowflakeString,
   splitValues,
@@ -1019,7 +1020,7 @@ function checkSchedule(schedule: string): void {
 
 /** The streams of a WHEN condition: SYSTEM$STREAM_HAS_DATA('<stream>') calls joined by OR, or by AND; nothing else is emulated. */
 function streamCondition(condition: string): { streams: string[]; op: 'OR' | 'AND' } {
-  const sig = tokenize(condition).filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+  const sig = tokenize(condition).filter(significant);
   const streams: string[] = [];
   const ops = new Set<string>();
   for (let i = 0; i < sig.length; i += 5) {
@@ -1036,7 +1037,7 @@ function streamCondition(condition: string): { streams: string[]; op: 'OR' | 'AN
 
 /** Every (possibly qualified) name that a statement mentions: what may be a stream that it reads. */
 function qualifiedNames(tokens: Token[]): string[][] {
-  const sig = tokens.filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+  const sig = tokens.filter(significant);
   const names: string[][] = [];
   for (let i = 0; i < sig.length; i++) {
     if (sig[i].kind !== 'word' && sig[i].kind !== 'quoted') continue;
@@ -1052,7 +1053,7 @@ function qualifiedNames(tokens: Token[]): string[][] {
 
 /** The table a DML statement writes: the name after INSERT [OVERWRITE] INTO, UPDATE, DELETE FROM or MERGE INTO. */
 function dmlTarget(tokens: Token[]): string[] | undefined {
-  const sig = tokens.filter((t) => t.kind !== 'space' && t.kind !== 'comment');
+  const sig = tokens.filter(significant);
   let i = 0;
   while (sig[i]?.kind === 'word' && /^(INSERT|OVERWRITE|INTO|UPDATE|DELETE|FROM|MERGE)$/i.test(sig[i].text)) i++;
   return qualifiedNames(sig.slice(i))[0];

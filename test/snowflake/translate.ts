@@ -51,7 +51,7 @@ export function tokenize(sql: string): Token[] {
   return tokens;
 }
 
-const significant = (t: Token) => t.kind !== 'space' && t.kind !== 'comment';
+export const significant = (t: Token) => t.kind !== 'space' && t.kind !== 'comment';
 const upper = (t: Token | undefined) => (t && t.kind === 'word' ? t.text.toUpperCase() : t?.text ?? '');
 
 /** Functions renamed word for word (same arguments): Snowflake name → DuckDB name. */

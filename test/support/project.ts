@@ -75,16 +75,24 @@ async function ebbHere(args: string[], env: Record<string, string>): Promise<Cli
       if (callback) queueMicrotask(callback);
       return true;
     };
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
   process.stdout.write = capture('stdout') as typeof process.stdout.write;
   process.stderr.write = capture('stderr') as typeof process.stderr.write;
   try {
-    const code = await cli(args);
+    const code = await withEnv(env, () => cli(args));
     return { code, ...output };
   } finally {
     process.stdout.write = writes.stdout;
     process.stderr.write = writes.stderr;
+  }
+}
+
+/** Runs `body` with these variables set in process.env, and puts back what was there. */
+async function withEnv<T>(env: Record<string, string>, body: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return await body();
+  } finally {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
@@ -123,26 +131,21 @@ export interface InProcessRun {
  */
 export async function runHere(dir: string, names: string[], { env = {}, ...options }: { env?: Record<string, string> } & Omit<RunSyncsOptions, 'trigger' | 'warn'> & { trigger?: Trigger } = {}): Promise<InProcessRun> {
   const warnings: string[] = [];
-  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
-  Object.assign(process.env, env);
-  try {
-    const engine = await openEngine(await loadProject(dir));
+  return withEnv(env, async () => {
     try {
-      const summary = await runSyncs(engine, { names }, { trigger: 'manual', ...options, warn: (message) => warnings.push(message) });
-      return { code: summary.exit_code, json: toJson(summary, 2), warnings, stderr: stderrOf(warnings) };
-    } finally {
-      await engine.close();
+      const engine = await openEngine(await loadProject(dir));
+      try {
+        const summary = await runSyncs(engine, { names }, { trigger: 'manual', ...options, warn: (message) => warnings.push(message) });
+        return { code: summary.exit_code, json: toJson(summary, 2), warnings, stderr: stderrOf(warnings) };
+      } finally {
+        await engine.close();
+      }
+    } catch (e) {
+      if (!(e instanceof EbbError)) throw e;
+      const error = `error: ${redact(e.message)}`;
+      return { code: e.exitCode, json: '', warnings, error, stderr: stderrOf(warnings, error) };
     }
-  } catch (e) {
-    if (!(e instanceof EbbError)) throw e;
-    const error = `error: ${redact(e.message)}`;
-    return { code: e.exitCode, json: '', warnings, error, stderr: stderrOf(warnings, error) };
-  } finally {
-    for (const [k, v] of Object.entries(saved)) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
+  });
 }
 
 const stderrOf = (warnings: string[], error?: string) => [...warnings.map((w) => `warning: ${w}\n`), error === undefined ? '' : `${error}\n`].join('');
