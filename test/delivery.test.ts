@@ -9,11 +9,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { duck, ebb, makeProject, repoRoot, runHere } from './support/project.ts';
 import { FaultServer, type FaultConfig } from './support/fault-server.ts';
+import { lockHolder } from '../engine/run-lock.ts';
 
 const servers: FaultServer[] = [];
 const children: ChildProcess[] = [];
@@ -341,14 +343,13 @@ describe('time limit', () => {
 
 describe('the run lock and a killed run', () => {
   const bin = join(repoRoot, 'bin', 'ebb.js');
-  const env = { EBB_LOCK_TTL_SECONDS: '1' };
 
-  it('a second run is refused while the first holds the sync; after a kill -9 the next run recovers, with no duplicates', async () => {
+  it('a second run is refused while the first holds the sync; after a kill -9 the next run takes its lock at once and recovers, with no duplicates', async () => {
     const s = await setup({ batchSize: 2, concurrency: 2, createIsIdempotent: true, app: { latencyMs: 50 } });
     const rows = people(1, 40);
     await s.load(rows);
 
-    const first = spawn(process.execPath, [bin, 'run', 's', '--json', '--project-dir', s.dir], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const first = spawn(process.execPath, [bin, 'run', 's', '--json', '--project-dir', s.dir], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(first);
     let firstErr = '';
     first.stderr.on('data', (chunk: Buffer) => (firstErr += chunk.toString()));
@@ -362,7 +363,7 @@ describe('the run lock and a killed run', () => {
     s.app.configure({ latencyMs: 60_000 });
 
     // EBB_BUSY_WAIT_SECONDS: how long a command waits for a busy warehouse before it gives up.
-    const second = await ebb(s.dir, ['run', 's'], { ...env, EBB_BUSY_WAIT_SECONDS: '1' });
+    const second = await ebb(s.dir, ['run', 's'], { EBB_BUSY_WAIT_SECONDS: '1' });
     expect(second.code).toBe(1);
     expect(second.stderr).toMatch(/^error: the warehouse warehouse\.duckdb is busy: another process \(PID \d+[^)]*\) holds it\b[^\n]*\n$/);
     expect(second.stderr + second.stdout).not.toMatch(/IO Error|internal error|\n\s+at /);
@@ -373,9 +374,8 @@ describe('the run lock and a killed run', () => {
     s.app.configure({ latencyMs: 0 });
     const createdBefore = s.app.created.length;
     expect(createdBefore).toBeGreaterThan(0);
-    await sleep(1100); // the killed run's lock expires (EBB_LOCK_TTL_SECONDS=1)
-
-    const next = await s.runCommand(0, env);
+    // The killed run's lock would expire in 60 s (EBB_LOCK_TTL_SECONDS); its process is gone, so it is taken now.
+    const next = await s.runCommand(0);
     expect(next.health).toBe('HEALTHY');
     const runs = await duck(s.db, `SELECT run_id, status, error FROM ebb.sync_runs ORDER BY started_at`);
     expect(runs).toHaveLength(2);
@@ -387,6 +387,21 @@ describe('the run lock and a killed run', () => {
     expect(s.app.requests.some((r) => r.answer === 409)).toBe(true);
     const states = await duck(s.db, `SELECT count(*) AS n, count(DISTINCT app_identifier) AS ids FROM ebb.sync_record_state WHERE apply_state = 'SUCCESS'`);
     expect(states).toEqual([{ n: 40, ids: 40 }]);
+  });
+
+  it('a lock held by a live process, or by a process elsewhere, refuses runs until it expires', async () => {
+    const s = await setup();
+    await s.load(people(1, 3));
+    await s.run(0);
+    // This test's own process (alive), a process of another machine, a holder that names no process space.
+    for (const holder of [lockHolder, 'elsewhere:4242/0badf00d', `${hostname()}:4242`]) {
+      await duck(s.db, `UPDATE ebb.syncs SET lock_run_id = 'other-run', lock_holder = '${holder}', lock_expires_at = now()::TIMESTAMP + INTERVAL 1 HOUR`);
+      const refused = await ebb(s.dir, ['run', 's']);
+      expect(refused.code, refused.stdout).toBe(1);
+      expect(refused.stderr).toContain(`sync s is already running (run other-run, held by ${holder}); this run is refused.`);
+    }
+    await duck(s.db, `UPDATE ebb.syncs SET lock_expires_at = now()::TIMESTAMP - INTERVAL 1 SECOND`);
+    expect((await s.runCommand(0)).health).toBe('HEALTHY');
   });
 });
 
