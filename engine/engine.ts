@@ -4,7 +4,7 @@ import type { SyncConfig } from './config/schema.ts';
 import type { Sql } from './warehouse/sql.ts';
 import { openWarehouse, type OpenOptions } from './warehouse/open.ts';
 import { templateRenderer } from './templates.ts';
-import { Limiters } from './apply/limiter.ts';
+import { LimiterUnavailableError, Limiters } from './apply/limiter.ts';
 import type { PluginContext, TemplateRenderer } from '../plugins/plugin.ts';
 import { NotFoundError, UsageError } from './errors.ts';
 
@@ -43,9 +43,10 @@ export async function openEngine(project: Project, options: EngineOptions = {}):
 
 /**
  * The plugin context of a connection, with the connection's rate limiter; a sync with a
- * `rate_limit` of its own (in ebb.yml, or an admin's override) waits for both.
+ * `rate_limit` of its own (in ebb.yml, or an admin's override) waits for both. `onUnavailable`
+ * hears when the limiter is gone (Redis lost) and refused a request.
  */
-export function pluginContext(engine: Engine, connection: string, sync?: SyncConfig): PluginContext<unknown> {
+export function pluginContext(engine: Engine, connection: string, sync?: SyncConfig, onUnavailable?: (e: LimiterUnavailableError) => void): PluginContext<unknown> {
   const conn = engine.project.config.connections[connection];
   const plugin = engine.project.plugins.get(connection);
   if (!conn || !plugin) throw new UsageError(`unknown connection "${connection}"`);
@@ -57,7 +58,11 @@ export function pluginContext(engine: Engine, connection: string, sync?: SyncCon
     connection,
     projectDir: engine.project.dir,
     templates: engine.templates,
-    schedule: (request) => limiter.schedule(request),
+    schedule: (request) =>
+      limiter.schedule(request).catch((e: unknown) => {
+        if (e instanceof LimiterUnavailableError) onUnavailable?.(e);
+        throw e;
+      }),
   };
 }
 

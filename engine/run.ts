@@ -145,7 +145,9 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   let summary: PlanSummary = { actions: {}, reasons: {}, total: 0 };
   let error: string | null = null;
   let session: Session | undefined;
-  const openSession = async () => (session ??= await plugin.open({ ...pluginContext(engine, connection, sync), sync: sync.name, strategy: sync.strategy, destination, fields: Object.keys(sync.mapping) }));
+  // The connection's shared limiter gone (Redis lost): nothing more can be sent, and the run fails.
+  let unavailable: Error | undefined;
+  const openSession = async () => (session ??= await plugin.open({ ...pluginContext(engine, connection, sync, (e) => (unavailable ??= e)), sync: sync.name, strategy: sync.strategy, destination, fields: Object.keys(sync.mapping) }));
   const batchSize = Math.min(sync.batch_size, capabilities.maxBatchSize ?? Infinity);
   let committed = false;
   let keyed = false;
@@ -178,6 +180,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
         atomicRun: capabilities.atomicRun,
         deadline: sync.max_run_seconds ? started + sync.max_run_seconds * 1000 : undefined,
         signal: options.signal,
+        unavailable: () => unavailable,
         onProgress: (applied) => options.onProgress?.({ sync: sync.name, planned: toSend, applied }),
       }));
       if (stopped) throw new Error(stopped);

@@ -135,7 +135,10 @@ export interface PluginContext<Config> {
   templates: TemplateRenderer;
   /**
    * Runs one request to the app under the connection's rate limit and concurrency. Every call
-   * that reaches the app goes through it.
+   * that reaches the app goes through it. It throws without running `request` when the limiter
+   * that several ebb processes share is gone (Redis lost): that request was not sent. The engine
+   * then ends the run; a plugin that sends several requests per batch gives the changes of such
+   * a request an outcome with `noAnswer: 'connect'`, so that the answers of the others are kept.
    */
   schedule<T>(request: () => Promise<T>): Promise<T>;
 }

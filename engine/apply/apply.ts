@@ -51,6 +51,8 @@ export interface ApplyOptions {
   deadline?: number;
   /** Once aborted, nothing more is sent, as at the deadline (ebb worker on SIGTERM). */
   signal?: AbortSignal;
+  /** Why the connection's limiter refused to send (Redis lost), once it did: nothing more is sent, and the run fails. */
+  unavailable?: () => Error | undefined;
   /** Called with the number of records that got their final outcome. */
   onProgress?: (applied: number) => void;
 }
@@ -334,13 +336,12 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
       // A record is parsed (losslessly: the app gets the warehouse's digits, plugins/shared/json.ts) only if the plugin reads it.
       outcomes = await session.apply(group.map(({ key, action, record, appId }) => (typeof record === 'string' ? lazyChange({ key, action, appId }, record) : { key, action, record, appId })));
     } catch (e) {
-      // Without its rate limiter (Redis gone) nothing can be sent: that fails the run, not records.
-      if (e instanceof LimiterUnavailableError) throw e;
       // A plugin that throws fails the batch, not the run: each record keeps a definite outcome. A
-      // full or read-only disk, or an app that cannot be reached, leaves nothing half done.
+      // full or read-only disk, an app that cannot be reached, or a limiter that is gone (Redis
+      // lost: the run then fails) leaves nothing half done.
       const message = (e as Error).message;
       const code = (e as NodeJS.ErrnoException).code;
-      const noAnswer = code !== undefined && unreachable.has(code) ? ('connect' as const) : undefined;
+      const noAnswer = e instanceof LimiterUnavailableError || (code !== undefined && unreachable.has(code)) ? ('connect' as const) : undefined;
       outcomes = group.map((c) => ({ key: c.key, success: false, error: { kind: 'transient', message, ...(noAnswer && { noAnswer }) } }));
     }
     // Outcomes in the order of the changes (as plugins return them) need no lookup by key.
@@ -546,6 +547,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       if (remarks.length > 0) await marks.add(remarks.splice(0).map((c) => [runId, c.action, c.seq, c.seq, new Date()]));
       const pairs = await pace.time(sendSplitting(pending), pace.sendMs);
       observe(pairs);
+      // Without its rate limiter nothing more can be sent: that fails the run, not the records.
+      const lost = options.unavailable?.();
+      if (lost) stopRun(lost.message);
       const at = new Date();
       for (const [change, outcome] of pairs) {
         const error = outcome.error;
@@ -554,7 +558,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
         else if (outcome.success) {
           if (firstSend) succeeded.push([change, outcome]);
           else done.push(rowOf(change, outcome, undefined, undefined, at));
-        }
+        } else if (lost && error?.noAnswer === 'connect') done.push(rowOf(change, outcome, 'delayed', `not sent in this run: ${lost.message}`));
         else if (error?.kind === 'not_found' && (change.action === 'delete' || change.action === 'clear')) {
           // Already gone from the app: there is nothing left to delete or clear.
           done.push(rowOf(change, { ...outcome, success: true, result: { note: 'not found in the app; nothing to do', response: outcome.result } }));

@@ -42,8 +42,10 @@ type RateLimit = NonNullable<ConnectionConfig['rate_limit']>;
 const HOLD_LIMIT_MS = 5 * 60_000;
 /** How long the first connection to Redis may take before the run fails. */
 const REDIS_READY_TIMEOUT_MS = 10_000;
-/** Reconnection attempts after Redis went away mid-run (about 13 s in all), before the run fails. */
-const REDIS_RECONNECT_ATTEMPTS = 10;
+/** How long to try to reconnect after Redis went away mid-run before the run fails: EBB_REDIS_RECONNECT_SECONDS, default 15. */
+function reconnectMs(): number {
+  return Number(process.env.EBB_REDIS_RECONNECT_SECONDS ?? 15) * 1000;
+}
 /** How often to ask again when the window is full of requests that have no answer yet. */
 const POLL_MS = 20;
 
@@ -263,18 +265,18 @@ export class Limiters {
     if (local || !limiter || !redis) return { schedule: local ?? ((request) => request()) };
     const task = <T>(request: () => Promise<T>) => (window ? () => inWindow(window, request) : request);
     return {
-      schedule: async (request) => {
+      schedule: async <T>(request: () => Promise<T>): Promise<T> => {
         await ready;
-        let started = false;
-        const scheduled = limiter.schedule(job ?? {}, () => {
-          started = true;
-          return task(request)();
-        });
+        let started: Promise<T> | undefined;
+        const scheduled = limiter.schedule(job ?? {}, () => (started = task(request)()));
         try {
           return await Promise.race([scheduled, redis.lost]);
         } catch (e) {
-          // What failed before the request started is the limiter's state in Redis, not the app.
-          if (started || e instanceof LimiterUnavailableError) throw e;
+          // A request that started is seen to its answer, even when Redis went away meanwhile: the
+          // limiter throws only for requests it never sent. What failed before the request
+          // started is the limiter's state in Redis, not the app.
+          if (started) return await started;
+          if (e instanceof LimiterUnavailableError) throw e;
           throw new LimiterUnavailableError(`Redis at ${redis.shown} (EBB_REDIS_URL) failed: ${e instanceof Error ? e.message : String(e)}`);
         }
       },
@@ -368,15 +370,24 @@ function connectRedis(url: string, onLost: (state: SharedRedis) => void): Shared
     throw new LimiterUnavailableError('EBB_REDIS_URL is not a URL; use redis://[:password@]host[:port][/db]');
   }
   let everReady = false;
+  /** When the connection was lost, while it is. */
+  let lostAt: number | undefined;
   let lastError = '';
   const client = new (loadRedis())(url, {
     // bottleneck's scripts and pub/sub were written for RESP2 replies.
     protocol: 2,
     connectTimeout: 5_000,
     // Down at the start: fail fast. Lost mid-run: try for a while, then fail the run.
-    retryStrategy: (times) => (times > (everReady ? REDIS_RECONNECT_ATTEMPTS : 3) ? null : Math.min(times * 250, 2_000)),
+    retryStrategy: (times) => {
+      if (!everReady) return times > 3 ? null : times * 250;
+      lostAt ??= Date.now();
+      return Date.now() - lostAt >= reconnectMs() ? null : Math.min(times * 250, 2_000);
+    },
   }) as Redis & WindowCommands;
-  client.on('ready', () => (everReady = true));
+  client.on('ready', () => {
+    everReady = true;
+    lostAt = undefined;
+  });
   client.defineCommand('ebbWindowTake', { numberOfKeys: 3, lua: TAKE_SCRIPT });
   client.defineCommand('ebbWindowGive', { numberOfKeys: 2, lua: GIVE_SCRIPT });
   const connection = new (loadBottleneck().IORedisConnection)({ client });

@@ -31,7 +31,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
-import { errorText, parseRetryAfter, send, snippet, type Answer } from '../shared/http.ts';
+import { errorText, parseRetryAfter, sendScheduled, snippet, type Answer } from '../shared/http.ts';
 import { asError, rateLimitWaitMs, type BrevoError } from './request.ts';
 
 /** The connection's config. */
@@ -97,7 +97,7 @@ const plugin: Plugin<BrevoConfig, BrevoDestination> = {
 
   async check(ctx) {
     // GET /v3/account: the cheapest documented call that needs a valid key.
-    const answer = await ctx.schedule(() => send(`${baseOf(ctx.config)}/account`, { headers: headers(ctx.config) }, ctx.config.timeout_ms));
+    const answer = await sendScheduled(ctx, `${baseOf(ctx.config)}/account`, { headers: headers(ctx.config) }, ctx.config.timeout_ms);
     if ('failure' in answer) throw new Error(`cannot reach Brevo at ${ctx.config.base_url}: ${answer.failure}`);
     if (answer.status >= 200 && answer.status < 300) return;
     const what = describe(asError(answer.body)) || snippet(answer.text);
@@ -361,7 +361,7 @@ class BrevoSession implements Session {
 
   private request(method: string, path: string, body?: string): Promise<Answer> {
     const url = `${baseOf(this.ctx.config)}${path}`;
-    return this.ctx.schedule(() => send(url, { method, headers: headers(this.ctx.config), body }, this.ctx.config.timeout_ms));
+    return sendScheduled(this.ctx, url, { method, headers: headers(this.ctx.config), body }, this.ctx.config.timeout_ms);
   }
 }
 

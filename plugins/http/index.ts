@@ -21,7 +21,7 @@
 import { z } from 'zod';
 import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
 import { sampleRecord, strict } from '../shared/sample.ts';
-import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, send, snippet, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
+import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, sendScheduled, snippet, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
 import { idText, JsonText, recordJson, stringifyJson } from '../shared/json.ts';
 
 export { parseRetryAfter };
@@ -130,7 +130,7 @@ const plugin: Plugin<HttpConfig, HttpDestination> = {
       throw new Error(`cannot build a request to ${base_url}: ${errorText(e)}`);
     }
     // Any HTTP answer, even a 404, proves the server is reachable.
-    const answer = await ctx.schedule(() => send(request.url, { headers: request.headers }, timeout_ms));
+    const answer = await sendScheduled(ctx, request.url, { headers: request.headers }, timeout_ms);
     if ('failure' in answer) throw new Error(`cannot reach ${base_url}: ${answer.failure}`);
   },
 
@@ -209,7 +209,7 @@ function checkTemplates(ctx: DestinationContext<HttpConfig, HttpDestination>): D
 /** Sends `requests.delete_all`, which empties the set before a replace run sends its first record; a failure fails the run. */
 async function deleteAll(ctx: Context, template: RequestTemplate): Promise<void> {
   const { path, url, init } = buildRequest(ctx, 'delete_all', template, renderer(ctx, 'delete_all', 'delete_all'), { object: ctx.destination.object, action: 'delete_all' });
-  const answer = await ctx.schedule(() => send(url, init, ctx.config.timeout_ms));
+  const answer = await sendScheduled(ctx, url, init, ctx.config.timeout_ms);
   const what = `requests.delete_all (${template.method} ${path})`;
   if ('failure' in answer) throw new Error(`sync ${ctx.sync}: ${what} failed: ${answer.failure}`);
   if (answer.status < 200 || answer.status >= 300) throw new Error(`sync ${ctx.sync}: ${what} answered ${answer.status}${snippetSuffix(answer.text)}`);
@@ -399,7 +399,7 @@ async function applyOne(ctx: Context, change: Change): Promise<Outcome> {
     return rejected(change, (e as Error).message);
   }
 
-  const answer = await ctx.schedule(() => send(built.url, built.init, ctx.config.timeout_ms));
+  const answer = await sendScheduled(ctx, built.url, built.init, ctx.config.timeout_ms);
   const what = describeRequest(template.method, built.path);
   if ('failure' in answer) return failed(change, answer.kind, `${what} failed: ${answer.failure}`, unanswered(answer));
 
@@ -448,7 +448,7 @@ async function applyBatch(ctx: Context, changes: Change[], name: string, templat
     return changes.map((c) => ({ key: c.key, success: false, appId: c.appId, error: { kind: 'rejected', message, ...(changes.length > 1 && { wholeBatch: true }) } }));
   }
 
-  const answer = await ctx.schedule(() => send(built.url, built.init, ctx.config.timeout_ms));
+  const answer = await sendScheduled(ctx, built.url, built.init, ctx.config.timeout_ms);
   const what = describeRequest(template.method, built.path);
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
   if ('failure' in answer) return changes.map((c) => failed(c, answer.kind, `${what}${size} failed: ${answer.failure}`, unanswered(answer)));
@@ -503,7 +503,7 @@ async function lookupOne(ctx: Context, change: Change, template: RequestTemplate
   } catch (e) {
     return { key, error: (e as Error).message };
   }
-  const answer = await ctx.schedule(() => send(built.url, built.init, ctx.config.timeout_ms));
+  const answer = await sendScheduled(ctx, built.url, built.init, ctx.config.timeout_ms);
   const what = describeRequest(template.method, built.path);
   if ('failure' in answer) return { key, error: `${what} failed: ${answer.failure}` };
   if (answer.status === 404) return { key, appId: null };

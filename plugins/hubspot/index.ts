@@ -25,7 +25,7 @@
  */
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
-import { errorText, parseRetryAfter, send, snippet, type Answer } from '../shared/http.ts';
+import { errorText, parseRetryAfter, sendScheduled, snippet, type Answer } from '../shared/http.ts';
 import { stringifyJson } from '../shared/json.ts';
 import { asError, existingIdOf, kindOfCategory, rateLimitWaitMs, type HubSpotError } from './request.ts';
 
@@ -91,7 +91,7 @@ const plugin: Plugin<HubSpotConfig, HubSpotDestination> = {
   async check(ctx) {
     // The cheapest documented read: one contact. It proves the URL, the token and a CRM scope.
     const url = `${ctx.config.base_url.replace(/\/+$/, '')}/crm/v3/objects/contacts?limit=1&archived=false`;
-    const answer = await ctx.schedule(() => send(url, { headers: headers(ctx.config) }, ctx.config.timeout_ms));
+    const answer = await sendScheduled(ctx, url, { headers: headers(ctx.config) }, ctx.config.timeout_ms);
     if ('failure' in answer) throw new Error(`cannot reach HubSpot at ${ctx.config.base_url}: ${answer.failure}`);
     if (answer.status >= 200 && answer.status < 300) return;
     const error = asError(answer.body);
@@ -316,7 +316,7 @@ class HubSpotSession implements Session {
 
   private post(path: string, body: string): Promise<Answer> {
     const url = `${this.ctx.config.base_url.replace(/\/+$/, '')}${path}`;
-    return this.ctx.schedule(() => send(url, { method: 'POST', headers: headers(this.ctx.config), body }, this.ctx.config.timeout_ms));
+    return sendScheduled(this.ctx, url, { method: 'POST', headers: headers(this.ctx.config), body }, this.ctx.config.timeout_ms);
   }
 }
 

@@ -23,7 +23,7 @@
 import { z } from 'zod';
 import { closest } from 'fastest-levenshtein';
 import type { Action, Change, ErrorKind, Outcome, Plugin, Session, SessionContext } from '../plugin.ts';
-import { errorText as oneLine, maxAnswerBytes, parseBody, parseRetryAfter, send, snippetSuffix, truncated } from '../shared/http.ts';
+import { errorText as oneLine, maxAnswerBytes, parseBody, parseRetryAfter, sendScheduled, snippetSuffix, truncated } from '../shared/http.ts';
 import { AuthError, authenticator, type Authenticator, type Credentials } from './auth.ts';
 
 const apiName = /^[A-Za-z][A-Za-z0-9_]*$/;
@@ -189,7 +189,7 @@ class Api {
       'sforce-call-options': 'client=ebb',
     };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const answer = await this.ctx.schedule(() => send(url, { method, headers, body }, timeout_ms, describeBytes));
+    const answer = await sendScheduled(this.ctx, url, { method, headers, body }, timeout_ms, describeBytes);
     if ('failure' in answer) return { failure: `${what} failed: ${answer.failure}`, kind: answer.kind, what };
     const { status, text } = answer;
     return { status, json: answer.capped ? undefined : parseBody(text, () => undefined), text, limitInfo: answer.headers.get('sforce-limit-info'), retryAfter: answer.headers.get('retry-after'), what };

@@ -9,6 +9,7 @@ import type * as UndiciModule from 'undici';
 import { importModule } from '../../engine/import-module.ts';
 import { redact } from '../../engine/redact.ts';
 import { parseJson } from './json.ts';
+import type { PluginContext } from '../plugin.ts';
 
 /** The most of an answer's body that ebb reads (1 MiB); past it, the body is cut and `capped` is set. */
 export const maxAnswerBytes = 1024 * 1024;
@@ -33,6 +34,24 @@ export interface Outgoing {
 
 type Undici = typeof UndiciModule;
 let undici: Promise<Undici> | undefined;
+
+/**
+ * {@link send} under the connection's rate limit and concurrency (`ctx.schedule`). A request that
+ * the limiter did not send because it is gone (Redis lost) is a failure that never reached the
+ * app: the other requests of a batch keep their answers, and the engine ends the run.
+ */
+export async function sendScheduled(ctx: Pick<PluginContext<unknown>, 'schedule'>, url: string | URL, init: Outgoing, timeoutMs: number, maxBytes?: number): Promise<Answer> {
+  let started = false;
+  try {
+    return await ctx.schedule(() => {
+      started = true;
+      return send(url, init, timeoutMs, maxBytes);
+    });
+  } catch (e) {
+    if (started) throw e;
+    return { failure: `not sent: ${errorText(e)}`, kind: 'transient', sent: false };
+  }
+}
 
 /**
  * Sends one request; never throws, so that only the engine's own errors leave `schedule`. It goes

@@ -23,7 +23,7 @@ import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext } from '../plugin.ts';
 import { sampleRecord } from '../shared/sample.ts';
-import { errorText as oneLine, joinUrl, parseBody, parseRetryAfter, send, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
+import { errorText as oneLine, joinUrl, parseBody, parseRetryAfter, sendScheduled, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
 import { idText } from '../shared/json.ts';
 
 const headerName = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -88,7 +88,7 @@ const plugin: Plugin<WebhookConfig, WebhookDestination> = {
   async check(ctx) {
     const body = JSON.stringify({ action: 'ping', sent_at: new Date().toISOString() });
     const request = signedRequest(ctx.config, ctx.config.url, 'POST', body, { signature: 'X-Ebb-Signature', timestamp: 'X-Ebb-Timestamp' }, `ping-${randomUUID()}`);
-    const answer = await ctx.schedule(() => send(request.url, request.init, ctx.config.timeout_ms));
+    const answer = await sendScheduled(ctx, request.url, request.init, ctx.config.timeout_ms);
     if ('failure' in answer) throw new Error(`webhook: cannot reach ${ctx.config.url}: ${answer.failure}`);
     if (answer.status < 200 || answer.status >= 300) {
       throw new Error(`webhook: ${ctx.config.url} answered ${answer.status} to a signed ping event${snippetSuffix(answer.text)}; the receiver should answer 2xx to {"action": "ping"}`);
@@ -190,7 +190,7 @@ async function applyOne(ctx: Context, run: string, change: Change): Promise<Outc
   }
   const { method } = ctx.destination;
   const request = signedRequest(ctx.config, targetUrl(ctx), method, body, names(ctx), idempotencyKey(ctx, run, [change]));
-  const answer = await ctx.schedule(() => send(request.url, request.init, ctx.config.timeout_ms));
+  const answer = await sendScheduled(ctx, request.url, request.init, ctx.config.timeout_ms);
   const what = `${method} ${targetUrl(ctx)}`;
   if ('failure' in answer) return failed(change, answer.kind, `${what} failed: ${answer.failure}`);
   const response = parseBody(answer.text, truncated);
@@ -226,7 +226,7 @@ async function applyBatch(ctx: Context, run: string, changes: Change[]): Promise
   }
   const { method } = ctx.destination;
   const request = signedRequest(ctx.config, targetUrl(ctx), method, body, names(ctx), idempotencyKey(ctx, run, changes));
-  const answer = await ctx.schedule(() => send(request.url, request.init, ctx.config.timeout_ms));
+  const answer = await sendScheduled(ctx, request.url, request.init, ctx.config.timeout_ms);
   const size = changes.length === 1 ? '' : ` (a batch of ${changes.length})`;
   const what = `${method} ${targetUrl(ctx)}${size}`;
   if ('failure' in answer) return changes.map((c) => failed(c, answer.kind, `${what} failed: ${answer.failure}`));
