@@ -308,6 +308,11 @@ export class DuckdbWarehouse implements Warehouse {
       await queue.push(async () => conn.closeSync());
     }
     await this.queue.push(async () => {
+      // closeSync() checkpoints the file on the event loop (tens of ms after a small run, seconds
+      // after a large one): `ebb serve` and the scheduler would stall meanwhile. CHECKPOINT runs on
+      // DuckDB's threads, and leaves closeSync() nothing to write. Where it cannot run (a read-only
+      // file), closeSync() does what is left.
+      await this.conn.run('CHECKPOINT').catch(() => undefined);
       this.conn.closeSync();
       this.instance.closeSync();
     });
