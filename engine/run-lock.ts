@@ -39,7 +39,7 @@ const processSpace = ((): string | undefined => {
   }
 })();
 
-/** This process as the holder of a lock: `host:pid`, followed by `/<process space>` where there is one. */
+/** This process as the holder of a lock: `host:pid`, followed by `/<process space>` where there is one (and by `#<id>` where one process may hold the lock more than once). */
 export const lockHolder = `${hostname()}:${process.pid}${processSpace ? `/${processSpace}` : ''}`;
 
 /**
@@ -47,8 +47,8 @@ export const lockHolder = `${hostname()}:${process.pid}${processSpace ? `/${proc
  * exists (killed, crashed): its lock need not wait to expire. A pid that is alive, or whose
  * existence cannot be checked, or a holder elsewhere, is not gone: that lock waits for its TTL.
  */
-function holderGone(held: string): boolean {
-  const match = /:(\d+)\/([0-9a-f]{8})$/.exec(held);
+export function holderGone(held: string): boolean {
+  const match = /:(\d+)\/([0-9a-f]{8})(?:#|$)/.exec(held);
   if (!match || match[2] !== processSpace) return false;
   try {
     process.kill(Number(match[1]), 0);

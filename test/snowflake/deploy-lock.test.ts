@@ -1,13 +1,17 @@
 /**
  * The deploy lock (emulated, through the CLI): two `ebb deploy` at once leave one row per sync and
  * both exit 0; a deploy waits for a lock another deploy holds, takes over one whose deploy was
- * killed once it expires, and is refused (exit 1, nothing written) when it is held too long.
+ * killed once it expires (at once when that deploy was a process of this machine), and is refused
+ * (exit 1, nothing written) when it is held too long.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { SnowflakeEmulator } from './emulator.ts';
 import './support.ts';
+import { execFileSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import { ebb, ebbProcess, makeProject } from '../support/project.ts';
+import { lockHolder } from '../../engine/run-lock.ts';
 
 const take = /^UPDATE "EBB"."DEPLOY_LOCK"\s+SET holder = \?/;
 const upsert = /^MERGE INTO "EBB"."SYNCS"/;
@@ -65,6 +69,19 @@ describe('the deploy lock (emulated)', () => {
     expect(log.slice(0, firstWrite).filter((s) => take.test(s)).length).toBeGreaterThan(1);
     // The syncs that left the project are deleted from the catalog, as by any deploy.
     expect(await rows()).toEqual(['a 1', 'b 1', 'g 1']);
+  });
+
+  it('takes at once a lock held by a deploy of this machine whose process is gone', async () => {
+    const gone = Number(execFileSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }));
+    const holder = `${hostname()}:${gone}/${lockHolder.split('/')[1]}#killed`;
+    expect((await ebb(await project([]), ['deploy'])).code).toBe(0);
+    await emulator.sql(`UPDATE ebb.deploy_lock SET holder = '${holder}', expires_at = ${fromNow(3600)}`);
+    const dir = await project(['a', 'g']);
+    // It would wait for the lock until it expires, for an hour, and be refused after 60 s (EBB_LOCK_TTL_SECONDS).
+    const deploy = await ebb(dir, ['deploy']);
+    expect(deploy.code, deploy.stderr).toBe(0);
+    expect(await rows()).toEqual(['a 1', 'g 1']);
+    expect(await emulator.sql('SELECT holder FROM ebb.deploy_lock')).toEqual([{ HOLDER: null }]);
   });
 
   it('refuses a deploy when the lock stays held for longer than EBB_LOCK_TTL_SECONDS, writing nothing', async () => {

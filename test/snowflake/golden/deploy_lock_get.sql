@@ -1,0 +1,2 @@
+SELECT holder, expires_at FROM "EBB"."DEPLOY_LOCK"
+-- binds: []
