@@ -189,4 +189,11 @@ describe('the executable', () => {
     expect(refused.stderr).toMatch(/syncs/);
     expect(refused.stderr + unknown.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('`ebb init` into a place it cannot write says so (exit 3), without an internal error', async () => {
+    const dir = await makeProject('not a directory');
+    const refused = await ebb(dir, ['init', join(dir, 'ebb.yml', 'demo')]);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toBe(`error: cannot create a project in ${join(dir, 'ebb.yml', 'demo')} (ENOTDIR); choose a directory that you can write to\n`);
+  });
 });

@@ -15,8 +15,13 @@ export async function initProject(dir: string): Promise<void> {
   const target = resolve(dir);
   const exists = await access(join(target, 'ebb.yml')).then(() => true, () => false);
   if (exists) throw new UsageError(`${join(target, 'ebb.yml')} exists already; choose another directory`);
-  await mkdir(target, { recursive: true });
-  await copyFile(join(scaffold, 'ebb.yml'), join(target, 'ebb.yml'));
+  try {
+    await mkdir(target, { recursive: true });
+    await copyFile(join(scaffold, 'ebb.yml'), join(target, 'ebb.yml'));
+  } catch (e) {
+    const { code, message } = e as NodeJS.ErrnoException;
+    throw new UsageError(`cannot create a project in ${target} (${code ?? message}); choose a directory that you can write to`);
+  }
   const warehouse = await DuckdbWarehouse.open({ path: 'warehouse.duckdb' }, target);
   try {
     const script = await readFile(join(scaffold, 'sample.sql'), 'utf8');
