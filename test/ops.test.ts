@@ -83,7 +83,7 @@ describe('reads', () => {
     expect(detail).toMatchObject({ sync_name: 'contacts', status: 'ACTIVE', health: 'HEALTHY', origin: 'code', overrides: {}, override_issues: [], records: 3 });
     expect(detail.code?.mapping).toEqual({ email: 'email' });
     expect(detail.deployed?.tags).toEqual(['crm']);
-    expect(detail.summary).toMatchObject({ succeeded: 3, failed: 0 });
+    expect(detail.summary).toMatchObject({ sync_name: 'contacts', succeeded: 3, failed: 0 });
     const missing = await getSync(engine, 'nope').catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(NotFoundError);
     expect(missing).toMatchObject({ kind: 'sync', name: 'nope' });
@@ -197,6 +197,7 @@ describe('changes', () => {
     expect(await deleteSync(engine, 'leads', { confirmed: true, warn: (m) => warnings.push(m) })).toEqual({ sync: 'leads', records: 3 });
     expect(warnings).toEqual(['leads is still in ebb.yml; the next deploy creates it again. Remove it there.']);
     expect((await listSyncs(engine)).find((r) => r.sync_name === 'leads')).toMatchObject({ status: 'NOT DEPLOYED' });
+    expect(await getSync(engine, 'leads')).toMatchObject({ status: 'NOT DEPLOYED', deployed: null, records: 0, summary: { sync_name: 'leads', status: 'NOT DEPLOYED' } });
     expect(await getRun(engine, run.run_id)).toMatchObject({ sync_name: 'leads' });
   });
 

@@ -34,9 +34,19 @@ export interface ListSyncsOptions {
 
 /** Every sync of the catalog, then those in ebb.yml that no deploy has put there yet. */
 export async function listSyncs(engine: Engine, options: ListSyncsOptions = {}): Promise<SyncRow[]> {
-  const catalog = await readCatalog(engine.sql);
+  const rows = await syncRows(engine, await readCatalog(engine.sql));
+  return rows.filter(
+    (r) => (!options.tag || r.tags.includes(options.tag)) && (!options.status || r.status === options.status) && (!options.health || r.health === options.health),
+  );
+}
+
+/** The rows of these catalog entries, then of the syncs in ebb.yml (the one named, with `name`) that no deploy has put there yet. */
+async function syncRows(engine: Engine, catalog: CatalogEntry[], name?: string): Promise<SyncRow[]> {
   const health = new Map((await engine.sql.runAndRead('status_list')).map((r) => [String(r.sync_name), r]));
-  const failing = [...health.values()].filter((r) => r.last_run_id && Number(r.failed ?? 0) + Number(r.source_failures ?? 0) > 0).map((r) => String(r.last_run_id));
+  const listed = new Set(catalog.map((e) => e.name));
+  const failing = [...health.values()]
+    .filter((r) => listed.has(String(r.sync_name)) && r.last_run_id && Number(r.failed ?? 0) + Number(r.source_failures ?? 0) > 0)
+    .map((r) => String(r.last_run_id));
   const tops = await topErrors(engine.sql, failing);
   const firing = await firingAlerts(engine, catalog);
   const firingOn = (name: string) => firing.filter((a) => a.sync_name === name).map(({ sync_name: _s, ...alert }) => alert);
@@ -58,11 +68,11 @@ export async function listSyncs(engine: Engine, options: ListSyncsOptions = {}):
     };
   });
   for (const sync of engine.project.config.syncs) {
-    if (!catalog.some((e) => e.name === sync.name)) rows.push({ sync_name: sync.name, status: 'NOT DEPLOYED', health: 'PENDING', tags: sync.tags, alerts_firing: [] });
+    if ((name === undefined || sync.name === name) && !catalog.some((e) => e.name === sync.name)) {
+      rows.push({ sync_name: sync.name, status: 'NOT DEPLOYED', health: 'PENDING', tags: sync.tags, alerts_firing: [] });
+    }
   }
-  return rows.filter(
-    (r) => (!options.tag || r.tags.includes(options.tag)) && (!options.status || r.status === options.status) && (!options.health || r.health === options.health),
-  );
+  return rows;
 }
 
 /** One sync: its definitions (secrets masked), the admin's overrides and its place in the catalog. */
@@ -87,7 +97,7 @@ export interface SyncDetail {
 export async function getSync(engine: Engine, name: string): Promise<SyncDetail> {
   const code = engine.project.config.syncs.find((s) => s.name === name) ?? null;
   const [entry]: Array<CatalogEntry | undefined> = await readCatalog(engine.sql, name);
-  const summary = (await listSyncs(engine)).find((r) => r.sync_name === name);
+  const [summary] = await syncRows(engine, entry ? [entry] : [], name);
   if (!summary) throw new NotFoundError('sync', name, `unknown sync "${name}"; neither ebb.yml nor the catalog holds it`);
   return redactValue({
     sync_name: name,
