@@ -3,7 +3,7 @@ import type { Engine } from '../engine.ts';
 import { selectSyncs } from '../engine.ts';
 import { configIndex, plan, type PlanSummary } from '../plan/plan.ts';
 import { newRunId } from '../run.ts';
-import { readCatalog } from '../catalog/catalog.ts';
+import { catalogEntry } from '../catalog/lifecycle.ts';
 import { assessChange, describeChange } from '../catalog/destructive.ts';
 import { DestructiveChangeError } from '../errors.ts';
 import { validateProject } from '../config/validate.ts';
@@ -33,8 +33,7 @@ export async function planSync(engine: Engine, name: string, options: PlanOption
   // The checks of `ebb validate` for this sync: a problem is reported as validate reports it (exit 3).
   await validateProject(engine.sql, project.config.syncs, [name], engine);
   // The code against the deployed definition, as `ebb deploy` compares them.
-  const catalog = await readCatalog(engine.sql);
-  const entry = catalog.find((e) => e.name === sync.name) ?? catalog.find((e) => e.name === sync.renamed_from);
+  const entry = (await catalogEntry(engine.sql, sync.name)) ?? (sync.renamed_from ? await catalogEntry(engine.sql, sync.renamed_from) : undefined);
   const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.name) : undefined;
   if (change && !options.allowDestructive) {
     throw new DestructiveChangeError(`${describeChange(change)} Refusing; pass --allow-destructive to see the plan (and to \`ebb deploy\` or \`ebb run\` to accept the change).`);
