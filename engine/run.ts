@@ -203,6 +203,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
     const { counts, health, topError } = await record(runId, summary.actions, error);
     if (keyed) await markKeyed(sql, sync);
     await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
+    await sql.warehouse.checkpoint();
     const note = !error && deferred && counts.delayed > 0 ? `${counts.delayed} record${counts.delayed === 1 ? '' : 's'} delayed to the next run: ${deferred}` : null;
     return { ...result, status: health, health, counts, duration_ms: Date.now() - started, error, top_error: topError, note };
   } catch (e) {

@@ -1,11 +1,19 @@
 /** The warehouse conformance suite on DuckDB (in memory), and what only DuckDB does. */
+import { existsSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DuckdbWarehouse } from '../engine/warehouse/duckdb.ts';
 import { describeWarehouse } from './warehouse-conformance.ts';
 import { Sql } from '../engine/warehouse/sql.ts';
 import { plan } from '../engine/plan/plan.ts';
 import { syncSchema } from '../engine/config/schema.ts';
+import { loadProject } from '../engine/config/load.ts';
+import { openEngine } from '../engine/engine.ts';
+import { runSync } from '../engine/run.ts';
+import { deploySyncs } from '../engine/catalog/deploy.ts';
+import { makeProject } from './support/project.ts';
 
 describeWarehouse('duckdb', async () => ({ warehouse: await DuckdbWarehouse.open({ path: ':memory:' }, tmpdir()) }));
 
@@ -73,6 +81,36 @@ describe('the change set on DuckDB', () => {
       expect(check).toEqual({ n: 111000, lo: 1, hi: 111000, misplaced: 0 });
     } finally {
       await w.close();
+    }
+  });
+});
+
+describe("DuckDB's write-ahead log", () => {
+  it('is folded into the file at the end of a run, not by a commit in the middle of it', async () => {
+    // A change set of some 30 MB, written to the WAL by the plan (fewer rows than DuckDB writes
+    // straight to the file): DuckDB's own threshold (16 MB) would checkpoint it at the first
+    // in-flight mark's commit, while the sends wait.
+    const dir = await makeProject({
+      name: 'wal',
+      warehouse: { type: 'duckdb', path: 'warehouse.duckdb' },
+      connections: { out: { plugin: 'file', config: { directory: './out' } } },
+      syncs: [{ name: 'wide', source: { table: 'wide', key: 'id' }, destination: { connection: 'out', object: 'wide.jsonl' }, strategy: 'upsert', mapping: { id: 'id', text: 'text' } }],
+    });
+    const wal = join(dir, 'warehouse.duckdb.wal');
+    const walSize = () => (existsSync(wal) ? statSync(wal).size : 0);
+    const engine = await openEngine(await loadProject(dir));
+    try {
+      await engine.sql.warehouse.run(`CREATE TABLE wide AS SELECT i AS id, repeat(md5(i::VARCHAR), 16) AS text FROM range(50000) t(i)`);
+      await deploySyncs(engine);
+      await engine.sql.warehouse.run('CHECKPOINT');
+      let atRecord = 0;
+      const result = await runSync(engine, engine.project.config.syncs[0], { onPhase: (phase) => phase === 'record' && (atRecord = walSize()) });
+      expect(result.counts.succeeded).toBe(50_000);
+      expect(atRecord).toBeGreaterThan(16 * 1024 * 1024);
+      expect(walSize()).toBeLessThan(1024 * 1024);
+    } finally {
+      await engine.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,7 +1,7 @@
 /** The DuckDB warehouse, on @duckdb/node-api. */
 import { DuckDBInstance, DuckDBTypeId, JSDuckDBValueConverter, type DuckDBConnection, type DuckDBDataChunk, type DuckDBPreparedStatement, type DuckDBResult, type DuckDBValue } from '@duckdb/node-api';
 import { dirname, resolve } from 'node:path';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EbbError } from '../errors.ts';
@@ -67,6 +67,11 @@ function formatSeconds(ms: number): string {
 }
 
 /** Types whose DuckDB value is already the JS value of a row (JSON is a VARCHAR). */
+/** The WAL size at which a run's end checkpoints (DuckDB's own default threshold). */
+const CHECKPOINT_AFTER = 16 * 1024 * 1024;
+/** DuckDB's automatic checkpoint threshold while ebb has the file open (see open()). */
+const AUTO_CHECKPOINT = '1GB';
+
 const PLAIN_TYPES = new Set([DuckDBTypeId.VARCHAR, DuckDBTypeId.BOOLEAN, DuckDBTypeId.TINYINT, DuckDBTypeId.SMALLINT, DuckDBTypeId.INTEGER, DuckDBTypeId.FLOAT, DuckDBTypeId.DOUBLE]);
 
 /**
@@ -156,6 +161,8 @@ export class DuckdbWarehouse implements Warehouse {
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly conn: DuckDBConnection,
+    /** The file's write-ahead log; null for a read-only or in-memory warehouse. */
+    private readonly walPath: string | null,
   ) {}
 
   /**
@@ -202,7 +209,13 @@ export class DuckdbWarehouse implements Warehouse {
     await conn.run("SET TimeZone = 'UTC'");
     // Caps DuckDB's own memory, the bulk of a large run's footprint (validated by the config schema).
     if (config.memory_limit) await conn.run(`SET memory_limit = '${config.memory_limit}'`);
-    return new DuckdbWarehouse(instance, conn);
+    const writable = path !== ':memory:' && !options.readOnly;
+    // DuckDB checkpoints at the first commit after its WAL passed 16 MB: in a run, that is the
+    // commit of an in-flight mark, and every send then waited for the plan's change set to be
+    // compressed and written. ebb checkpoints at the end of a run instead (checkpoint()); the
+    // higher threshold is left for what writes outside runs.
+    if (writable) await conn.run(`SET checkpoint_threshold = '${AUTO_CHECKPOINT}'`);
+    return new DuckdbWarehouse(instance, conn, writable ? `${path}.wal` : null);
   }
 
   run(sql: string, params: Param[] = []): Promise<number> {
@@ -301,6 +314,17 @@ export class DuckdbWarehouse implements Warehouse {
 
   /** DuckDB has no query tags: a local file's cost is the process's. */
   tagRun(): void {}
+
+  /**
+   * Folds the WAL into the database file once it holds {@link CHECKPOINT_AFTER} or more. A
+   * checkpoint that cannot run now (another connection's transaction) is left to the next run's
+   * end, or to close().
+   */
+  async checkpoint(): Promise<void> {
+    const walPath = this.walPath;
+    if (!walPath || (await stat(walPath).then((s) => s.size, () => 0)) < CHECKPOINT_AFTER) return;
+    await this.queue.push(() => this.conn.run('CHECKPOINT')).catch(() => undefined);
+  }
 
   async close(): Promise<void> {
     for (const writer of this.writers.values()) {

@@ -258,6 +258,9 @@ export class SnowflakeWarehouse implements Warehouse {
     this.queryTag = sync === null ? `ebb:${this.project}` : `ebb:${this.project}:${sync}:${runId ?? ''}`;
   }
 
+  /** Snowflake keeps no write-ahead log of ebb's to fold: nothing to do after a run. */
+  async checkpoint(): Promise<void> {}
+
   /**
    * Runs one statement; resolves with the statement (its columns, counts) and, unless streamed, its
    * rows. A transient error (see isTransient) is retried after a wait, a few times.

@@ -43,6 +43,8 @@ export interface Warehouse {
   describe(sql: string): Promise<Column[]>;
   /** Names the statements that follow as the run's (Snowflake's QUERY_TAG, for cost attribution); null for none. */
   tagRun(sync: string | null, runId?: string): void;
+  /** After a run: housekeeping that must not wait on the path of its sends (DuckDB folds a large WAL into its file). Never fails. */
+  checkpoint(): Promise<void>;
   close(): Promise<void>;
 }
 
