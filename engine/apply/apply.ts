@@ -164,7 +164,9 @@ async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIter
 
 /**
  * Group commit: rows added while a write is under way go together in the next write, so batches
- * answered at once share one statement. Each add() resolves when its rows are written.
+ * answered at once share one statement; so do the rows added in one turn of the event loop (the
+ * batches read from one chunk of the change set), as a write starts only after that turn. Each
+ * add() resolves when its rows are written.
  */
 class GroupAppend {
   private pending: Array<{ rows: Param[][]; done: (error?: unknown) => void }> = [];
@@ -175,12 +177,14 @@ class GroupAppend {
   add(rows: Param[][]): Promise<void> {
     return new Promise((resolve, reject) => {
       this.pending.push({ rows, done: (error) => (error === undefined ? resolve() : reject(error as Error)) });
-      if (!this.writing) void this.drain();
+      if (!this.writing) {
+        this.writing = true;
+        setImmediate(() => void this.drain());
+      }
     });
   }
 
   private async drain(): Promise<void> {
-    this.writing = true;
     while (this.pending.length > 0) {
       const group = this.pending;
       this.pending = [];
@@ -269,7 +273,7 @@ class MarkAhead {
   }
 
   /** Starts reading and marking batches, unless a read is under way, until the lead is full or the change set ends. */
-  private read(): void {
+  read(): void {
     if (this.reading || !this.short()) return;
     this.reading = this.readUntilFull().finally(() => {
       this.reading = undefined;
@@ -546,6 +550,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       // An update answered "not found" goes again as a create: marked as one before it is sent.
       if (remarks.length > 0) await marks.add(remarks.splice(0).map((c) => [runId, c.action, c.seq, c.seq, new Date()]));
       const pairs = await pace.time(sendSplitting(pending), pace.sendMs);
+      // The lead may have grown with the send's time: read on now, not when the next batch is taken.
+      ahead?.read();
       observe(pairs);
       // Without its rate limiter nothing more can be sent: that fails the run, not the records.
       const lost = options.unavailable?.();
