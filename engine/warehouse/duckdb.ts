@@ -66,12 +66,12 @@ function formatSeconds(ms: number): string {
   return `${Number((ms / 1000).toFixed(1))}s`;
 }
 
-/** Types whose DuckDB value is already the JS value of a row (JSON is a VARCHAR). */
 /** The WAL size at which a run's end checkpoints (DuckDB's own default threshold). */
 const CHECKPOINT_AFTER = 16 * 1024 * 1024;
 /** DuckDB's automatic checkpoint threshold while ebb has the file open (see open()). */
 const AUTO_CHECKPOINT = '1GB';
 
+/** Types whose DuckDB value is already the JS value of a row (JSON is a VARCHAR). */
 const PLAIN_TYPES = new Set([DuckDBTypeId.VARCHAR, DuckDBTypeId.BOOLEAN, DuckDBTypeId.TINYINT, DuckDBTypeId.SMALLINT, DuckDBTypeId.INTEGER, DuckDBTypeId.FLOAT, DuckDBTypeId.DOUBLE]);
 
 /**
