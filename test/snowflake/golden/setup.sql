@@ -40,9 +40,9 @@ CREATE TABLE IF NOT EXISTS "EBB"."RUN_REQUESTS" (
   claimed_by VARCHAR, claimed_at TIMESTAMP_NTZ, finished_at TIMESTAMP_NTZ, run_id VARCHAR
 );
 CREATE TABLE IF NOT EXISTS "EBB"."SYNC_CHANGES" (
-  run_id VARCHAR, sync_name VARCHAR, seq BIGINT, record_key VARCHAR, action VARCHAR, apply_reason VARCHAR,
-  record_hash VARCHAR, transformed_record VARIANT, app_identifier VARCHAR, source_error VARCHAR,
-  in_doubt BOOLEAN
+  run_id VARCHAR, sync_name VARCHAR, seq BIGINT, record_key VARCHAR, action VARCHAR,
+  apply_reason VARCHAR, record_hash VARCHAR, transformed_record VARIANT,
+  app_identifier VARCHAR, source_error VARCHAR, in_doubt BOOLEAN
 );
 CREATE TABLE IF NOT EXISTS "EBB"."SYNC_OUTCOMES" (
   run_id VARCHAR, seq BIGINT, action VARCHAR, success BOOLEAN, app_identifier VARCHAR,
