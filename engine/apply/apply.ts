@@ -3,11 +3,11 @@
  * under the connection's concurrency, with the business and technical retries of SPEC §3.
  * No warehouse commit waits on the path of a batch: each batch is sent only under a durable
  * in-flight mark, but the batches are read and marked ahead of the sends, the batches read while
- * one statement is written marked by the next (up to twice as many batches ahead as are sent while
- * one statement is written, and at least one per slot of the connection's concurrency: more on a
- * warehouse that takes 100 ms a statement); and the outcomes are written behind the answers, the
- * answers of many batches per statement. After a crash, only the batches on the wire, marked
- * ahead, or answered but not yet written are in doubt. */
+ * one statement is written marked by the next, or beside it where a statement outlasts a send (up
+ * to twice as many batches ahead as are sent while one statement is written, and at least one per
+ * slot of the connection's concurrency: more on a warehouse that takes 100 ms a statement); and the
+ * outcomes are written behind the answers, the answers of many batches per statement. After a
+ * crash, only the batches on the wire, marked ahead, or answered but not yet written are in doubt. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/plugin.ts';
@@ -165,33 +165,45 @@ async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIter
 /**
  * Group commit: rows added while a write is under way go together in the next write, so batches
  * answered at once share one statement; so do the rows added in one turn of the event loop (the
- * batches read from one chunk of the change set), as a write starts only after that turn. Each
- * add() resolves when its rows are written.
+ * batches read from one chunk of the change set), as a write starts only after that turn. Up to
+ * `depth()` writes run at once (see applyChanges). Each add() resolves when its rows are written.
  */
 class GroupAppend {
   private pending: Array<{ rows: Param[][]; done: (error?: unknown) => void }> = [];
-  private writing = false;
+  private writes = 0;
+  private scheduled = false;
 
-  constructor(private readonly write: (rows: Param[][]) => Promise<void>) {}
+  constructor(
+    private readonly write: (rows: Param[][]) => Promise<void>,
+    private readonly depth: () => number = () => 1,
+  ) {}
 
   add(rows: Param[][]): Promise<void> {
     return new Promise((resolve, reject) => {
       this.pending.push({ rows, done: (error) => (error === undefined ? resolve() : reject(error as Error)) });
-      if (!this.writing) {
-        this.writing = true;
-        setImmediate(() => void this.drain());
+      if (!this.scheduled && this.writes < this.depth()) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.flush();
+        });
       }
     });
   }
 
-  private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
-      const group = this.pending;
-      this.pending = [];
-      const error = await this.write(group.flatMap((g) => g.rows)).then(() => undefined, (e: unknown) => e ?? new Error('write failed'));
-      for (const g of group) g.done(error);
-    }
-    this.writing = false;
+  /** Starts a write of every pending row, unless `depth()` writes are under way; the next starts as one ends. */
+  private flush(): void {
+    if (this.pending.length === 0 || this.writes >= this.depth()) return;
+    const group = this.pending;
+    this.pending = [];
+    this.writes++;
+    void this.write(group.flatMap((g) => g.rows))
+      .then(() => undefined, (e: unknown) => e ?? new Error('write failed'))
+      .then((error) => {
+        this.writes--;
+        for (const g of group) g.done(error);
+        this.flush();
+      });
   }
 }
 
@@ -470,10 +482,12 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
   // Each statement is timed for the lead; what waits for it to start is not.
-  const appender = (table: string, columns: string[]) => new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs));
+  const appender = (table: string, columns: string[], depth?: () => number) => new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), depth);
   const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS);
   const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS);
-  const marks = appender('sync_inflight', INFLIGHT_COLUMNS);
+  // A mark statement that takes longer than a send (a distant warehouse) would hold up the batches
+  // read while it is written: a second one marks them meanwhile.
+  const marks = appender('sync_inflight', INFLIGHT_COLUMNS, () => ((pace.statementMs.value ?? 0) > (pace.sendMs.value ?? Infinity) ? 2 : 1));
   // What the appends need of their tables is looked up while the change set's first rows are
   // read, not on the path of the first batch (a round trip on Snowflake). An error shows in the append.
   const prepared = Promise.all(['sync_inflight', 'sync_outcomes', 'sync_batch_outcomes'].map((table) => sql.warehouse.prepareAppend(sql.stateSchema, table))).catch(() => undefined);

@@ -82,8 +82,10 @@ export interface LoggedStatement {
   describeOnly: boolean;
   /** The statement's QUERY_TAG (a statement parameter), if it had one. */
   queryTag?: string;
-  /** When it arrived (performance.now() of the emulator's process). */
+  /** When it ran (performance.now() of the emulator's process): statements run one at a time. */
   at: number;
+  /** When its request arrived, before latencyMs; absent for the emulator's own statements. */
+  arrivedAt?: number;
 }
 
 /**
@@ -477,6 +479,7 @@ export class SnowflakeEmulator {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
+    const arrivedAt = performance.now();
     try {
       // Outside serialise(): the requests of a client wait side by side, as on a network.
       if (this.latencyMs > 0) await sleep(this.latencyMs);
@@ -497,7 +500,7 @@ export class SnowflakeEmulator {
       if (!session || !token) return send(401, { success: false, code: '390104', message: 'The session token is missing or invalid; log in first.', data: null });
       if (path === '/queries/v1/query-request') {
         this.count('query');
-        return send(200, await this.query(token, session, body, req.headers.host ?? url.host));
+        return send(200, await this.query(token, session, body, req.headers.host ?? url.host, arrivedAt));
       }
       if (path === '/session' && url.searchParams.get('delete') === 'true') {
         this.count('session-delete');
@@ -600,8 +603,8 @@ export class SnowflakeEmulator {
     return conn;
   }
 
-  private async query(token: string, session: Session, body: Record<string, unknown>, host: string): Promise<unknown> {
-    const answer = (await this.serialise(() => this.execute(session, body, host))) as { success: boolean; data: { queryId: string } };
+  private async query(token: string, session: Session, body: Record<string, unknown>, host: string, arrivedAt: number): Promise<unknown> {
+    const answer = (await this.serialise(() => this.execute(session, body, host, arrivedAt))) as { success: boolean; data: { queryId: string } };
     const queryId = answer.data?.queryId ?? randomUUID();
     const chunks = (answer as { chunkTexts?: string[] }).chunkTexts ?? [];
     delete (answer as { chunkTexts?: string[] }).chunkTexts;
@@ -627,7 +630,7 @@ export class SnowflakeEmulator {
   }
 
   /** Runs one request's statement; the answer in Snowflake's shape (errors included, as HTTP 200). */
-  private async execute(session: Session, body: Record<string, unknown>, host = new URL(this.url).host): Promise<unknown> {
+  private async execute(session: Session, body: Record<string, unknown>, host = new URL(this.url).host, arrivedAt?: number): Promise<unknown> {
     const queryId = randomUUID();
     const sqlText = String(body.sqlText ?? '');
     const bindings = (body.bindings ?? {}) as Record<string, { type: string; value: unknown }>;
@@ -644,7 +647,7 @@ export class SnowflakeEmulator {
       done(answer.success ? undefined : new Error(answer.message));
     }
     const parameters = (body.parameters ?? {}) as Record<string, unknown>;
-    this.statements.push({ sql: sqlText, bindRows, describeOnly, ...(typeof parameters.QUERY_TAG === 'string' && { queryTag: parameters.QUERY_TAG }), at: performance.now() });
+    this.statements.push({ sql: sqlText, bindRows, describeOnly, ...(typeof parameters.QUERY_TAG === 'string' && { queryTag: parameters.QUERY_TAG }), at: performance.now(), ...(arrivedAt !== undefined && { arrivedAt }) });
     try {
       const failure = this.failures.find((f) => f.times > 0 && f.pattern.test(sqlText));
       if (failure) {
