@@ -75,6 +75,13 @@ const SEPARATOR = '\x1f';
 const MAX_BATCH_TEXT = 1_000_000;
 /** After this many sends in a row got no answer at all (refused, DNS, reset), the run stops sending. */
 const BREAKER_SENDS = 3;
+/**
+ * How long answered outcomes wait for more before they are written (milliseconds), unless a send
+ * waits for them: a DuckDB statement costs about a millisecond of CPU whatever its rows (1.0 ms
+ * for one row, 1.4 ms for a hundred), and a fast app answers a batch every millisecond or so. A
+ * warehouse whose statements take longer than this groups them anyway, without the wait.
+ */
+export const OUTCOME_LINGER_MS = 50;
 /** The most batches marked ahead of the sends, or answered and not yet written, per slot of the connection's concurrency. */
 const MAX_LEAD_PER_SLOT = 32;
 
@@ -165,34 +172,38 @@ async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIter
 /**
  * Group commit: rows added while a write is under way go together in the next write, so batches
  * answered at once share one statement; so do the rows added in one turn of the event loop (the
- * batches read from one chunk of the change set), as a write starts only after that turn. Up to
+ * batches read from one chunk of the change set), as a write starts only after that turn, and
+ * once the first of its rows waited `linger()` milliseconds (now() starts it at once). Up to
  * `depth()` writes run at once (see applyChanges). Each add() resolves when its rows are written.
  */
 class GroupAppend {
   private pending: Array<{ rows: Param[][]; done: (error?: unknown) => void }> = [];
+  /** When the first of the pending rows was added. */
+  private since = 0;
   private writes = 0;
-  private scheduled = false;
+  private timer: NodeJS.Immediate | NodeJS.Timeout | undefined;
 
   constructor(
     private readonly write: (rows: Param[][]) => Promise<void>,
-    private readonly depth: () => number = () => 1,
+    private readonly depth: () => number,
+    private readonly linger: () => number = () => 0,
   ) {}
 
   add(rows: Param[][]): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) this.since = performance.now();
       this.pending.push({ rows, done: (error) => (error === undefined ? resolve() : reject(error as Error)) });
-      if (!this.scheduled && this.writes < this.depth()) {
-        this.scheduled = true;
-        setImmediate(() => {
-          this.scheduled = false;
-          this.flush();
-        });
-      }
+      this.schedule();
     });
   }
 
-  /** Starts a write of every pending row, unless `depth()` writes are under way; the next starts as one ends. */
-  private flush(): void {
+  /** Starts a write of every pending row now, unless `depth()` writes are under way. */
+  now(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer as NodeJS.Timeout);
+      clearImmediate(this.timer as NodeJS.Immediate);
+      this.timer = undefined;
+    }
     if (this.pending.length === 0 || this.writes >= this.depth()) return;
     const group = this.pending;
     this.pending = [];
@@ -202,8 +213,15 @@ class GroupAppend {
       .then((error) => {
         this.writes--;
         for (const g of group) g.done(error);
-        this.flush();
+        this.schedule();
       });
+  }
+
+  /** Sets the next write to start once the first pending rows waited `linger()` (after this turn at the least). */
+  private schedule(): void {
+    if (this.timer !== undefined || this.pending.length === 0 || this.writes >= this.depth()) return;
+    const wait = this.since + this.linger() - performance.now();
+    this.timer = wait > 0 ? setTimeout(() => this.now(), wait) : setImmediate(() => this.now());
   }
 }
 
@@ -482,9 +500,18 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
   // Each statement is timed for the lead; what waits for it to start is not.
-  const appender = (table: string, columns: string[], depth?: () => number) => new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), depth);
-  const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS);
-  const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS);
+  const appender = (table: string, columns: string[], depth = () => 1, linger = () => 0) => new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), depth, linger);
+  // Outcomes wait a little for more to come, unless a send waits for them (see the loop below) or
+  // the run is ending: a statement per few batches answered would cost a local warehouse more CPU
+  // than the rows it writes.
+  let ending = false;
+  const linger = () => (ending ? 0 : OUTCOME_LINGER_MS);
+  const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS, undefined, linger);
+  const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS, undefined, linger);
+  const writeOutcomes = () => {
+    outcomes.now();
+    batchRows.now();
+  };
   // A mark statement that takes longer than a send (a distant warehouse) would hold up the batches
   // read while it is written: a second one marks them meanwhile.
   const marks = appender('sync_inflight', INFLIGHT_COLUMNS, () => ((pace.statementMs.value ?? 0) > (pace.sendMs.value ?? Infinity) ? 2 : 1));
@@ -668,7 +695,10 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       // the one before wait for it, and one slower than the mean (every few statements on a
       // distant warehouse) then stopped every send until it ended. Such batches can be sent again.
       const behind = options.atomicRun || resendable(batch) ? pace.max : 0;
-      while (running.size >= options.concurrency || settling.size >= options.concurrency + behind) await Promise.race([...running, ...settling]);
+      while (running.size >= options.concurrency || settling.size >= options.concurrency + behind) {
+        if (settling.size >= options.concurrency + behind) writeOutcomes();
+        await Promise.race([...running, ...settling]);
+      }
       start(batch);
     }
   } catch (e) {
@@ -680,6 +710,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     const reason = stopReason();
     if (ahead && reason) track(settling, ahead.untaken().then((batches) => write(batches.flatMap(unsent))));
     signal?.removeEventListener('abort', onAbort);
+    ending = true;
+    writeOutcomes();
     while (settling.size > 0) await Promise.all(settling);
     await prepared;
   }

@@ -1,26 +1,33 @@
 /**
- * Apply on a distant warehouse (emulated, every request late): the in-flight marks keep up with
- * the sends, and every record is delivered once with its outcome.
+ * Apply's writes to the warehouse (emulated): on a distant one (every request late) the in-flight
+ * marks keep up with the sends; on a near one the outcomes of many batches share a statement; and
+ * every record is delivered once with its outcome.
  */
+import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SnowflakeEmulator } from './emulator.ts';
 import { openEmulated } from './support.ts';
 import { Sql } from '../../engine/warehouse/sql.ts';
 import { plan } from '../../engine/plan/plan.ts';
-import { applyChanges } from '../../engine/apply/apply.ts';
+import { applyChanges, OUTCOME_LINGER_MS } from '../../engine/apply/apply.ts';
 import { recordRun } from '../../engine/record/record.ts';
 import { syncSchema } from '../../engine/config/schema.ts';
 import type { SnowflakeWarehouse } from '../../engine/warehouse/snowflake.ts';
 import type { Change, Outcome } from '../../plugins/plugin.ts';
 
-describe('apply on a warehouse slower than the app (emulated)', () => {
+describe("apply's warehouse writes (emulated)", () => {
   let emulator: SnowflakeEmulator;
   let warehouse: SnowflakeWarehouse;
+  let sql: Sql;
 
   beforeAll(async () => {
     // Results of 20 rows a chunk: a window of the change set arrives a chunk at a time.
     emulator = await SnowflakeEmulator.start({ chunkRows: 20 });
     warehouse = await openEmulated(emulator);
+    sql = new Sql(warehouse, 'ebb');
+    await sql.runScript('setup');
+    await emulator.sql('CREATE SCHEMA analytics');
+    await emulator.sql(`CREATE TABLE analytics.contacts AS SELECT i AS id, 'p' || i || '@x.io' AS email FROM range(1, 601) t(i)`);
   });
 
   afterAll(async () => {
@@ -28,21 +35,8 @@ describe('apply on a warehouse slower than the app (emulated)', () => {
     await emulator?.stop();
   });
 
-  it('writes a second in-flight mark beside one that outlasts a send, and delivers every record once', async () => {
-    const sql = new Sql(warehouse, 'ebb');
-    await sql.runScript('setup');
-    await emulator.sql('CREATE SCHEMA analytics');
-    await emulator.sql(`CREATE TABLE analytics.contacts AS SELECT i AS id, 'p' || i || '@x.io' AS email FROM range(1, 601) t(i)`);
-    const sync = syncSchema.parse({ name: 'slow_marks', source: { table: 'analytics.contacts', key: 'id' }, destination: { connection: 'app', object: 'contacts' }, strategy: 'upsert', mapping: { email: 'email' } });
-    const runId = 'run-slow-marks';
-    await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
-    const summary = await plan(sql, sync, { runId });
-
-    // From here on every request to the warehouse takes 40 ms, and the change set comes in windows
-    // of 200 records, each read a chunk of 20 at a time; the app answers in 2 ms. Creates are
-    // idempotent here, so that they are marked ahead of the sends.
-    emulator.latencyMs = 40;
-    emulator.resetCounts();
+  /** A session that answers every change after 2 ms; `received` lists the keys it got. */
+  function app() {
     const received: string[] = [];
     const session = {
       apply: async (changes: Change[]): Promise<Outcome[]> => {
@@ -54,6 +48,25 @@ describe('apply on a warehouse slower than the app (emulated)', () => {
       },
       close: async () => undefined,
     };
+    return { received, session };
+  }
+
+  /** Plans a first run of a sync of the 600 contacts; returns what applyChanges and recordRun need. */
+  async function planned(sql: Sql, name: string) {
+    const sync = syncSchema.parse({ name, source: { table: 'analytics.contacts', key: 'id' }, destination: { connection: 'app', object: 'contacts' }, strategy: 'upsert', mapping: { email: 'email' } });
+    const runId = `run-${name}`;
+    await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
+    return { sync, runId, summary: await plan(sql, sync, { runId }) };
+  }
+
+  it('writes a second in-flight mark beside one that outlasts a send, and delivers every record once', async () => {
+    const { sync, runId, summary } = await planned(sql, 'slow_marks');
+    // From here on every request to the warehouse takes 40 ms, and the change set comes in windows
+    // of 200 records, each read a chunk of 20 at a time; the app answers in 2 ms. Creates are
+    // idempotent here, so that they are marked ahead of the sends.
+    emulator.latencyMs = 40;
+    emulator.resetCounts();
+    const { received, session } = app();
     const result = await applyChanges({ sql, runId, lastSeq: summary.total, seqWindow: 200, session, strategy: sync.strategy, batchSize: 10, concurrency: 4, retryDelaysMs: [], idempotentCreate: true });
     emulator.latencyMs = 0;
 
@@ -64,6 +77,25 @@ describe('apply on a warehouse slower than the app (emulated)', () => {
     // (One at a time, each mark would wait for the one before, and the batches behind it too.)
     const marks = emulator.statements.filter((s) => /^INSERT INTO "EBB"\."SYNC_INFLIGHT"/.test(s.sql)).sort((a, b) => a.arrivedAt! - b.arrivedAt!);
     expect(marks.some((m, i) => i > 0 && m.arrivedAt! < marks[i - 1].at)).toBe(true);
+    const { counts } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
+    expect(counts).toMatchObject({ succeeded: 600, failed: 0 });
+  });
+
+  it(`writes the outcomes answered within ${OUTCOME_LINGER_MS} ms in one statement on a warehouse faster than that`, async () => {
+    const { sync, runId, summary } = await planned(sql, 'near_outcomes');
+    emulator.resetCounts();
+    const { received, session } = app();
+    const started = performance.now();
+    const result = await applyChanges({ sql, runId, lastSeq: summary.total, session, strategy: sync.strategy, batchSize: 5, concurrency: 4, retryDelaysMs: [], idempotentCreate: true });
+    const elapsed = performance.now() - started;
+
+    expect(result).toMatchObject({ applied: 600, stopped: undefined });
+    expect(new Set(received).size).toBe(600);
+    // 120 batches answered: at most one outcome statement per OUTCOME_LINGER_MS of the run, and
+    // the last one, not one for every statement's time (a few ms here).
+    const outcomes = emulator.statements.filter((s) => /^INSERT INTO "EBB"\."SYNC_(BATCH_)?OUTCOMES"/.test(s.sql));
+    expect(outcomes.length).toBeGreaterThan(0);
+    expect(outcomes.length).toBeLessThanOrEqual(Math.ceil(elapsed / OUTCOME_LINGER_MS) + 2);
     const { counts } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
     expect(counts).toMatchObject({ succeeded: 600, failed: 0 });
   });
