@@ -197,14 +197,18 @@ class GroupAppend {
     });
   }
 
-  /** Starts a write of every pending row now, unless `depth()` writes are under way. */
+  /** Starts a write of every pending row now, or as soon as one of the `depth()` writes under way ends. */
   now(): void {
     if (this.timer !== undefined) {
       clearTimeout(this.timer as NodeJS.Timeout);
       clearImmediate(this.timer as NodeJS.Immediate);
       this.timer = undefined;
     }
-    if (this.pending.length === 0 || this.writes >= this.depth()) return;
+    if (this.pending.length === 0) return;
+    if (this.writes >= this.depth()) {
+      this.since = -Infinity;
+      return;
+    }
     const group = this.pending;
     this.pending = [];
     this.writes++;
@@ -501,9 +505,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
   // Each statement is timed for the lead; what waits for it to start is not.
   const appender = (table: string, columns: string[], depth = () => 1, linger = () => 0) => new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), depth, linger);
-  // Outcomes wait a little for more to come, unless a send waits for them (see the loop below) or
-  // the run is ending: a statement per few batches answered would cost a local warehouse more CPU
-  // than the rows it writes.
+  // Outcomes linger (OUTCOME_LINGER_MS), unless a send waits for them (see the loop below) or the
+  // run is ending.
   let ending = false;
   const linger = () => (ending ? 0 : OUTCOME_LINGER_MS);
   const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS, undefined, linger);
