@@ -169,6 +169,12 @@ async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIter
   }
 }
 
+/** How a GroupAppend writes: at most `depth()` writes at once (default 1), rows lingering `linger()` ms (default 0). */
+interface GroupOptions {
+  depth?: () => number;
+  linger?: () => number;
+}
+
 /**
  * Group commit: rows added while a write is under way go together in the next write, so batches
  * answered at once share one statement; so do the rows added in one turn of the event loop (the
@@ -178,16 +184,21 @@ async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIter
  */
 class GroupAppend {
   private pending: Array<{ rows: Param[][]; done: (error?: unknown) => void }> = [];
-  /** When the first of the pending rows was added. */
+  /** When the first of the pending rows was added; -Infinity once now() asked for them. */
   private since = 0;
   private writes = 0;
-  private timer: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** Cancels the write that is set to start, if one is. */
+  private cancel: (() => void) | undefined;
+  private readonly depth: () => number;
+  private readonly linger: () => number;
 
   constructor(
     private readonly write: (rows: Param[][]) => Promise<void>,
-    private readonly depth: () => number,
-    private readonly linger: () => number = () => 0,
-  ) {}
+    options: GroupOptions = {},
+  ) {
+    this.depth = options.depth ?? (() => 1);
+    this.linger = options.linger ?? (() => 0);
+  }
 
   add(rows: Param[][]): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -199,11 +210,8 @@ class GroupAppend {
 
   /** Starts a write of every pending row now, or as soon as one of the `depth()` writes under way ends. */
   now(): void {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer as NodeJS.Timeout);
-      clearImmediate(this.timer as NodeJS.Immediate);
-      this.timer = undefined;
-    }
+    this.cancel?.();
+    this.cancel = undefined;
     if (this.pending.length === 0) return;
     if (this.writes >= this.depth()) {
       this.since = -Infinity;
@@ -223,9 +231,15 @@ class GroupAppend {
 
   /** Sets the next write to start once the first pending rows waited `linger()` (after this turn at the least). */
   private schedule(): void {
-    if (this.timer !== undefined || this.pending.length === 0 || this.writes >= this.depth()) return;
+    if (this.cancel || this.pending.length === 0 || this.writes >= this.depth()) return;
     const wait = this.since + this.linger() - performance.now();
-    this.timer = wait > 0 ? setTimeout(() => this.now(), wait) : setImmediate(() => this.now());
+    if (wait > 0) {
+      const timer = setTimeout(() => this.now(), wait);
+      this.cancel = () => clearTimeout(timer);
+    } else {
+      const immediate = setImmediate(() => this.now());
+      this.cancel = () => clearImmediate(immediate);
+    }
   }
 }
 
@@ -263,6 +277,11 @@ class Pace {
     const { value: send } = this.sendMs;
     const during = statement === undefined || send === undefined ? 0 : Math.floor((this.concurrency * statement) / Math.max(send, 0.01));
     return Math.min(this.max, Math.max(this.concurrency, 4 * during));
+  }
+
+  /** Whether a warehouse statement takes longer than a send (a distant warehouse), as measured so far. */
+  slowWarehouse(): boolean {
+    return (this.statementMs.value ?? 0) > (this.sendMs.value ?? Infinity);
   }
 
   /** Times a send, or a warehouse write, for the lead. */
@@ -504,20 +523,21 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
   // Each statement is timed for the lead; what waits for it to start is not.
-  const appender = (table: string, columns: string[], depth = () => 1, linger = () => 0) => new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), depth, linger);
+  const appender = (table: string, columns: string[], options?: GroupOptions) =>
+    new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), options);
   // Outcomes linger (OUTCOME_LINGER_MS), unless a send waits for them (see the loop below) or the
   // run is ending.
   let ending = false;
   const linger = () => (ending ? 0 : OUTCOME_LINGER_MS);
-  const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS, undefined, linger);
-  const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS, undefined, linger);
+  const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS, { linger });
+  const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS, { linger });
   const writeOutcomes = () => {
     outcomes.now();
     batchRows.now();
   };
   // A mark statement that takes longer than a send (a distant warehouse) would hold up the batches
   // read while it is written: a second one marks them meanwhile.
-  const marks = appender('sync_inflight', INFLIGHT_COLUMNS, () => ((pace.statementMs.value ?? 0) > (pace.sendMs.value ?? Infinity) ? 2 : 1));
+  const marks = appender('sync_inflight', INFLIGHT_COLUMNS, { depth: () => (pace.slowWarehouse() ? 2 : 1) });
   // What the appends need of their tables is looked up while the change set's first rows are
   // read, not on the path of the first batch (a round trip on Snowflake). An error shows in the append.
   const prepared = Promise.all(['sync_inflight', 'sync_outcomes', 'sync_batch_outcomes'].map((table) => sql.warehouse.prepareAppend(sql.stateSchema, table))).catch(() => undefined);

@@ -52,7 +52,7 @@ describe("apply's warehouse writes (emulated)", () => {
   }
 
   /** Plans a first run of a sync of the 600 contacts; returns what applyChanges and recordRun need. */
-  async function planned(sql: Sql, name: string) {
+  async function planned(name: string) {
     const sync = syncSchema.parse({ name, source: { table: 'analytics.contacts', key: 'id' }, destination: { connection: 'app', object: 'contacts' }, strategy: 'upsert', mapping: { email: 'email' } });
     const runId = `run-${name}`;
     await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
@@ -60,7 +60,7 @@ describe("apply's warehouse writes (emulated)", () => {
   }
 
   it('writes a second in-flight mark beside one that outlasts a send, and delivers every record once', async () => {
-    const { sync, runId, summary } = await planned(sql, 'slow_marks');
+    const { sync, runId, summary } = await planned('slow_marks');
     // From here on every request to the warehouse takes 40 ms, and the change set comes in windows
     // of 200 records, each read a chunk of 20 at a time; the app answers in 2 ms. Creates are
     // idempotent here, so that they are marked ahead of the sends.
@@ -82,7 +82,7 @@ describe("apply's warehouse writes (emulated)", () => {
   });
 
   it(`writes the outcomes answered within ${OUTCOME_LINGER_MS} ms in one statement on a warehouse faster than that`, async () => {
-    const { sync, runId, summary } = await planned(sql, 'near_outcomes');
+    const { sync, runId, summary } = await planned('near_outcomes');
     emulator.resetCounts();
     const { received, session } = app();
     const started = performance.now();
