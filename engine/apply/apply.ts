@@ -2,12 +2,11 @@
  * Apply: stream the change set out of the warehouse in batches and send them through the plugin,
  * under the connection's concurrency, with the business and technical retries of SPEC §3.
  * No warehouse commit waits on the path of a batch: each batch is sent only under a durable
- * in-flight mark, but the batches are read and marked ahead of the sends, the batches read while
- * one statement is written marked by the next, or beside it where a statement outlasts a send (up
- * to twice as many batches ahead as are sent while one statement is written, and at least one per
- * slot of the connection's concurrency: more on a warehouse that takes 100 ms a statement); and the
- * outcomes are written behind the answers, the answers of many batches per statement. After a
- * crash, only the batches on the wire, marked ahead, or answered but not yet written are in doubt. */
+ * in-flight mark, but a window of the change set is marked as a whole, in one statement beside
+ * the one that reads it, and read ahead of the sends; and the outcomes are written behind the
+ * answers, the answers of many batches per statement. After a crash, only the batches on the
+ * wire, in a window marked and not yet sent, or answered but not yet written are in doubt. A
+ * create that could make a duplicate is marked alone, just before it is sent. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { Action, Change, Outcome, Session, Strategy } from '../../plugins/plugin.ts';
@@ -82,7 +81,7 @@ const BREAKER_SENDS = 3;
  * warehouse whose statements take longer than this groups them anyway, without the wait.
  */
 export const OUTCOME_LINGER_MS = 50;
-/** The most batches marked ahead of the sends, or answered and not yet written, per slot of the connection's concurrency. */
+/** The most batches read ahead of the sends, or answered and not yet written, per slot of the connection's concurrency. */
 const MAX_LEAD_PER_SLOT = 32;
 
 function toChange(row: Row): PlannedChange {
@@ -100,27 +99,48 @@ const SEQ_WINDOW = 50_000;
 /** Rows of the first window: small, so that the first batch leaves soon; each next window is twice the one before, up to the full window. */
 const FIRST_SEQ_WINDOW = 5_000;
 
-/** The change set in seq order, one statement per window of seqs; each window's statement starts while the one before is read. */
-async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: number): AsyncIterable<Row[]> {
+/** Rows of the change set, and what their sends wait for: the in-flight marks of their window and of every window before it. */
+interface Chunk {
+  rows: Row[];
+  marked: Promise<unknown>;
+}
+
+/** A batch of changes of one action, and what its send waits for (see Chunk). */
+interface Batch {
+  changes: PlannedChange[];
+  marked: Promise<unknown>;
+}
+
+/**
+ * The change set in seq order, one statement per window of seqs; each window's statement starts
+ * while the one before is read, and `mark(from, to)`, if given, marks the window beside it.
+ */
+async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: number, mark?: (from: number, to: number) => Promise<unknown>): AsyncIterable<Chunk> {
+  let marked: Promise<unknown> = Promise.resolve();
   const open = (from: number, size: number) => {
-    const rows = sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: Math.min(from + size - 1, lastSeq) })[Symbol.asyncIterator]();
+    const to = Math.min(from + size - 1, lastSeq);
+    if (mark) {
+      marked = Promise.all([marked, mark(from, to)]);
+      marked.catch(() => undefined);
+    }
+    const rows = sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: to })[Symbol.asyncIterator]();
     const first = rows.next();
     first.catch(() => undefined);
-    return { rows, first, from, size };
+    return { rows, first, from, size, marked };
   };
   let next = lastSeq >= 1 ? open(1, Math.min(window, FIRST_SEQ_WINDOW)) : undefined;
   try {
     while (next) {
-      const { rows, first, from, size } = next;
+      const { rows, first, from, size, marked: windowMarked } = next;
       next = undefined;
       const after = from + size;
       const following = () => (after <= lastSeq ? open(after, Math.min(window, size * 2)) : undefined);
       try {
         for (let chunk = await first; !chunk.done; chunk = await rows.next()) {
-          yield chunk.value;
+          yield { rows: chunk.value, marked: windowMarked };
           // The next window's statement starts once this one answered and its first rows were
-          // taken (their marks under way): it runs while this window is sent, and never beside
-          // this one's nor before those marks (a warehouse may queue the statements).
+          // taken: it runs while this window is sent, and never beside this one's (a warehouse
+          // may queue the statements).
           next ??= following();
         }
         next ??= following();
@@ -135,38 +155,23 @@ async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: numb
 }
 
 /** Groups the change set into batches of one action; stops reading once `stop()` says so. */
-async function* batches(rows: AsyncIterable<Row[]>, size: number, stop: () => unknown): AsyncIterable<PlannedChange[]> {
+async function* batches(chunks: AsyncIterable<Chunk>, size: number, stop: () => unknown): AsyncIterable<Batch> {
   let batch: PlannedChange[] = [];
-  for await (const chunk of rows) {
-    for (const row of chunk) {
+  // The marks that its last change waits for, and so the ones before (see Chunk).
+  let marked: Promise<unknown> = Promise.resolve();
+  for await (const chunk of chunks) {
+    for (const row of chunk.rows) {
       const change = toChange(row);
       if (batch.length > 0 && (batch.length >= size || batch[0].action !== change.action)) {
         if (stop()) return;
-        yield batch;
+        yield { changes: batch, marked };
         batch = [];
       }
       batch.push(change);
+      marked = chunk.marked;
     }
   }
-  if (batch.length > 0) yield batch;
-}
-
-/** Reads up to `depth` items ahead of the consumer. */
-async function* readAhead<T>(source: AsyncIterable<T>, depth: number): AsyncIterable<T> {
-  const it = source[Symbol.asyncIterator]();
-  // A read that fails while it waits in the queue is reported when its turn comes, not before.
-  const pull = () => {
-    const next = it.next();
-    next.catch(() => undefined);
-    return next;
-  };
-  const queue = Array.from({ length: depth }, pull);
-  for (;;) {
-    const next = await queue.shift()!;
-    if (next.done) return;
-    queue.push(pull());
-    yield next.value;
-  }
+  if (batch.length > 0) yield { changes: batch, marked };
 }
 
 /** How a GroupAppend writes: at most `depth()` writes at once (default 1), rows lingering `linger()` ms (default 0). */
@@ -252,14 +257,12 @@ class Mean {
 }
 
 /**
- * How far the warehouse writes run ahead of (marks) and behind (outcomes) the sends, measured as
- * the run goes: while one statement is written, `concurrency × statement time / send time`
- * batches start. Four times that many are read and marked ahead, on top of those on the wire
- * (a mark statement carries what was read while the one before was written, and statement times
- * vary: at twice, a Snowflake run waited for its marks), and at least one batch per slot, so that
- * a statement slower than the ones before does not hold up the sends, however fast the warehouse
- * is next to the app. Answered batches may wait for their outcomes to be written up to `max`, not
- * the lead (see applyChanges).
+ * How far the reads run ahead of the sends, and the outcomes behind the answers, measured as the
+ * run goes: while one statement is written, `concurrency × statement time / send time` batches
+ * start. Four times that many are read ahead, on top of those on the wire, and at least one batch
+ * per slot, so that a read or a statement slower than the ones before does not hold up the
+ * sends, however fast the warehouse is next to the app. Answered batches may wait for their
+ * outcomes to be written up to `max`, not the lead (see applyChanges).
  */
 class Pace {
   readonly statementMs = new Mean();
@@ -267,11 +270,11 @@ class Pace {
 
   constructor(
     private readonly concurrency: number,
-    /** The most batches marked ahead, or answered and not yet written. */
+    /** The most batches read ahead, or answered and not yet written. */
     readonly max: number,
   ) {}
 
-  /** Batches that may be marked ahead of the sends. */
+  /** Batches that may be read ahead of the sends. */
   lead(): number {
     const { value: statement } = this.statementMs;
     const { value: send } = this.sendMs;
@@ -294,16 +297,14 @@ class Pace {
 }
 
 /**
- * The batches to send, each taken once its in-flight mark is durable. Batches are read up to
- * `pace.lead()` ahead of the sends, in the background, and each is marked as it is read: the
- * marks of the batches read while one mark statement is written go together in the next one, so
- * the sends never wait for a read or a statement while the lead holds. A batch that must not be in
- * doubt unless it was sent (`ahead(batch)` is false) is not marked here, but by its sender.
+ * The batches to send, read up to `pace.lead()` ahead of the sends, in the background, so that
+ * the sends never wait for a read while the lead holds. A batch is taken once the marks that it
+ * waits for are durable (see Chunk), unless its sender marks it (`ahead(batch)` is false).
  */
-class MarkAhead {
-  /** Batches read and marked (or being marked, or not to be marked here), not yet taken, in order. */
-  private readonly queue: Array<{ batch: PlannedChange[]; durable: Promise<void> }> = [];
-  private readonly source: AsyncIterator<PlannedChange[]>;
+class ReadAhead {
+  /** Batches read and not yet taken, in order. */
+  private readonly queue: Batch[] = [];
+  private readonly source: AsyncIterator<Batch>;
   /** The read under way, if one is. */
   private reading: Promise<void> | undefined;
   private ended = false;
@@ -312,8 +313,7 @@ class MarkAhead {
   private wake: (() => void) | undefined;
 
   constructor(
-    source: AsyncIterable<PlannedChange[]>,
-    private readonly mark: (batch: PlannedChange[]) => Promise<void>,
+    source: AsyncIterable<Batch>,
     private readonly pace: Pace,
     private readonly ahead: (batch: PlannedChange[]) => boolean,
   ) {
@@ -325,7 +325,7 @@ class MarkAhead {
     return !this.ended && this.queue.length < Math.max(1, this.pace.lead());
   }
 
-  /** Starts reading and marking batches, unless a read is under way, until the lead is full or the change set ends. */
+  /** Starts reading batches, unless a read is under way, until the lead is full or the change set ends. */
   read(): void {
     if (this.reading || !this.short()) return;
     this.reading = this.readUntilFull().finally(() => {
@@ -339,11 +339,7 @@ class MarkAhead {
       while (this.short()) {
         const next = await this.source.next();
         if (next.done) this.ended = true;
-        else {
-          const durable = this.ahead(next.value) ? this.mark(next.value) : Promise.resolve();
-          durable.catch(() => undefined);
-          this.queue.push({ batch: next.value, durable });
-        }
+        else this.queue.push(next.value);
         this.wake?.();
       }
     } catch (error) {
@@ -352,7 +348,7 @@ class MarkAhead {
     }
   }
 
-  /** The next batch, once it is marked (if it is marked ahead); undefined at the end of the change set. */
+  /** The next batch, once the marks it waits for are durable; undefined at the end of the change set. */
   async next(): Promise<PlannedChange[] | undefined> {
     // Woken by each batch read, and when a read ends (a read that was ending when this began could not start again).
     for (this.read(); this.queue.length === 0 && !this.ended; this.read()) await new Promise<void>((resolve) => (this.wake = resolve));
@@ -363,15 +359,15 @@ class MarkAhead {
       if (this.failure) throw this.failure.error;
       return undefined;
     }
-    await head.durable;
-    return head.batch;
+    if (this.ahead(head.changes)) await head.marked;
+    return head.changes;
   }
 
-  /** Stops reading; the batches read (and marked) and never taken: they were not sent. */
-  async untaken(): Promise<PlannedChange[][]> {
+  /** Stops reading: the batches read and not taken are never sent. */
+  async stop(): Promise<void> {
     this.ended = true;
     await this.reading;
-    return this.queue.splice(0).map((q) => q.batch);
+    this.queue.length = 0;
   }
 }
 
@@ -535,8 +531,9 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     outcomes.now();
     batchRows.now();
   };
-  // A mark statement that takes longer than a send (a distant warehouse) would hold up the batches
-  // read while it is written: a second one marks them meanwhile.
+  // The marks of the batches marked by their senders (creates that could duplicate, an atomic
+  // plugin's): one that takes longer than a send (a distant warehouse) would hold up the senders
+  // that come while it is written, so a second one marks them meanwhile.
   const marks = appender('sync_inflight', INFLIGHT_COLUMNS, { depth: () => (pace.slowWarehouse() ? 2 : 1) });
   // What the appends need of their tables is looked up while the change set's first rows are
   // read, not on the path of the first batch (a round trip on Snowflake). An error shows in the append.
@@ -591,7 +588,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       return options.atomicRun ? [] : [write(unsent(batch))];
     }
     // Marked in flight before it is sent: if the process dies now, the next run knows these
-    // records may have reached the app (see record_history.sql.njk). Other batches were marked ahead.
+    // records may have reached the app (see record_history.sql.njk). Other batches were marked with their window.
     if (options.atomicRun) await markAtomic(batch);
     else if (!resendable(batch)) await marks.add([markRow(batch)]);
     let pending = batch;
@@ -615,7 +612,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       if (remarks.length > 0) await marks.add(remarks.splice(0).map((c) => [runId, c.action, c.seq, c.seq, new Date()]));
       const pairs = await pace.time(sendSplitting(pending), pace.sendMs);
       // The lead may have grown with the send's time: read on now, not when the next batch is taken.
-      ahead?.read();
+      ahead.read();
       observe(pairs);
       // Without its rate limiter nothing more can be sent: that fails the run, not the records.
       const lost = options.unavailable?.();
@@ -705,13 +702,25 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     track(running, delivered);
     track(settling, delivered.then((writes) => Promise.all(writes)));
   };
-  const source = batches(changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW), options.batchSize, stopReason);
-  // MarkAhead reads ahead of the sends itself; for an atomic plugin (one mark for the run) readAhead does.
-  const ahead = options.atomicRun ? undefined : new MarkAhead(source, (batch) => marks.add([markRow(batch)]), pace, resendable);
-  const plain = ahead ? undefined : readAhead(source, options.concurrency)[Symbol.asyncIterator]();
-  const next = async () => (plain ? plain.next().then((n) => (n.done ? undefined : n.value)) : ahead!.next());
+  // Each window of the change set is marked in flight as a whole, beside the statement that reads
+  // it (not for an atomic plugin: its one mark says "begun, not committed"). The records marked
+  // and not sent when sending stops are recorded DELAYED, not in doubt.
+  let markedTo = 0;
+  let sentTo = 0;
+  const markWindow = (from: number, to: number) => {
+    markedTo = to;
+    return sql.run('mark_window', { run_id: runId, seq_from: from, seq_to: to, idempotent_create: options.idempotentCreate ?? false });
+  };
+  const delayMarked = async () => {
+    if (sentTo >= markedTo) return;
+    const records = await sql.run('outcomes_delayed', { run_id: runId, seq_from: sentTo + 1, seq_to: markedTo });
+    applied += records;
+    options.onProgress?.(applied);
+  };
+  const chunks = changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW, options.atomicRun ? undefined : markWindow);
+  const ahead = new ReadAhead(batches(chunks, options.batchSize, stopReason), pace, (batch) => !options.atomicRun && resendable(batch));
   try {
-    for (let batch = await next(); batch; batch = await next()) {
+    for (let batch = await ahead.next(); batch; batch = await ahead.next()) {
       // Outcomes may fall behind the answers by pace.max batches, no further: held unwritten, they
       // would grow with the change set (an atomic plugin's too, though they count only once it
       // commits). Not by the measured lead: an outcome statement is written while the answers of
@@ -722,6 +731,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
         if (settling.size >= options.concurrency + behind) writeOutcomes();
         await Promise.race([...running, ...settling]);
       }
+      sentTo = batch[batch.length - 1].seq;
       start(batch);
     }
   } catch (e) {
@@ -729,9 +739,15 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     failure ??= e;
     halt.abort();
   } finally {
-    // Batches marked ahead of a stop were never sent: DELAYED, not in doubt.
-    const reason = stopReason();
-    if (ahead && reason) track(settling, ahead.untaken().then((batches) => write(batches.flatMap(unsent))));
+    // Records marked ahead of a stop were never sent: DELAYED, not in doubt.
+    if (stopReason()) {
+      track(
+        settling,
+        ahead.stop().then(delayMarked).catch((e: unknown) => {
+          failure ??= e;
+        }),
+      );
+    }
     signal?.removeEventListener('abort', onAbort);
     ending = true;
     writeOutcomes();

@@ -1,7 +1,7 @@
 /**
  * Apply's writes to the warehouse (emulated): on a distant one (every request late) the in-flight
- * marks keep up with the sends; on a near one the outcomes of many batches share a statement; and
- * every record is delivered once with its outcome.
+ * marks keep up with the sends, a window of the change set per statement; on a near one the
+ * outcomes of many batches share a statement; and every record is delivered once with its outcome.
  */
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,11 +59,11 @@ describe("apply's warehouse writes (emulated)", () => {
     return { sync, runId, summary: await plan(sql, sync, { runId }) };
   }
 
-  it('writes a second in-flight mark beside one that outlasts a send, and delivers every record once', async () => {
-    const { sync, runId, summary } = await planned('slow_marks');
+  it('marks each window of the change set in one statement beside its read, and delivers every record once', async () => {
+    const { sync, runId, summary } = await planned('window_marks');
     // From here on every request to the warehouse takes 40 ms, and the change set comes in windows
     // of 200 records, each read a chunk of 20 at a time; the app answers in 2 ms. Creates are
-    // idempotent here, so that they are marked ahead of the sends.
+    // idempotent here, so that they are marked with their window.
     emulator.latencyMs = 40;
     emulator.resetCounts();
     const { received, session } = app();
@@ -73,9 +73,50 @@ describe("apply's warehouse writes (emulated)", () => {
     expect(result).toMatchObject({ applied: 600, stopped: undefined });
     expect(received).toHaveLength(600);
     expect(new Set(received).size).toBe(600);
+    // Three windows (1–200, 201–400, 401–600): three mark statements, not one per few batches,
+    // each of which arrived before its window's read had run (the two were on their way together).
+    const marks = emulator.statements.filter((s) => /^INSERT INTO "EBB"\."SYNC_INFLIGHT"/.test(s.sql));
+    const reads = emulator.statements.filter((s) => /^SELECT\b.*\sFROM "EBB"\."SYNC_CHANGES"/s.test(s.sql));
+    expect(marks).toHaveLength(3);
+    expect(reads).toHaveLength(3);
+    marks.forEach((mark, i) => expect(mark.arrivedAt!).toBeLessThan(reads[i].at));
+    const inflight = await warehouse.runAndRead(`SELECT seq_lo, seq_hi FROM ebb.sync_inflight WHERE run_id = ? ORDER BY seq_lo`, [runId]);
+    expect(inflight.map((r) => [Number(r.seq_lo), Number(r.seq_hi)])).toEqual([[1, 200], [201, 400], [401, 600]]);
+    const { counts } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: true });
+    expect(counts).toMatchObject({ succeeded: 600, failed: 0 });
+  });
+
+  it('marks the records of the windows that were not sent DELAYED, not in flight, when sending stops', async () => {
+    const { sync, runId, summary } = await planned('window_stop');
+    const { received, session } = app();
+    const stop = new AbortController();
+    const stopping = { ...session, apply: async (changes: Change[]) => (received.length >= 100 && stop.abort(), session.apply(changes)) };
+    const result = await applyChanges({ sql, runId, lastSeq: summary.total, seqWindow: 400, session: stopping, strategy: sync.strategy, batchSize: 10, concurrency: 2, retryDelaysMs: [], idempotentCreate: true, signal: stop.signal });
+
+    expect(result.deferred).toBe('the run was asked to stop');
+    expect(received.length).toBeGreaterThanOrEqual(100);
+    expect(received.length).toBeLessThan(600);
+    await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: true });
+    const history = await warehouse.runAndRead(`SELECT apply_state, in_flight, count(*) AS n FROM ebb.sync_record_history WHERE run_id = ? GROUP BY 1, 2 ORDER BY 1`, [runId]);
+    expect(history.map((h) => [h.apply_state, h.in_flight, Number(h.n)])).toEqual([
+      ['DELAYED', false, 600 - received.length],
+      ['SUCCESS', false, received.length],
+    ]);
+  });
+
+  it('marks a create that could make a duplicate just before its send, a second mark beside one that outlasts a send', async () => {
+    const { sync, runId, summary } = await planned('slow_marks');
+    emulator.latencyMs = 40;
+    emulator.resetCounts();
+    const { received, session } = app();
+    const result = await applyChanges({ sql, runId, lastSeq: summary.total, seqWindow: 200, session, strategy: sync.strategy, batchSize: 10, concurrency: 4, retryDelaysMs: [] });
+    emulator.latencyMs = 0;
+
+    expect(result).toMatchObject({ applied: 600, stopped: undefined });
+    expect(new Set(received).size).toBe(600);
     // A mark statement whose request arrived before the one before it had even run: two at once.
-    // (One at a time, each mark would wait for the one before, and the batches behind it too.)
-    const marks = emulator.statements.filter((s) => /^INSERT INTO "EBB"\."SYNC_INFLIGHT"/.test(s.sql)).sort((a, b) => a.arrivedAt! - b.arrivedAt!);
+    // (One at a time, each create would wait for the marks of the ones before it.)
+    const marks = emulator.statements.filter((s) => /^INSERT INTO "EBB"\."SYNC_INFLIGHT"/.test(s.sql) && s.bindRows > 0).sort((a, b) => a.arrivedAt! - b.arrivedAt!);
     expect(marks.some((m, i) => i > 0 && m.arrivedAt! < marks[i - 1].at)).toBe(true);
     const { counts } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
     expect(counts).toMatchObject({ succeeded: 600, failed: 0 });

@@ -42,7 +42,7 @@ const context = {
   sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove },
   run_id: '20260101T000000Z-abc123',
   run_ids: ['20260101T000000Z-abc123', '20260101T000000Z-def456'],
-  // A window of the change set that apply reads (stream_changes).
+  // A window of the change set that apply reads (stream_changes), marks in flight (mark_window) or records DELAYED (outcomes_delayed).
   seq_from: 1,
   seq_to: 50000,
   sync_name: sync.name,
@@ -124,6 +124,7 @@ const variants: Record<string, Record<string, unknown>> = {
   'transform.date-key': { ...context, key: ['signup_date'], key_kinds: { signup_date: 'date' } },
   'plan.replace': { ...context, sync: { ...context.sync, strategy: 'replace' } },
   'plan_rekey.kept': { ...context, kept: true },
+  'mark_window.idempotent': { ...context, idempotent_create: true },
   'select_source.expr': { ...context, expr: 'round(score, 2)', filter: null },
   'history_list.failed': { ...context, failed: true, keys: null, run_id: null },
   'task_create.serverless': { ...context, task: { ...context.task, schedule: 'USING CRON 0 * * * * UTC', warehouse: null, trigger: 'task', stream: null } },
