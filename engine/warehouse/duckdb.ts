@@ -209,6 +209,11 @@ export class DuckdbWarehouse implements Warehouse {
     await conn.run("SET TimeZone = 'UTC'");
     // Caps DuckDB's own memory, the bulk of a large run's footprint (validated by the config schema).
     if (config.memory_limit) await conn.run(`SET memory_limit = '${config.memory_limit}'`);
+    // What DuckDB frees goes back to the system, by a thread of its allocator: after each task
+    // that took more than 16 MB, not 128 MB, it keeps no cache of freed memory. A first run of a
+    // million records peaked at 467 to 550 MiB (median 489) instead of 483 to 639 (median 556).
+    await conn.run("SET allocator_flush_threshold = '16MB'");
+    await conn.run('SET allocator_background_threads = true');
     const writable = path !== ':memory:' && !options.readOnly;
     // DuckDB checkpoints at the first commit after its WAL passed 16 MB: in a run, that is the
     // commit of an in-flight mark, and every send then waited for the plan's change set to be
