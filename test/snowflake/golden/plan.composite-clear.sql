@@ -86,7 +86,7 @@ planned AS (
 -- by key, so that a run sends in the same order whatever plan the warehouse picks.
 numbered AS (
   SELECT *, CASE WHEN NOT in_source THEN record_key END AS removed_key
-  FROM (SELECT *, row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq FROM planned WHERE action IS NOT NULL OR source_error IS NOT NULL) AS n
+  FROM (SELECT *, row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq FROM planned WHERE NOT coalesce(apply_state = 'SUCCESS' AND record_hash = __ebb_hash AND __ebb_count IS NULL AND __ebb_error IS NULL, FALSE) AND (action IS NOT NULL OR source_error IS NOT NULL)) AS n
 )
 SELECT
   ?, ?, n.seq, n.record_key,
