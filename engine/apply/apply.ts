@@ -299,7 +299,7 @@ class Pace {
 /**
  * The batches to send, read up to `pace.lead()` ahead of the sends, in the background, so that
  * the sends never wait for a read while the lead holds. A batch is taken once the marks that it
- * waits for are durable (see Chunk), unless its sender marks it (`ahead(batch)` is false).
+ * waits for are durable (see Chunk).
  */
 class ReadAhead {
   /** Batches read and not yet taken, in order. */
@@ -315,7 +315,6 @@ class ReadAhead {
   constructor(
     source: AsyncIterable<Batch>,
     private readonly pace: Pace,
-    private readonly ahead: (batch: PlannedChange[]) => boolean,
   ) {
     this.source = source[Symbol.asyncIterator]();
   }
@@ -359,7 +358,7 @@ class ReadAhead {
       if (this.failure) throw this.failure.error;
       return undefined;
     }
-    if (this.ahead(head.changes)) await head.marked;
+    await head.marked;
     return head.changes;
   }
 
@@ -718,7 +717,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     options.onProgress?.(applied);
   };
   const chunks = changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW, options.atomicRun ? undefined : markWindow);
-  const ahead = new ReadAhead(batches(chunks, options.batchSize, stopReason), pace, (batch) => !options.atomicRun && resendable(batch));
+  const ahead = new ReadAhead(batches(chunks, options.batchSize, stopReason), pace);
   try {
     for (let batch = await ahead.next(); batch; batch = await ahead.next()) {
       // Outcomes may fall behind the answers by pace.max batches, no further: held unwritten, they
