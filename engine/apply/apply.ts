@@ -174,36 +174,25 @@ async function* batches(chunks: AsyncIterable<Chunk>, size: number, stop: () => 
   if (batch.length > 0) yield { changes: batch, marked };
 }
 
-/** How a GroupAppend writes: at most `depth()` writes at once (default 1), rows lingering `linger()` ms (default 0). */
-interface GroupOptions {
-  depth?: () => number;
-  linger?: () => number;
-}
-
 /**
  * Group commit: rows added while a write is under way go together in the next write, so batches
- * answered at once share one statement; so do the rows added in one turn of the event loop (the
- * batches read from one chunk of the change set), as a write starts only after that turn, and
- * once the first of its rows waited `linger()` milliseconds (now() starts it at once). Up to
- * `depth()` writes run at once (see applyChanges). Each add() resolves when its rows are written.
+ * answered at once share one statement; so do the rows added in one turn of the event loop, as a
+ * write starts only after that turn, and once the first of its rows waited `linger()`
+ * milliseconds (now() starts it at once, or as soon as the write under way ends). Each add()
+ * resolves when its rows are written.
  */
 class GroupAppend {
   private pending: Array<{ rows: Param[][]; done: (error?: unknown) => void }> = [];
   /** When the first of the pending rows was added; -Infinity once now() asked for them. */
   private since = 0;
-  private writes = 0;
+  private writing = false;
   /** Cancels the write that is set to start, if one is. */
   private cancel: (() => void) | undefined;
-  private readonly depth: () => number;
-  private readonly linger: () => number;
 
   constructor(
     private readonly write: (rows: Param[][]) => Promise<void>,
-    options: GroupOptions = {},
-  ) {
-    this.depth = options.depth ?? (() => 1);
-    this.linger = options.linger ?? (() => 0);
-  }
+    private readonly linger: () => number = () => 0,
+  ) {}
 
   add(rows: Param[][]): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -213,22 +202,22 @@ class GroupAppend {
     });
   }
 
-  /** Starts a write of every pending row now, or as soon as one of the `depth()` writes under way ends. */
+  /** Starts a write of every pending row now, or as soon as the write under way ends. */
   now(): void {
     this.cancel?.();
     this.cancel = undefined;
     if (this.pending.length === 0) return;
-    if (this.writes >= this.depth()) {
+    if (this.writing) {
       this.since = -Infinity;
       return;
     }
     const group = this.pending;
     this.pending = [];
-    this.writes++;
+    this.writing = true;
     void this.write(group.flatMap((g) => g.rows))
       .then(() => undefined, (e: unknown) => e ?? new Error('write failed'))
       .then((error) => {
-        this.writes--;
+        this.writing = false;
         for (const g of group) g.done(error);
         this.schedule();
       });
@@ -236,7 +225,7 @@ class GroupAppend {
 
   /** Sets the next write to start once the first pending rows waited `linger()` (after this turn at the least). */
   private schedule(): void {
-    if (this.cancel || this.pending.length === 0 || this.writes >= this.depth()) return;
+    if (this.cancel || this.pending.length === 0 || this.writing) return;
     const wait = this.since + this.linger() - performance.now();
     if (wait > 0) {
       const timer = setTimeout(() => this.now(), wait);
@@ -280,11 +269,6 @@ class Pace {
     const { value: send } = this.sendMs;
     const during = statement === undefined || send === undefined ? 0 : Math.floor((this.concurrency * statement) / Math.max(send, 0.01));
     return Math.min(this.max, Math.max(this.concurrency, 4 * during));
-  }
-
-  /** Whether a warehouse statement takes longer than a send (a distant warehouse), as measured so far. */
-  slowWarehouse(): boolean {
-    return (this.statementMs.value ?? 0) > (this.sendMs.value ?? Infinity);
   }
 
   /** Times a send, or a warehouse write, for the lead. */
@@ -518,22 +502,20 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   };
   const pace = new Pace(options.concurrency, MAX_LEAD_PER_SLOT * options.concurrency);
   // Each statement is timed for the lead; what waits for it to start is not.
-  const appender = (table: string, columns: string[], options?: GroupOptions) =>
-    new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), options);
+  const appender = (table: string, columns: string[], linger?: () => number) =>
+    new GroupAppend((rows) => pace.time(sql.warehouse.append(sql.stateSchema, table, columns, rows), pace.statementMs), linger);
   // Outcomes linger (OUTCOME_LINGER_MS), unless a send waits for them (see the loop below) or the
   // run is ending.
   let ending = false;
   const linger = () => (ending ? 0 : OUTCOME_LINGER_MS);
-  const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS, { linger });
-  const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS, { linger });
+  const outcomes = appender('sync_outcomes', OUTCOME_COLUMNS, linger);
+  const batchRows = appender('sync_batch_outcomes', BATCH_OUTCOME_COLUMNS, linger);
   const writeOutcomes = () => {
     outcomes.now();
     batchRows.now();
   };
-  // The marks of the batches marked by their senders (creates that could duplicate, an atomic
-  // plugin's): one that takes longer than a send (a distant warehouse) would hold up the senders
-  // that come while it is written, so a second one marks them meanwhile.
-  const marks = appender('sync_inflight', INFLIGHT_COLUMNS, { depth: () => (pace.slowWarehouse() ? 2 : 1) });
+  // The marks of the batches that their senders mark (creates that could duplicate, an atomic plugin's).
+  const marks = appender('sync_inflight', INFLIGHT_COLUMNS);
   // What the appends need of their tables is looked up while the change set's first rows are
   // read, not on the path of the first batch (a round trip on Snowflake). An error shows in the append.
   const prepared = Promise.all(['sync_inflight', 'sync_outcomes', 'sync_batch_outcomes'].map((table) => sql.warehouse.prepareAppend(sql.stateSchema, table))).catch(() => undefined);
