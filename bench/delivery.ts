@@ -14,6 +14,10 @@
  *    N × 6 records one request each; the app logs when each request arrives. Reported: the
  *    achieved rate, and the most requests that arrived within any one second (never above N).
  *
+ * 3. The same first run on the Snowflake wire emulator, every request 100 ms late. Beside its
+ *    time: the CPU time that ebb, the app and the emulator spent during its apply, and what their
+ *    sum allows on this machine's cores (the emulator stands in for a warehouse elsewhere).
+ *
  * The app runs in a child process, so that its work does not share an event loop with either
  * sender. Run alone with `node bin/run-ts.js bench/delivery.ts [records] [--passes N] [--no-rate-limit]
  * [--no-snowflake]`; with `EBB_BENCH_PROFILE=DIR`, each of ebb's timed runs writes a CPU profile of
@@ -21,7 +25,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -46,11 +50,13 @@ export interface DeliveryBench {
   batchSize: number;
   concurrency: number;
   /** ebb's runs: total, and their plan, apply and record stages (ms). */
-  ebb: Array<{ totalMs: number; planMs: number; applyMs: number; recordMs: number; requests: number; applyCpuMs: number }>;
+  ebb: Array<{ totalMs: number; planMs: number; applyMs: number; recordMs: number; requests: number; applyCpuMs: number; appCpuMs: number }>;
   /** The bare client's time for each of its passes (ms); the best one is compared. */
   bareMs: number[];
   /** The CPU time of this process (every thread) in each bare pass, and in each of ebb's apply stages: less disturbed by other work than wall time. */
   bareCpuMs: number[];
+  /** The app's CPU time (its child process) in each bare pass, and in each of ebb's apply stages. */
+  bareAppCpuMs: number[];
   bareRequests: number;
   /** ebb's best apply rate over the bare client's best rate (goal: >= 0.8). */
   ratio: number;
@@ -66,7 +72,18 @@ export interface DeliveryBench {
     runMs: number;
   };
   /** Part 3: ebb's first run on the Snowflake emulator with latency, against the same bare client. */
-  snowflake?: { totalMs: number; planMs: number; applyMs: number; recordMs: number; latencyMs: number; chunkRows: number; statements: EmulatorCounts; ratio: number };
+  snowflake?: {
+    totalMs: number;
+    planMs: number;
+    applyMs: number;
+    recordMs: number;
+    /** CPU time during the apply stage: ebb's (this process), the app's and the emulator's (child processes), in ms. */
+    cpuMs: { ebb: number; app: number; emulator: number };
+    latencyMs: number;
+    chunkRows: number;
+    statements: EmulatorCounts;
+    ratio: number;
+  };
 }
 
 /** Options of {@link benchDelivery}. */
@@ -156,7 +173,7 @@ async function serveEmulator(records: number): Promise<void> {
 /** The parent's handle on a server (the app, or the Snowflake emulator) in a child process, driven over IPC. */
 class Remote<Request extends object, Answer> {
   private nextId = 1;
-  private readonly waiting = new Map<number, (answer: Answer) => void>();
+  private readonly waiting = new Map<number, (answer: unknown) => void>();
   private constructor(
     private readonly child: ChildProcess,
     readonly url: string,
@@ -177,9 +194,18 @@ class Remote<Request extends object, Answer> {
   }
 
   ask(command: Request): Promise<Answer> {
+    return this.send<Answer>(command);
+  }
+
+  /** The CPU time the child has used so far (user and system, every thread), in ms. */
+  cpuMs(): Promise<number> {
+    return this.send<number>({ cmd: 'cpu' });
+  }
+
+  private send<T>(command: object): Promise<T> {
     const id = this.nextId++;
     return new Promise((resolve) => {
-      this.waiting.set(id, resolve);
+      this.waiting.set(id, resolve as (answer: unknown) => void);
       this.child.send({ ...command, id });
     });
   }
@@ -192,8 +218,10 @@ class Remote<Request extends object, Answer> {
 
 /** Answers a parent's commands (see Remote) in a child process; `url` is sent first. */
 function answer<Request>(url: string, handle: (command: Request) => unknown, stop: () => Promise<void>): void {
-  process.on('message', (message: Request & { id: number }) => {
-    void Promise.resolve(handle(message)).then((result) => process.send!({ id: message.id, answer: result }));
+  process.on('message', (message: Request & { id: number; cmd?: string }) => {
+    // Every child says how much CPU time it has used (see Remote.cpuMs).
+    if (message.cmd === 'cpu') process.send!({ id: message.id, answer: cpuMs(process.cpuUsage()) });
+    else void Promise.resolve(handle(message)).then((result) => process.send!({ id: message.id, answer: result }));
   });
   process.on('disconnect', () => void stop().then(() => process.exit(0)));
   process.send!({ url });
@@ -300,8 +328,18 @@ async function profile(): Promise<(label: string) => Promise<void>> {
   };
 }
 
-/** A run of ebb, timed by stage from its progress events. */
-async function timedRun(engine: Engine, name: string, fullResync = false, label = name): Promise<{ result: RunResult; totalMs: number; planMs: number; applyMs: number; recordMs: number; applyCpuMs: number }> {
+/** Something whose CPU time can be asked for: a child process of the bench (see Remote.cpuMs). */
+interface Child {
+  cpuMs(): Promise<number>;
+}
+
+/** A run of ebb, timed by stage from its progress events; with the CPU time of its apply stage, its own and each child's (in the order given). */
+async function timedRun(
+  engine: Engine,
+  name: string,
+  options: { fullResync?: boolean; label?: string; children?: Child[] } = {},
+): Promise<{ result: RunResult; totalMs: number; planMs: number; applyMs: number; recordMs: number; applyCpuMs: number; childApplyCpuMs: number[] }> {
+  const { fullResync = false, label = name, children = [] } = options;
   const sync = engine.project.config.syncs.find((s) => s.name === name)!;
   globalThis.gc?.();
   const stopProfile = await profile();
@@ -310,6 +348,10 @@ async function timedRun(engine: Engine, name: string, fullResync = false, label 
   let lastApplied = 0;
   let cpuAtPlan: NodeJS.CpuUsage | undefined;
   let applyCpuMs = 0;
+  // The children's CPU time as apply starts and as it ends (asked then, answered a moment later).
+  let childrenAtApply: Promise<number[]> | undefined;
+  let childrenAtRecord: Promise<number[]> | undefined;
+  const childCpu = () => Promise.all(children.map((c) => c.cpuMs()));
   // Per batch only the clock is read: the CPU time (a system call) is read as apply starts and ends.
   const result = await runSync(engine, sync, {
     fullResync,
@@ -318,14 +360,22 @@ async function timedRun(engine: Engine, name: string, fullResync = false, label 
       else lastApplied = performance.now();
     },
     onPhase: (phase) => {
-      if (phase === 'apply') cpuAtPlan = process.cpuUsage();
-      if (phase === 'record' && cpuAtPlan) applyCpuMs = cpuMs(process.cpuUsage(cpuAtPlan));
+      if (phase === 'apply') {
+        cpuAtPlan = process.cpuUsage();
+        childrenAtApply = childCpu();
+      }
+      if (phase === 'record' && cpuAtPlan) {
+        applyCpuMs = cpuMs(process.cpuUsage(cpuAtPlan));
+        childrenAtRecord = childCpu();
+      }
     },
   });
   const end = performance.now();
   await stopProfile(label);
   if (result.error) throw new Error(`the ${name} run failed: ${result.error}`);
-  return { result, totalMs: end - start, planMs: planned - start, applyMs: lastApplied - planned, recordMs: end - lastApplied, applyCpuMs };
+  const [atApply, atRecord] = await Promise.all([childrenAtApply ?? childCpu(), childrenAtRecord ?? childCpu()]);
+  const childApplyCpuMs = atRecord.map((ms, i) => ms - atApply[i]);
+  return { result, totalMs: end - start, planMs: planned - start, applyMs: lastApplied - planned, recordMs: end - lastApplied, applyCpuMs, childApplyCpuMs };
 }
 
 /** A run's requests to the emulator: its queries (statements), chunk GETs, and of the queries the bulk appends of marks and of outcomes. */
@@ -338,7 +388,7 @@ interface EmulatorCounts {
 
 /** Part 3: the same first run of `deliver` on the Snowflake emulator, every request `snowflakeLatencyMs` late. */
 async function deliverOnSnowflake(
-  app: { url: string; reset(): Promise<AppStats>; stats(): Promise<AppStats> },
+  app: Child & { url: string; reset(): Promise<AppStats>; stats(): Promise<AppStats> },
   o: Required<DeliveryOptions>,
   log: (line: string) => void,
 ): Promise<{ run: Awaited<ReturnType<typeof timedRun>>; statements: EmulatorCounts; created: number }> {
@@ -352,7 +402,7 @@ async function deliverOnSnowflake(
     await app.reset();
     await emulator.ask({ cmd: 'latency', ms: o.snowflakeLatencyMs });
     log(`delivery on Snowflake: ebb run of ${o.records} records, ${o.snowflakeLatencyMs} ms added to every request`);
-    const run = await timedRun(engine, 'deliver', false, 'deliver-snowflake');
+    const run = await timedRun(engine, 'deliver', { label: 'deliver-snowflake', children: [app, emulator] });
     return { run, statements: await emulator.ask({ cmd: 'statements' }), created: (await app.stats()).created };
   } finally {
     await engine.close();
@@ -377,7 +427,7 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as DeliveryOptions;
   const o: Required<DeliveryOptions> = { records: 100_000, batchSize: 100, concurrency: 8, rateLimit: 50, rateSeconds: 6, snowflakeLatencyMs: 100, passes: 2, rateLimitPart: true, snowflakePart: true, ...given };
   const remote = await Remote.start<AppRequest, AppStats>(['--serve']);
-  const app = { url: remote.url, reset: () => remote.ask({ cmd: 'reset' }), stats: (windowMs = 1000) => remote.ask({ cmd: 'stats', windowMs }) };
+  const app = { url: remote.url, reset: () => remote.ask({ cmd: 'reset' }), stats: (windowMs = 1000) => remote.ask({ cmd: 'stats', windowMs }), cpuMs: () => remote.cpuMs() };
   const dir = await makeProject(app.url, o);
   const engine = await openEngine(await loadProject(dir));
   try {
@@ -397,24 +447,27 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
     const ebbRuns: DeliveryBench['ebb'] = [];
     const bareMs: number[] = [];
     const bareCpuMs: number[] = [];
+    const bareAppCpuMs: number[] = [];
     let bareRequests = 0;
     let records: Array<Record<string, unknown>> = [];
     for (let pass = 1; pass <= o.passes; pass++) {
       await app.reset();
       log(`delivery: ebb run ${pass} of ${o.records} records (batch mode, batches of ${o.batchSize}, concurrency ${o.concurrency})`);
-      const run = await timedRun(engine, 'deliver', pass > 1, `deliver-${pass}`);
+      const run = await timedRun(engine, 'deliver', { fullResync: pass > 1, label: `deliver-${pass}`, children: [app] });
       const afterEbb = await app.stats();
       if (run.result.counts.succeeded !== o.records || afterEbb.created !== o.records || afterEbb.duplicates > 0) {
         throw new Error(`ebb delivered ${run.result.counts.succeeded} of ${o.records} records; the app created ${afterEbb.created}`);
       }
-      ebbRuns.push({ totalMs: run.totalMs, planMs: run.planMs, applyMs: run.applyMs, recordMs: run.recordMs, requests: afterEbb.requests, applyCpuMs: run.applyCpuMs });
+      ebbRuns.push({ totalMs: run.totalMs, planMs: run.planMs, applyMs: run.applyMs, recordMs: run.recordMs, requests: afterEbb.requests, applyCpuMs: run.applyCpuMs, appCpuMs: run.childApplyCpuMs[0] });
       if (pass === 1) records = await sourceRecords(engine);
 
       await app.reset();
       log(`delivery: bare client, pass ${pass}`);
       globalThis.gc?.();
       const stopProfile = await profile();
+      const appCpu = await app.cpuMs();
       const timed = await bare(app.url, records, o.batchSize, o.concurrency);
+      bareAppCpuMs.push((await app.cpuMs()) - appCpu);
       bareMs.push(timed.ms);
       bareCpuMs.push(timed.cpuMs);
       await stopProfile(`bare-${pass}`);
@@ -429,7 +482,9 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
     if (o.snowflakePart) {
       const sf = await deliverOnSnowflake(app, o, log);
       if (sf.created !== o.records) throw new Error(`on Snowflake, ebb delivered ${sf.created} of ${o.records} records`);
-      snowflake = { ...sf.run, latencyMs: o.snowflakeLatencyMs, chunkRows: SNOWFLAKE_CHUNK_ROWS, statements: sf.statements, ratio: Math.min(...bareMs) / sf.run.applyMs };
+      const { totalMs, planMs, applyMs, recordMs, applyCpuMs, childApplyCpuMs } = sf.run;
+      const cpu = { ebb: applyCpuMs, app: childApplyCpuMs[0], emulator: childApplyCpuMs[1] };
+      snowflake = { totalMs, planMs, applyMs, recordMs, cpuMs: cpu, latencyMs: o.snowflakeLatencyMs, chunkRows: SNOWFLAKE_CHUNK_ROWS, statements: sf.statements, ratio: Math.min(...bareMs) / applyMs };
     }
 
     return {
@@ -439,6 +494,7 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
       ebb: ebbRuns,
       bareMs,
       bareCpuMs,
+      bareAppCpuMs,
       bareRequests,
       ratio: Math.min(...bareMs) / Math.min(...ebbRuns.map((r) => r.applyMs)),
       rateLimit,
@@ -464,6 +520,7 @@ export function formatDelivery(b: DeliveryBench): string[] {
     `  ebb apply:    ${rate(b.records, best.applyMs)}  (best run; its whole run: ${rate(b.records, best.totalMs)})`,
     `  bare client:  ${rate(b.records, bare)}  (best of ${b.bareMs.map(ms).join(', ')}; ${b.bareRequests} requests)`,
     `  CPU time of this process: ebb apply ${b.ebb.map((r) => ms(r.applyCpuMs)).join(', ')}; bare client ${b.bareCpuMs.map(ms).join(', ')}`,
+    `  CPU time of the app (child process): during ebb's apply ${b.ebb.map((r) => ms(r.appCpuMs)).join(', ')}; during the bare client ${b.bareAppCpuMs.map(ms).join(', ')}`,
     `  ratio ebb apply / bare: ${b.ratio.toFixed(2)}  (goal >= 0.80: ${b.ratio >= 0.8 ? 'met' : 'NOT met'})`,
     ...(r
       ? [
@@ -477,10 +534,21 @@ export function formatDelivery(b: DeliveryBench): string[] {
           `on Snowflake (the wire emulator in a child process, ${sf.latencyMs} ms added to every request, result chunks of ${sf.chunkRows.toLocaleString('en-US')} rows), a first run of the same records:`,
           `  ebb run:      ${ms(sf.totalMs)} total = plan ${ms(sf.planMs)} + apply ${ms(sf.applyMs)} + record ${ms(sf.recordMs)}`,
           `  ebb apply:    ${rate(b.records, sf.applyMs)}; ratio to the bare client ${sf.ratio.toFixed(2)}  (goal >= 0.80: ${sf.ratio >= 0.8 ? 'met' : 'NOT met'})`,
+          `  CPU time during its apply: ebb ${ms(sf.cpuMs.ebb)}, the app ${ms(sf.cpuMs.app)}, the emulator ${ms(sf.cpuMs.emulator)}; ${cpuFloor(sf, bare)}`,
           `  statements:   ${sf.statements.queries} in the whole run (${b.records / b.batchSize} batches), of which ${sf.statements.marks} wrote in-flight marks and ${sf.statements.outcomes} outcomes; ${sf.statements.chunks} chunk GETs`,
         ]
       : []),
   ];
+}
+
+/**
+ * The least wall time that the CPU time of the Snowflake run's apply allows on this machine's
+ * cores (ebb, the app and the emulator share them), and so the best ratio to the bare client.
+ */
+function cpuFloor(sf: NonNullable<DeliveryBench['snowflake']>, bareMs: number): string {
+  const cores = availableParallelism();
+  const total = sf.cpuMs.ebb + sf.cpuMs.app + sf.cpuMs.emulator;
+  return `${ms(total)} on ${cores} cores: no less than ${ms(total / cores)} of wall time, a ratio of at most ${(bareMs / (total / cores)).toFixed(2)}`;
 }
 
 /** The bench's figures for bench/index.ts: goal 5 (delivery), goal 6 (delivery on Snowflake), and the rate limit. */
@@ -501,6 +569,7 @@ export function deliveryFigures(b: DeliveryBench): Figure[] {
     { goal: '6', figure: `the same first run on the Snowflake emulator, ${sf.latencyMs} ms added to every request: ebb apply`, value: rate(b.records, sf.applyMs), unit: 'records/s' },
     { goal: '', figure: '  its run: plan / apply / record', value: sf.totalMs, unit: 'ms', text: phases(sf) },
     { goal: '', figure: '  its statements: all / in-flight mark appends / outcome appends', value: sf.statements.queries, unit: 'statements', text: `${sf.statements.queries} / ${sf.statements.marks} / ${sf.statements.outcomes}` },
+    { goal: '', figure: '  CPU time during its apply: ebb / the app / the emulator (one machine)', value: sf.cpuMs.ebb + sf.cpuMs.app + sf.cpuMs.emulator, unit: 'ms', text: [sf.cpuMs.ebb, sf.cpuMs.app, sf.cpuMs.emulator].map(ms).join(' / ') },
     { goal: '6', figure: 'ebb apply rate on Snowflake / bare client rate', value: sf.ratio, unit: 'ratio', target: { op: '>=', value: 0.8 } },
     { goal: 'rl', figure: `rate limit ${r.limit} requests/s, ${r.records} single-record requests: achieved`, value: r.achieved, unit: 'requests/s', target: { op: '>=', value: 0.95 * r.limit } },
     { goal: 'rl', figure: '  most requests within any 1 s (at the app)', value: r.maxInOneSecond, unit: 'requests', target: { op: '<=', value: r.limit } },
