@@ -55,7 +55,7 @@ export interface DeliveryBench {
   bareMs: number[];
   /** The CPU time of this process (every thread) in each bare pass, and in each of ebb's apply stages: less disturbed by other work than wall time. */
   bareCpuMs: number[];
-  /** The app's CPU time (its child process) in each bare pass, and in each of ebb's apply stages. */
+  /** The app's CPU time (its child process) in each bare pass; in each of ebb's apply stages it is `ebb[].appCpuMs`. */
   bareAppCpuMs: number[];
   bareRequests: number;
   /** ebb's best apply rate over the bare client's best rate (goal: >= 0.8). */
