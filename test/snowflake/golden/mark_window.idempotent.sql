@@ -4,7 +4,7 @@ FROM (
   SELECT run_id, action, seq, seq - row_number() OVER (PARTITION BY action ORDER BY seq) AS island
   FROM "EBB"."SYNC_CHANGES"
   WHERE run_id = ? AND seq BETWEEN ? AND ?
-    AND source_error IS NULL AND action NOT IN ('none', 'untrack')
+  AND source_error IS NULL AND action NOT IN ('none', 'untrack')
 ) w
 GROUP BY run_id, action, island
 -- binds: ["20260101T000000Z-abc123",1,50000]
