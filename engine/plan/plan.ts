@@ -86,7 +86,8 @@ async function checkRekey(sql: Sql, sync: SyncConfig, context: Record<string, un
   if (sync.strategy === 'replace' || created === 0) return;
   const [first] = await sql.runAndRead('plan_rekey', { ...context, kept: false });
   const held = Number(first.held);
-  if (created * 2 <= held || (first.keyed_by !== null && first.keyed_by !== keyedBy(sync))) return;
+  // No record held (a first run): none can have been re-keyed, and the source need not be read again.
+  if (held === 0 || created * 2 <= held || (first.keyed_by !== null && first.keyed_by !== keyedBy(sync))) return;
   const [{ kept }] = await sql.runAndRead('plan_rekey', { ...context, kept: true });
   const gone = held - Number(kept);
   if (Math.min(gone, created) * 2 <= held) return;
