@@ -34,6 +34,8 @@ const parse = (v: unknown) => (typeof v === 'string' ? JSON.parse(v) : v);
 /** A fake app for the engine scenario: records by app id, and keys that it refuses. */
 class FakeApp {
   readonly records = new Map<string, Record<string, unknown>>();
+  /** The record each delete carried, by app id. */
+  readonly deleted = new Map<string, Record<string, unknown>>();
   refuse = new Set<string>();
   session(): Session {
     return {
@@ -41,8 +43,10 @@ class FakeApp {
         changes.map((c) => {
           if (this.refuse.has(c.key)) return { key: c.key, success: false, error: { kind: 'rejected', message: 'invalid email' } };
           const appId = c.appId ?? `app-${c.key}`;
-          if (c.action === 'delete') this.records.delete(appId);
-          else this.records.set(appId, c.record);
+          if (c.action === 'delete') {
+            this.records.delete(appId);
+            this.deleted.set(appId, c.record);
+          } else this.records.set(appId, c.record);
           return { key: c.key, success: true, appId, result: { id: appId } };
         }),
       close: async () => undefined,
@@ -269,6 +273,10 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
         { record_key: '4', app_identifier: 'app-4', apply_state: 'SUCCESS', apply_reason: 'PREVIOUSLY_FAILED', last_action: 'create', failure_count: 0, transformed_record: record('d@x.io', 4) },
       ]);
       expect([...app.records.keys()].sort()).toEqual(['app-1', 'app-3', 'app-4']);
+      // The delete carried the record ebb held of it, and history says so.
+      expect(app.deleted).toEqual(new Map([['app-2', record('b@x.io', 2.5)]]));
+      const deletes = await w.runAndRead(`SELECT record_key, transformed_record FROM ${t('sync_record_history')} WHERE action = ?`, ['delete']);
+      expect(deletes.map((r) => ({ ...r, transformed_record: parse(r.transformed_record) }))).toEqual([{ record_key: '2', transformed_record: record('b@x.io', 2.5) }]);
 
       // Nothing changed: the row hashes are stable, so nothing is planned but the null key.
       const third = await runOnce();

@@ -85,8 +85,7 @@ planned AS (
 -- Apply reads in seq order: records delayed by the last run first, then one action at a time,
 -- by key, so that a run sends in the same order whatever plan the warehouse picks.
 numbered AS (
-  SELECT *, CASE WHEN NOT in_source THEN record_key END AS removed_key
-  FROM (SELECT *, row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq FROM planned WHERE (action IS NOT NULL OR source_error IS NOT NULL)) AS n
+  SELECT *, row_number() OVER (ORDER BY CASE WHEN apply_state = 'DELAYED' THEN 0 ELSE 1 END, action, record_key) AS seq FROM planned WHERE (action IS NOT NULL OR source_error IS NOT NULL)
 )
 SELECT
   ?, ?, n.seq, n.record_key,
@@ -95,12 +94,8 @@ SELECT
   CASE
     WHEN n.action = 'clear' THEN OBJECT_CONSTRUCT_KEEP_NULL(?, NULL, ?, NULL, ?, NULL)
     WHEN n.in_source THEN OBJECT_CONSTRUCT_KEEP_NULL(?, n.__ebb_f0, ?, n.__ebb_f1, ?, PARSE_JSON(?))
-    -- The record ebb holds of a record that left the source. A scalar subquery (with an aggregate,
-    -- as Snowflake requires of a correlated one), keyed by the removed records only: DuckDB looks
-    -- their keys up while it scans the state. A join with the state instead hashed the whole state,
-    -- records included.
-    ELSE (SELECT ANY_VALUE(o.transformed_record) FROM "EBB"."SYNC_RECORD_STATE" o WHERE o.sync_name = ? AND o.record_key = n.removed_key)
+    -- A record that left the source: plan_removed.sql.njk writes the record ebb holds of it.
   END,
   n.app_identifier, n.source_error, n.in_doubt
 FROM numbered n
--- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","email","score","source_system","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","email","score","source_system","score","email","score","source_system","source_system","email","score","source_system","email","score","source_system","\"warehouse\"","customers_to_crm"]
+-- binds: ["email","score","source_system","\"warehouse\"","email is ","; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression that makes such values null","email holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map email with a SQL expression without such values","score is ","; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression that makes such values null","score holds NaN or Infinity; JSON has no NaN or Infinity: fix the source, or map score with a SQL expression without such values","email","score","source_system","customers_to_crm","null key: the key column customer_id must not be null","20260101T000000Z-abc123","customers_to_crm","email","score","source_system","email","email","score","source_system","score","email","score","source_system","source_system","email","score","source_system","email","score","source_system","\"warehouse\""]
