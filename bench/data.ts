@@ -25,10 +25,10 @@ export interface BenchProject {
 
 /**
  * DuckDB's memory cap in the end-to-end runs, as a user with a large source would set it: the
- * least that a first run of a million records needs to run at full speed (with 128MB, 192MB or
- * 256MB it took as long; its plan's sort spills a little below 200MB).
+ * least under which a first run of a million records runs at full speed (with 160MB, 192MB or
+ * 256MB it took as long; with 96MB or 64MB, longer).
  */
-export const E2E_MEMORY_LIMIT = process.env.EBB_BENCH_MEMORY_LIMIT ?? '160MB';
+export const E2E_MEMORY_LIMIT = process.env.EBB_BENCH_MEMORY_LIMIT ?? '128MB';
 
 /** Writes a project whose ebb.yml syncs the `contacts` table to `out/contacts.jsonl`. */
 export async function makeProject(label: string, memoryLimit?: string): Promise<BenchProject> {
