@@ -385,5 +385,39 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
         { record_key: 'k8', action: 'create', apply_state: 'FAILED', success: false, app_identifier: null, result: { error: { kind: 'rejected', message: 'bad email' } }, in_flight: false },
       ]);
     });
+
+    it('records lots of hundreds of records, each record its own identifier and result, wherever the lot starts and ends', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      const runId = 'long-lots-1';
+      const at = new Date('2026-01-01T00:00:00.000Z');
+      const n = 300;
+      const seqs = Array.from({ length: n }, (_, i) => i + 1);
+      await w.append(
+        schema,
+        'sync_changes',
+        ['run_id', 'sync_name', 'seq', 'record_key', 'action', 'apply_reason', 'record_hash', 'transformed_record', 'app_identifier', 'source_error', 'in_doubt'],
+        seqs.map((seq) => [runId, 'long-lots', seq, `k${seq}`, 'create', 'NEW', `h${seq}`, JSON.stringify({ n: seq }), null, null, false]),
+      );
+      // Seq 1 alone (apply writes a lot of one record as a single outcome), then lots of 62, 200 and
+      // 37 records: the lots start and end anywhere, across DuckDB's buckets of 64 seqs.
+      const lots = [[2, 63], [64, 263], [264, n]];
+      const sep = '\x1f';
+      const range = (lo: number, hi: number) => seqs.slice(lo - 1, hi);
+      await w.append(
+        schema,
+        'sync_batch_outcomes',
+        ['run_id', 'seq_lo', 'seq_hi', 'action', 'app_identifiers', 'results', 'recorded_at'],
+        lots.map(([lo, hi]) => [runId, lo, hi, 'create', range(lo, hi).map((s) => `id-${s}`).join(sep), range(lo, hi).map((s) => JSON.stringify({ s })).join(sep), at]),
+      );
+      await w.append(schema, 'sync_outcomes', ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'], [
+        [runId, 1, 'create', true, 'id-1', JSON.stringify({ s: 1 }), null, at],
+      ]);
+      const { counts } = await recordRun(sql, { runId, syncName: 'long-lots', planned: { create: n }, error: null, idempotentCreate: false });
+      expect(counts).toMatchObject({ succeeded: n, failed: 0, delayed: 0 });
+      const history = await w.runAndRead(`SELECT record_key, app_identifier, result FROM ${t('sync_record_history')} WHERE run_id = ?`, [runId]);
+      const bySeq = history.map((r) => ({ seq: Number(String(r.record_key).slice(1)), app_identifier: r.app_identifier, result: parse(r.result) })).sort((a, b) => a.seq - b.seq);
+      expect(bySeq).toEqual(seqs.map((seq) => ({ seq, app_identifier: `id-${seq}`, result: { s: seq } })));
+    });
   });
 }
