@@ -192,8 +192,6 @@ export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Pr
     throw (e instanceof WarehouseError && (await failingExpression(sql, sync, source, options.index))) || e;
   }
   const summary = await summarise(sql, options.runId);
-  // A delete or an untrack is of a record that left the source: the change set takes its record from the state.
-  if (summary.actions.delete || summary.actions.untrack) await sql.run('plan_removed', { run_id: options.runId, sync_name: sync.name });
   try {
     await checkEmptySource(sql, sync, context, summary, options);
     if (!options.allowDestructive) await checkRekey(sql, sync, context, summary);
@@ -201,6 +199,8 @@ export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Pr
     await sql.run('clear_run', { table: 'sync_changes', run_id: options.runId });
     throw e;
   }
+  // A delete or an untrack is of a record that left the source: the change set takes its record from the state.
+  if (summary.actions.delete || summary.actions.untrack) await sql.run('plan_removed', { run_id: options.runId, sync_name: sync.name });
   return summary;
 }
 
