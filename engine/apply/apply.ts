@@ -19,8 +19,8 @@ import { LimiterUnavailableError } from './limiter.ts';
 /** A change of the change set, with its position in it. */
 interface PlannedChange extends Omit<Change, 'record'> {
   seq: number;
-  /** The transformed record: the warehouse's JSON text, parsed only if the plugin reads it (see lazyChange), or the driver's object. */
-  record: string | Record<string, unknown>;
+  /** The transformed record: the warehouse's JSON text, parsed only if the plugin reads it (see lazyChange). */
+  record: string;
   /** A create of this record was in flight when a run stopped: the app may hold it, id unknown. */
   inDoubt?: boolean;
   /** This create only learns the record's identifier; the change to make next is this action. */
@@ -68,7 +68,7 @@ export interface ApplyResult {
 const OUTCOME_COLUMNS = ['run_id', 'seq', 'action', 'success', 'app_identifier', 'result', 'error_kind', 'recorded_at'];
 const INFLIGHT_COLUMNS = ['run_id', 'action', 'seq_lo', 'seq_hi', 'sent_at'];
 const BATCH_OUTCOME_COLUMNS = ['run_id', 'seq_lo', 'seq_hi', 'action', 'app_identifiers', 'results', 'recorded_at'];
-/** Separates the identifiers, and the results, of a row of sync_batch_outcomes: JSON text never holds it unescaped. */
+/** Separates the identifiers, and the results, of a row of sync_batch_outcomes, and the records of a row of stream_changes: JSON text never holds it unescaped. */
 const SEPARATOR = '\x1f';
 /** The most characters of identifiers and results in one row of sync_batch_outcomes. */
 const MAX_BATCH_TEXT = 1_000_000;
@@ -84,13 +84,27 @@ export const OUTCOME_LINGER_MS = 50;
 /** The most batches read ahead of the sends, or answered and not yet written, per slot of the connection's concurrency. */
 const MAX_LEAD_PER_SLOT = 32;
 
-function toChange(row: Row): PlannedChange {
-  const record = typeof row.record === 'string' ? row.record : ((row.record ?? {}) as Record<string, unknown>);
-  const change: PlannedChange = { seq: Number(row.seq), key: String(row.record_key), action: row.action as Action, record, appId: (row.app_identifier as string | null) ?? null };
+/** A change as a row of stream_changes lists it (its record apart): seq, key, action, app identifier, in doubt. */
+interface Listed {
+  s: number;
+  k: string;
+  a: Action;
+  i: string | null;
+  d: boolean;
+}
+
+/** The changes of a row of stream_changes, a group of them in seq order (see stream_changes.sql.njk). */
+function ungroup(row: Row): PlannedChange[] {
+  const records = String(row.records).split(SEPARATOR);
+  return (JSON.parse(String(row.changes)) as Listed[]).map((listed, i) => toChange(listed, records[i]));
+}
+
+function toChange({ s, k, a, i, d }: Listed, record: string): PlannedChange {
+  const change: PlannedChange = { seq: s, key: String(k), action: a, record, appId: i ?? null };
   // To remove a record that may be in the app under an unknown id, learn the id first: the
   // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the
   // existing record's id, or makes the record that the removal then takes away.
-  if (row.in_doubt === true && !change.appId && (change.action === 'delete' || change.action === 'clear')) return { ...change, action: 'create', then: change.action };
+  if (d === true && !change.appId && (change.action === 'delete' || change.action === 'clear')) return { ...change, action: 'create', then: change.action };
   return change;
 }
 
@@ -99,9 +113,9 @@ const SEQ_WINDOW = 50_000;
 /** Rows of the first window: small, so that the first batch leaves soon; each next window is twice the one before, up to the full window. */
 const FIRST_SEQ_WINDOW = 5_000;
 
-/** Rows of the change set, and what their sends wait for: the in-flight marks of their window and of every window before it. */
+/** Changes of the change set, and what their sends wait for: the in-flight marks of their window and of every window before it. */
 interface Chunk {
-  rows: Row[];
+  changes: PlannedChange[];
   marked: Promise<unknown>;
 }
 
@@ -137,7 +151,7 @@ async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: numb
       const following = () => (after <= lastSeq ? open(after, Math.min(window, size * 2)) : undefined);
       try {
         for (let chunk = await first; !chunk.done; chunk = await rows.next()) {
-          yield { rows: chunk.value, marked: windowMarked };
+          yield { changes: chunk.value.flatMap(ungroup), marked: windowMarked };
           // The next window's statement starts once this one answered and its first rows were
           // taken: it runs while this window is sent, and never beside this one's (a warehouse
           // may queue the statements).
@@ -160,8 +174,7 @@ async function* batches(chunks: AsyncIterable<Chunk>, size: number, stop: () => 
   // The marks that its last change waits for, and so the ones before (see Chunk).
   let marked: Promise<unknown> = Promise.resolve();
   for await (const chunk of chunks) {
-    for (const row of chunk.rows) {
-      const change = toChange(row);
+    for (const change of chunk.changes) {
       if (batch.length > 0 && (batch.length >= size || batch[0].action !== change.action)) {
         if (stop()) return;
         yield { changes: batch, marked };
@@ -370,7 +383,7 @@ async function send(session: Session, changes: PlannedChange[]): Promise<Array<[
     let outcomes: Outcome[];
     try {
       // A record is parsed (losslessly: the app gets the warehouse's digits, plugins/shared/json.ts) only if the plugin reads it.
-      outcomes = await session.apply(group.map(({ key, action, record, appId }) => (typeof record === 'string' ? lazyChange({ key, action, appId }, record) : { key, action, record, appId })));
+      outcomes = await session.apply(group.map(({ key, action, record, appId }) => lazyChange({ key, action, appId }, record)));
     } catch (e) {
       // A plugin that throws fails the batch, not the run: each record keeps a definite outcome. A
       // full or read-only disk, an app that cannot be reached, or a limiter that is gone (Redis

@@ -63,6 +63,8 @@ const FUNCTIONS: Record<string, string> = {
   // A VARIANT is JSON here; IS_REAL and TO_VARCHAR of one are macros of the emulator's sessions.
   TO_VARIANT: 'to_json',
 };
+/** Aggregates whose order Snowflake gives after the call, `WITHIN GROUP (ORDER BY …)`, and DuckDB inside it: Snowflake name → DuckDB name. */
+const WITHIN_GROUP: Record<string, string> = { LISTAGG: 'string_agg', ARRAY_AGG: 'list' };
 /** Types: Snowflake name → DuckDB name. */
 const TYPES: Record<string, string> = { VARIANT: 'JSON', TIMESTAMP_NTZ: 'TIMESTAMP' };
 /** Calls replaced whole (with their parentheses): Snowflake text → DuckDB text. */
@@ -156,7 +158,11 @@ export function translate(tokens: Token[]): Token[] {
     const w = t.text.toUpperCase();
     const next = tokens.slice(i + 1).find(significant);
     const call = CALLS.find((c) => c.match[0] === w && matchesAt(tokens, i, c.match));
-    if (call) {
+    const ordered = WITHIN_GROUP[w] && next?.text === '(' ? withinGroup(tokens, i) : undefined;
+    if (ordered) {
+      out.push({ kind: 'word', text: WITHIN_GROUP[w] }, { kind: 'punct', text: '(' }, ...translate(ordered.args), { kind: 'space', text: ' ' }, ...translate(ordered.order), { kind: 'punct', text: ')' });
+      i = ordered.end;
+    } else if (call) {
       out.push({ kind: 'punct', text: call.to });
       i = endOfMatch(tokens, i, call.match);
     } else if (FUNCTIONS[w] && next?.text === '(') out.push({ kind: 'word', text: FUNCTIONS[w] });
@@ -164,6 +170,26 @@ export function translate(tokens: Token[]): Token[] {
     else out.push({ kind: 'word', text: w });
   }
   return out;
+}
+
+/** The index of the `)` that closes the `(` at `open`. */
+function closing(tokens: Token[], open: number): number {
+  let depth = 0;
+  for (let i = open; i < tokens.length; i++) {
+    if (tokens[i].text === '(') depth++;
+    else if (tokens[i].text === ')' && --depth === 0) return i;
+  }
+  throw new Error('unbalanced parentheses');
+}
+
+/** For `NAME(args) WITHIN GROUP (ORDER BY …)` at `at`: the tokens of args and of `ORDER BY …`, and the index of the last `)`. */
+function withinGroup(tokens: Token[], at: number): { args: Token[]; order: Token[]; end: number } | undefined {
+  const open = tokens.findIndex((t, i) => i > at && t.text === '(');
+  const close = closing(tokens, open);
+  const end = endOfMatch(tokens, close + 1, ['WITHIN', 'GROUP', '(']);
+  if (end < 0) return undefined;
+  const last = closing(tokens, end);
+  return { args: tokens.slice(open + 1, close), order: tokens.slice(end + 1, last), end: last };
 }
 
 function matchesAt(tokens: Token[], at: number, match: string[]): boolean {
