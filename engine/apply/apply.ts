@@ -151,11 +151,11 @@ async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: numb
       const following = () => (after <= lastSeq ? open(after, Math.min(window, size * 2)) : undefined);
       try {
         for (let chunk = await first; !chunk.done; chunk = await rows.next()) {
-          yield { changes: chunk.value.flatMap(ungroup), marked: windowMarked };
-          // The next window's statement starts once this one answered and its first rows were
-          // taken: it runs while this window is sent, and never beside this one's (a warehouse
-          // may queue the statements).
+          // The next window's statement starts once this one answered: it runs while this window
+          // is sent (a row here holds many changes: a window may come in one piece), and never
+          // beside this one's (a warehouse may queue the statements).
           next ??= following();
+          yield { changes: chunk.value.flatMap(ungroup), marked: windowMarked };
         }
         next ??= following();
       } finally {
