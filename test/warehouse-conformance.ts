@@ -306,6 +306,38 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       for (const table of ['sync_changes', 'sync_outcomes', 'sync_batch_outcomes', 'sync_inflight']) expect(await w.runAndRead(`SELECT count(*) AS n FROM ${t(table)}`)).toEqual([{ n: 0 }]);
     });
 
+    it('reads the change set a group of changes per row: every key and record arrives whole, whatever its characters, across groups and windows', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      await w.run(`CREATE TABLE ${t('awkward')} (k VARCHAR, note VARCHAR, n INTEGER)`);
+      // Characters that a separator, an escape or a multi-byte encoding could cut: CHR(31) among them.
+      const odd = ['\x1f', '"', '\\', ',', '\n', 'é', '日本', '😀', "'", '{}'];
+      const rows = Array.from({ length: 230 }, (_, i): [string, string, number] => [`k${odd[i % odd.length]}${i}`, `note ${odd[(i * 3) % odd.length]} ${i}${odd[(i * 7) % odd.length]}`, i]);
+      for (let i = 0; i < rows.length; i += 50) {
+        const part = rows.slice(i, i + 50);
+        await w.run(`INSERT INTO ${t('awkward')} VALUES ${part.map(() => '(?, ?, ?)').join(', ')}`, part.flat());
+      }
+      const sync = syncSchema.parse({
+        name: 'awkward_to_app',
+        source: { table: `${schema}.awkward`, key: 'k' },
+        destination: { connection: 'app', object: 'notes' },
+        strategy: 'upsert',
+        mapping: { note: 'note', n: 'n' },
+      });
+      const app = new FakeApp();
+      const runId = 'run-awkward';
+      await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
+      const summary = await plan(sql, sync, { runId });
+      expect(summary.actions).toEqual({ create: 230 });
+      // Windows of 70 seqs cut the groups of rows (100 on Snowflake, 1,000 on DuckDB) and the batches of 9.
+      await applyChanges({ sql, runId, lastSeq: summary.total, seqWindow: 70, session: app.session(), strategy: sync.strategy, batchSize: 9, concurrency: 3, retryDelaysMs: [] });
+      const { counts } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
+      expect(counts).toMatchObject({ succeeded: 230, failed: 0 });
+      expect(new Map([...app.records].sort())).toEqual(new Map(rows.map(([k, note, n]): [string, Record<string, unknown>] => [`app-${k}`, { note, n }]).sort()));
+      const state = await stateOf(sql, sync.name);
+      expect(state.map((r) => [r.record_key, r.app_identifier]).sort()).toEqual(rows.map(([k]) => [k, `app-${k}`]).sort());
+    });
+
     it('records a run that stopped: a record without an outcome is in flight under any mark of its run (marks overlap), NEEDS_REVIEW under a create', async () => {
       const sql = new Sql(w, schema);
       await sql.runScript('setup');
