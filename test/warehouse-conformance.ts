@@ -335,7 +335,7 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       expect(counts).toMatchObject({ succeeded: 230, failed: 0 });
       expect(new Map([...app.records].sort())).toEqual(new Map(rows.map(([k, note, n]): [string, Record<string, unknown>] => [`app-${k}`, { note, n }]).sort()));
       const state = await stateOf(sql, sync.name);
-      expect(state.map((r) => [r.record_key, r.app_identifier]).sort()).toEqual(rows.map(([k]) => [k, `app-${k}`]).sort());
+      expect((state as Row[]).map((r) => [r.record_key, r.app_identifier]).sort()).toEqual(rows.map(([k]) => [k, `app-${k}`]).sort());
     });
 
     it('records a run that stopped: a record without an outcome is in flight under any mark of its run (marks overlap), NEEDS_REVIEW under a create', async () => {

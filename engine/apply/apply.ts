@@ -22,7 +22,7 @@ interface PlannedChange extends Omit<Change, 'record'> {
   /** The transformed record: the warehouse's JSON text, parsed only if the plugin reads it (see lazyChange). */
   record: string;
   /** A create of this record was in flight when a run stopped: the app may hold it, id unknown. */
-  inDoubt?: boolean;
+  inDoubt: boolean;
   /** This create only learns the record's identifier; the change to make next is this action. */
   then?: Action;
 }
@@ -32,7 +32,7 @@ export interface ApplyOptions {
   runId: string;
   /** The change set's last seq: plan numbers its rows 1 to this. */
   lastSeq: number;
-  /** Rows of the change set read per statement (default {@link SEQ_WINDOW}). */
+  /** Rows of the change set read per statement (default: the dialect's changeWindow). */
   seqWindow?: number;
   session: Session;
   strategy: Strategy;
@@ -84,32 +84,24 @@ export const OUTCOME_LINGER_MS = 50;
 /** The most batches read ahead of the sends, or answered and not yet written, per slot of the connection's concurrency. */
 const MAX_LEAD_PER_SLOT = 32;
 
-/** A change as a row of stream_changes lists it (its record apart): seq, key, action, app identifier, in doubt. */
-interface Listed {
-  s: number;
-  k: string;
-  a: Action;
-  i: string | null;
-  d: boolean;
-}
-
-/** The changes of a row of stream_changes, a group of them in seq order (see stream_changes.sql.njk). */
+/**
+ * The changes of a row of stream_changes, a group of them in seq order (see stream_changes.sql.njk):
+ * the objects of its JSON array, each given its record.
+ */
 function ungroup(row: Row): PlannedChange[] {
   const records = String(row.records).split(SEPARATOR);
-  return (JSON.parse(String(row.changes)) as Listed[]).map((listed, i) => toChange(listed, records[i]));
+  const changes = JSON.parse(String(row.changes)) as PlannedChange[];
+  for (let i = 0; i < changes.length; i++) {
+    const change = changes[i];
+    change.record = records[i];
+    // To remove a record that may be in the app under an unknown id, learn the id first: the
+    // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the
+    // existing record's id, or makes the record that the removal then takes away.
+    if (change.inDoubt && !change.appId && (change.action === 'delete' || change.action === 'clear')) changes[i] = { ...change, action: 'create', then: change.action };
+  }
+  return changes;
 }
 
-function toChange({ s, k, a, i, d }: Listed, record: string): PlannedChange {
-  const change: PlannedChange = { seq: s, key: String(k), action: a, record, appId: i ?? null };
-  // To remove a record that may be in the app under an unknown id, learn the id first: the
-  // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the
-  // existing record's id, or makes the record that the removal then takes away.
-  if (d === true && !change.appId && (change.action === 'delete' || change.action === 'clear')) return { ...change, action: 'create', then: change.action };
-  return change;
-}
-
-/** Rows of the change set read and sorted per statement: the warehouse never sorts the whole change set at once. */
-const SEQ_WINDOW = 50_000;
 /** Rows of the first window: small, so that the first batch leaves soon; each next window is twice the one before, up to the full window. */
 const FIRST_SEQ_WINDOW = 5_000;
 
@@ -155,7 +147,8 @@ async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: numb
           // is sent (a row here holds many changes: a window may come in one piece), and never
           // beside this one's (a warehouse may queue the statements).
           next ??= following();
-          yield { changes: chunk.value.flatMap(ungroup), marked: windowMarked };
+          // A group at a time: a window's changes are made as they are sent, not all at once.
+          for (const row of chunk.value) yield { changes: ungroup(row), marked: windowMarked };
         }
         next ??= following();
       } finally {
@@ -711,7 +704,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     applied += records;
     options.onProgress?.(applied);
   };
-  const chunks = changeSet(sql, runId, options.lastSeq, options.seqWindow ?? SEQ_WINDOW, options.atomicRun ? undefined : markWindow);
+  const chunks = changeSet(sql, runId, options.lastSeq, options.seqWindow ?? sql.warehouse.dialect.changeWindow, options.atomicRun ? undefined : markWindow);
   const ahead = new ReadAhead(batches(chunks, options.batchSize, stopReason), pace);
   try {
     for (let batch = await ahead.next(); batch; batch = await ahead.next()) {

@@ -12,6 +12,9 @@ export const duckdbDialect: Dialect = {
   name: 'duckdb',
   quote: (id) => `"${id.replaceAll('"', '""')}"`,
   catchesRowErrors: true,
+  // A statement costs a millisecond, and its rows arrive in one piece (a row holds a group of
+  // changes: see stream_changes.sql.njk): a small window holds few of them in memory.
+  changeWindow: 10_000,
 };
 
 /** The warehouse file is held by another process (DuckDB allows one writer per file). */

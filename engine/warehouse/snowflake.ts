@@ -31,8 +31,11 @@ export function unquotedName(name: string): string {
   return /^[A-Z_][A-Z0-9_$]*$/.test(name) ? name.toLowerCase() : name;
 }
 
-/** Snowflake has TRY_CAST, but no try() of any expression: a failing mapping expression fails the statement. */
-export const snowflakeDialect: Dialect = { name: 'snowflake', quote: quoteSnowflake, catchesRowErrors: false };
+/**
+ * Snowflake has TRY_CAST, but no try() of any expression: a failing mapping expression fails the
+ * statement. A statement costs a round trip (100 ms or more), so apply reads large windows.
+ */
+export const snowflakeDialect: Dialect = { name: 'snowflake', quote: quoteSnowflake, catchesRowErrors: false, changeWindow: 50_000 };
 
 /** A timestamp as the UTC text that a TIMESTAMP_NTZ column takes. */
 function utcText(d: Date): string {

@@ -24,6 +24,8 @@ export interface Dialect {
   quote(identifier: string): string;
   /** Whether a SQL expression's error on one row can be caught on that row (DuckDB's try()). */
   catchesRowErrors: boolean;
+  /** Rows of the change set that apply reads per statement, at most: the warehouse never sorts the whole change set at once. */
+  changeWindow: number;
 }
 
 /** A connection to the warehouse that holds the sources and ebb's tables. */

@@ -6,4 +6,4 @@ WHERE run_id = ? AND seq BETWEEN ? AND ?
   AND source_error IS NULL AND action NOT IN ('none', 'untrack')
 GROUP BY FLOOR(seq / 100)
 ORDER BY 1
--- binds: ["s","k","a","i","d","20260101T000000Z-abc123",1,50000]
+-- binds: ["seq","key","action","appId","inDoubt","20260101T000000Z-abc123",1,50000]
