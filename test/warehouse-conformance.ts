@@ -338,6 +338,40 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       expect((state as Row[]).map((r) => [r.record_key, r.app_identifier]).sort()).toEqual(rows.map(([k]) => [k, `app-${k}`]).sort());
     });
 
+    it('removes a record that a stopped create may have put in the app under an unknown id: creates it first to learn the id, then deletes that', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      await w.run(`CREATE TABLE ${t('doubtful')} (id INTEGER, email VARCHAR)`);
+      await w.run(`INSERT INTO ${t('doubtful')} VALUES (1, 'a@x.io'), (2, 'b@x.io')`);
+      const sync = syncSchema.parse({
+        name: 'doubtful_to_app',
+        source: { table: `${schema}.doubtful`, key: 'id' },
+        destination: { connection: 'app', object: 'contacts' },
+        strategy: 'upsert',
+        on_remove: 'delete',
+        mapping: { email: 'email' },
+      });
+      const app = new FakeApp();
+      const sent: string[] = [];
+      const session = app.session();
+      const logged: Session = { ...session, apply: (changes) => (sent.push(...changes.map((c) => `${c.action} ${c.key} ${c.appId ?? '-'}`)), session.apply(changes)) };
+      const runOnce = async (runId: string) => {
+        await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
+        const summary = await plan(sql, sync, { runId });
+        await applyChanges({ sql, runId, lastSeq: summary.total, session: logged, strategy: sync.strategy, batchSize: 10, concurrency: 1, retryDelaysMs: [], idempotentCreate: true });
+        return (await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: true })).counts;
+      };
+      await runOnce('run-doubt-1');
+      // Record 2 as a create that was on the wire when its run stopped: maybe in the app, id unknown.
+      await w.run(`UPDATE ${t('sync_record_state')} SET app_identifier = NULL, first_synced_at = NULL, maybe_in_app = TRUE WHERE sync_name = ? AND record_key = ?`, [sync.name, '2']);
+      await w.run(`DELETE FROM ${t('doubtful')} WHERE id = 2`);
+      sent.length = 0;
+      expect(await runOnce('run-doubt-2')).toMatchObject({ succeeded: 1, failed: 0 });
+      expect(sent).toEqual(['create 2 -', 'delete 2 app-2']);
+      expect([...app.records.keys()]).toEqual(['app-1']);
+      expect(app.deleted).toEqual(new Map([['app-2', { email: 'b@x.io' }]]));
+    });
+
     it('records a run that stopped: a record without an outcome is in flight under any mark of its run (marks overlap), NEEDS_REVIEW under a create', async () => {
       const sql = new Sql(w, schema);
       await sql.runScript('setup');
