@@ -84,22 +84,19 @@ export const OUTCOME_LINGER_MS = 50;
 /** The most batches read ahead of the sends, or answered and not yet written, per slot of the connection's concurrency. */
 const MAX_LEAD_PER_SLOT = 32;
 
-/**
- * The changes of a row of stream_changes, a group of them in seq order (see stream_changes.sql.njk):
- * the objects of its JSON array, each given its record.
- */
+/** A change as a row of stream_changes lists it (its record apart). */
+type Listed = [seq: number, key: string, action: Action, appId: string | null, inDoubt: boolean];
+
+/** The changes of a row of stream_changes, a group of them in seq order (see stream_changes.sql.njk). */
 function ungroup(row: Row): PlannedChange[] {
   const records = String(row.records).split(SEPARATOR);
-  const changes = JSON.parse(String(row.changes)) as PlannedChange[];
-  for (let i = 0; i < changes.length; i++) {
-    const change = changes[i];
-    change.record = records[i];
+  return (JSON.parse(String(row.changes)) as Listed[]).map(([seq, key, action, appId, inDoubt], i): PlannedChange => {
     // To remove a record that may be in the app under an unknown id, learn the id first: the
     // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the
     // existing record's id, or makes the record that the removal then takes away.
-    if (change.inDoubt && !change.appId && (change.action === 'delete' || change.action === 'clear')) changes[i] = { ...change, action: 'create', then: change.action };
-  }
-  return changes;
+    if (inDoubt && !appId && (action === 'delete' || action === 'clear')) return { seq, key, action: 'create', then: action, record: records[i], appId, inDoubt };
+    return { seq, key, action, record: records[i], appId, inDoubt };
+  });
 }
 
 /** Rows of the first window: small, so that the first batch leaves soon; each next window is twice the one before, up to the full window. */
