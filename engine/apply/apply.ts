@@ -21,8 +21,6 @@ interface PlannedChange extends Omit<Change, 'record'> {
   seq: number;
   /** The transformed record: the warehouse's JSON text, parsed only if the plugin reads it (see lazyChange). */
   record: string;
-  /** A create of this record was in flight when a run stopped: the app may hold it, id unknown. */
-  inDoubt: boolean;
   /** This create only learns the record's identifier; the change to make next is this action. */
   then?: Action;
 }
@@ -91,11 +89,13 @@ type Listed = [seq: number, key: string, action: Action, appId: string | null, i
 function ungroup(row: Row): PlannedChange[] {
   const records = String(row.records).split(SEPARATOR);
   return (JSON.parse(String(row.changes)) as Listed[]).map(([seq, key, action, appId, inDoubt], i): PlannedChange => {
-    // To remove a record that may be in the app under an unknown id, learn the id first: the
-    // create is idempotent here (else the record would be NEEDS_REVIEW), so it answers with the
-    // existing record's id, or makes the record that the removal then takes away.
-    if (inDoubt && !appId && (action === 'delete' || action === 'clear')) return { seq, key, action: 'create', then: action, record: records[i], appId, inDoubt };
-    return { seq, key, action, record: records[i], appId, inDoubt };
+    const change: PlannedChange = { seq, key, action, record: records[i], appId };
+    // A record that a stopped create may have put in the app, under an id ebb never learned: to
+    // remove it, learn the id first. The create is idempotent here (else the record would be
+    // NEEDS_REVIEW), so it answers with the existing record's id, or makes the record that the
+    // removal then takes away.
+    if (inDoubt && !appId && (action === 'delete' || action === 'clear')) return { ...change, action: 'create', then: action };
+    return change;
   });
 }
 
