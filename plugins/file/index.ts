@@ -8,12 +8,14 @@
  * file's size: a hand edit, or a crash between the two renames of a rewrite, is then reported
  * instead of pairing keys with the wrong lines.
  *
- * Memory. Nothing lands before `close()`, which rewrites the file through temp files and renames
- * them (atomicRun). Until then, new records (create, recreate, send) are streamed to two journal
- * files, their lines as the file will hold them and their keys as the index will (the rewrite then
- * copies them), and only updates, clears and deletes, a small part of an incremental run, are kept
- * in memory, with the keys of the existing file (keys only). A first run of a million records
- * holds nothing.
+ * Memory. Nothing lands before `close()`, which renames temp files over the file and its index
+ * (atomicRun). Until then, new records (create, recreate, send) are streamed to two journal files,
+ * their lines as the file will hold them and their keys as the index will, and only updates,
+ * clears and deletes, a small part of an incremental run, are kept in memory, with the keys of the
+ * existing file (keys only). A first run of a million records holds nothing. Where there is a file
+ * to keep, close() writes the new one: the kept lines, edited, then the journal's. Where there is
+ * none (a first run, replace), the journals begin with the file's header and the index's, and they
+ * become the file and its index: a million records are not copied again.
  */
 import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
@@ -101,8 +103,8 @@ class FileSession implements Session {
   ) {
     this.index = indexPath(target);
     this.csv = target.endsWith('.csv');
-    this.journal = new FileWriter(tempPath(target, 'journal'));
-    this.journalKeys = new FileWriter(tempPath(this.index, 'journal'));
+    this.journal = new FileWriter(tempPath(target, 'journal'), !merge && this.csv ? `${csvRow(ctx.fields)}\n` : '');
+    this.journalKeys = new FileWriter(tempPath(this.index, 'journal'), merge ? '' : `${' '.repeat(headerWidth)}\n`);
   }
 
   async apply(changes: Change[]): Promise<Outcome[]> {
@@ -128,8 +130,9 @@ class FileSession implements Session {
         return;
       }
       await Promise.all([this.journal.close(), this.journalKeys.close()]);
+      if (!this.merge) return await this.install();
       // An incremental run that changed nothing leaves the file (and its mtime) alone.
-      if (this.merge && this.journaled === 0 && this.edits.size === 0) return;
+      if (this.journaled === 0 && this.edits.size === 0) return;
       await this.rewrite(temps);
     } finally {
       await Promise.all(temps.map((p) => rm(p, { force: true })));
@@ -187,7 +190,13 @@ class FileSession implements Session {
     return this.keys;
   }
 
-  /** Writes the new file and index to temp files (listed in `temps`), then renames them over. */
+  /** Without a file to keep: the journals, which began with the headers, become the file and its index. */
+  private async install(): Promise<void> {
+    await writeHeader(this.journalKeys.path, { ebb_keys: 1, data_bytes: (await stat(this.journal.path)).size });
+    await this.replaceFiles(this.journal.path, this.journalKeys.path);
+  }
+
+  /** Writes the new file and index to temp files (listed in `temps`): the existing records, edited, then the journal's. */
   private async rewrite(temps: string[]): Promise<void> {
     const dataTemp = tempPath(this.target, 'tmp');
     const indexTemp = tempPath(this.index, 'tmp');
@@ -201,12 +210,10 @@ class FileSession implements Session {
     try {
       await keys.write(`${' '.repeat(headerWidth)}\n`); // the header needs the final size: written last
       if (this.csv) await data.write(`${csvRow(this.ctx.fields)}\n`);
-      if (this.merge) {
-        for await (const [id, line] of this.existingRecords()) {
-          const edit = this.edits.get(id);
-          if (edit === undefined) await put(id, line);
-          else if (edit !== null) await put(id, edit);
-        }
+      for await (const [id, line] of this.existingRecords()) {
+        const edit = this.edits.get(id);
+        if (edit === undefined) await put(id, line);
+        else if (edit !== null) await put(id, edit);
       }
       // The new records follow, as journaled: already in the file's form.
       await data.copyFrom(this.journal.path);
@@ -218,9 +225,14 @@ class FileSession implements Session {
       throw e;
     }
     await writeHeader(indexTemp, { ebb_keys: 1, data_bytes: (await stat(dataTemp)).size });
+    await this.replaceFiles(dataTemp, indexTemp);
+  }
+
+  /** Renames the new data file and index over the file and its index. */
+  private async replaceFiles(data: string, index: string): Promise<void> {
     // Data first: a crash between the renames leaves an index whose size check fails loudly.
-    await rename(dataTemp, this.target);
-    await rename(indexTemp, this.index);
+    await rename(data, this.target);
+    await rename(index, this.index);
   }
 
   /** The records of the existing file with their keys, CSV ones converted to the current fields. */

@@ -26,7 +26,12 @@ export class FileWriter {
   private failure: Error | undefined;
   private pending = '';
 
-  constructor(readonly path: string) {
+  /** A new file at `path`, which will begin with `text`. */
+  constructor(
+    readonly path: string,
+    text = '',
+  ) {
+    this.pending = text;
     // 'wx': a temp name is random, so an existing file means something is badly wrong.
     this.stream = createWriteStream(path, { flags: 'wx', flush: true });
     // Without a listener an I/O error would crash the process; it is rethrown by the next call.
