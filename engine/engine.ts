@@ -7,6 +7,7 @@ import { templateRenderer } from './templates.ts';
 import { LimiterUnavailableError, Limiters } from './apply/limiter.ts';
 import type { PluginContext, TemplateRenderer } from '../plugins/plugin.ts';
 import { NotFoundError, UsageError } from './errors.ts';
+import { setFlagsFromString } from 'node:v8';
 
 export interface Engine {
   project: Project;
@@ -25,8 +26,21 @@ export interface EngineOptions extends OpenOptions {
   limiters?: Limiters;
 }
 
+/**
+ * A run promotes garbage steadily (the records in flight outlive the young generation's
+ * collections), and V8 lets the old generation grow to four times what a full collection left
+ * alive before it collects again: a run's JS heap then peaked with its length, not with what it
+ * holds. A first run of a million records peaked at 132 to 151 MB of heap and external memory,
+ * against 70 to 79 for 100,000. Growing at most twice keeps it at 90 to 106 MB, and the runs took
+ * as long. V8 reads the factor at each collection, so it holds from here on.
+ */
+function boundHeapGrowth(): void {
+  setFlagsFromString('--heap-growing-percent=100');
+}
+
 /** Opens the warehouse of a loaded project. */
 export async function openEngine(project: Project, options: EngineOptions = {}): Promise<Engine> {
+  boundHeapGrowth();
   const { limiters: given, ...open } = options;
   const sql = await openWarehouse(project, open);
   const limiters = given ?? new Limiters();
