@@ -1,4 +1,5 @@
 /** An open project: its config, its warehouse and its plugins, ready to run syncs. */
+import { setFlagsFromString } from 'node:v8';
 import type { Project } from './config/load.ts';
 import type { SyncConfig } from './config/schema.ts';
 import type { Sql } from './warehouse/sql.ts';
@@ -7,7 +8,6 @@ import { templateRenderer } from './templates.ts';
 import { LimiterUnavailableError, Limiters } from './apply/limiter.ts';
 import type { PluginContext, TemplateRenderer } from '../plugins/plugin.ts';
 import { NotFoundError, UsageError } from './errors.ts';
-import { setFlagsFromString } from 'node:v8';
 
 export interface Engine {
   project: Project;
