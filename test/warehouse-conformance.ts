@@ -338,6 +338,24 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       expect((state as Row[]).map((r) => [r.record_key, r.app_identifier]).sort()).toEqual(rows.map(([k]) => [k, `app-${k}`]).sort());
     });
 
+    it('reads wide records whole: a group of the change set holds less than the 16 MB of a Snowflake VARCHAR', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      await w.run(`CREATE TABLE ${t('wide')} (id INTEGER, body VARCHAR)`);
+      // 120 records of 200,000 characters: 100 consecutive ones hold 20 MB of JSON.
+      const ids = Array.from({ length: 120 }, (_, i) => i + 1);
+      await w.run(`INSERT INTO ${t('wide')} VALUES ${ids.map((id) => `(${id}, REPEAT('${String.fromCharCode(97 + (id % 26))}', 200000))`).join(', ')}`);
+      const sync = syncSchema.parse({ name: 'wide_to_app', source: { table: `${schema}.wide`, key: 'id' }, destination: { connection: 'app', object: 'notes' }, strategy: 'upsert', mapping: { body: 'body' } });
+      const app = new FakeApp();
+      const runId = 'run-wide';
+      await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: 'manual' });
+      const summary = await plan(sql, sync, { runId });
+      await applyChanges({ sql, runId, lastSeq: summary.total, session: app.session(), strategy: sync.strategy, batchSize: 50, concurrency: 2, retryDelaysMs: [] });
+      const { counts } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: false });
+      expect(counts).toMatchObject({ succeeded: 120, failed: 0 });
+      expect(new Map([...app.records].sort())).toEqual(new Map(ids.map((id): [string, Record<string, unknown>] => [`app-${id}`, { body: String.fromCharCode(97 + (id % 26)).repeat(200000) }]).sort()));
+    });
+
     it('removes a record that a stopped create may have put in the app under an unknown id: creates it first to learn the id, then deletes that', async () => {
       const sql = new Sql(w, schema);
       await sql.runScript('setup');

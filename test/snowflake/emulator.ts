@@ -598,6 +598,8 @@ export class SnowflakeEmulator {
       return `replace(${f}, '${from}', '${to}')`;
     }, 'f');
     await conn.run(`CREATE OR REPLACE TEMP MACRO to_varchar(v) AS CAST(v AS VARCHAR), (v, f) AS strftime(v, ${format})`);
+    // LISTAGG (see translate.ts): a VARCHAR holds at most 16 MB; Snowflake's error for a longer result.
+    await conn.run(`CREATE OR REPLACE TEMP MACRO listagg_limit(s) AS CASE WHEN strlen(s) > 16777216 THEN error('String ''(LISTAGG result)'' is too long and would be truncated') ELSE s END`);
     // GET(object, key): the field named key, never read as a path.
     await conn.run(`CREATE OR REPLACE TEMP MACRO get(v, k) AS json_extract(v, '/' || replace(replace(k, '~', '~0'), '/', '~1'))`);
     return conn;

@@ -160,7 +160,10 @@ export function translate(tokens: Token[]): Token[] {
     const call = CALLS.find((c) => c.match[0] === w && matchesAt(tokens, i, c.match));
     const ordered = WITHIN_GROUP[w] && next?.text === '(' ? withinGroup(tokens, i) : undefined;
     if (ordered) {
-      out.push({ kind: 'word', text: WITHIN_GROUP[w] }, { kind: 'punct', text: '(' }, ...translate(ordered.args), { kind: 'space', text: ' ' }, ...translate(ordered.order), { kind: 'punct', text: ')' });
+      const aggregate: Token[] = [{ kind: 'word', text: WITHIN_GROUP[w] }, { kind: 'punct', text: '(' }, ...translate(ordered.args), { kind: 'space', text: ' ' }, ...translate(ordered.order), { kind: 'punct', text: ')' }];
+      // LISTAGG's text is a VARCHAR: past 16 MB, Snowflake fails the statement (the emulator's macro listagg_limit).
+      if (w === 'LISTAGG') out.push({ kind: 'word', text: 'listagg_limit' }, { kind: 'punct', text: '(' }, ...aggregate, { kind: 'punct', text: ')' });
+      else out.push(...aggregate);
       i = ordered.end;
     } else if (call) {
       out.push({ kind: 'punct', text: call.to });
