@@ -13,6 +13,8 @@
  *   start until its answer came back, the latest it can have reached the app; a request starts
  *   only while fewer than `requests` were counted in the last `per_seconds`, and not sooner than
  *   half the spacing after the one before it, so that the requests that waited do not leave in a burst.
+ *   An answer counts for 1% longer than `per_seconds`, so that a clock that disagrees a little
+ *   (Redis' with the app's, after a correction) cannot let one request too many into the app's window.
  *
  * Waiting here is not a try: apply counts answers, not waits.
  */
@@ -46,6 +48,8 @@ const REDIS_READY_TIMEOUT_MS = 10_000;
 function reconnectMs(): number {
   return Number(process.env.EBB_REDIS_RECONNECT_SECONDS ?? 15) * 1000;
 }
+/** How much longer than `per_seconds` an answered request counts, as a share of `per_seconds`. */
+const MARGIN = 0.01;
 /** How often to ask again when the window is full of requests that have no answer yet. */
 const POLL_MS = 20;
 
@@ -61,6 +65,11 @@ export function spacingMs(rate: ConnectionConfig['rate_limit']): number {
  */
 function minGapMs(rate: RateLimit): number {
   return (rate.per_seconds * 1000) / rate.requests / 2;
+}
+
+/** How long an answered request counts: `per_seconds` and the margin, in milliseconds. */
+function windowOf(rate: RateLimit): number {
+  return rate.per_seconds * 1000 * (1 + MARGIN);
 }
 
 /** The name of a connection's limiter state in Redis: the project and the connection. */
@@ -89,7 +98,7 @@ export function displayRedisUrl(url: string): string {
 interface RateWindow {
   /** Takes a place for `token`: 0, or the milliseconds to wait before asking again. */
   take(token: string): Promise<number>;
-  /** The request of `token` was answered: it keeps counting until `per_seconds` from now. */
+  /** The request of `token` was answered: it keeps counting until `per_seconds` (and the margin) from now. */
   give(token: string): Promise<void>;
 }
 
@@ -107,7 +116,7 @@ class LocalWindow implements RateWindow {
   ) {}
 
   async take(token: string): Promise<number> {
-    const windowMs = this.rate.per_seconds * 1000;
+    const windowMs = windowOf(this.rate);
     const now = performance.now();
     while (this.answered.length > 0 && this.answered[0] <= now - windowMs) this.answered.shift();
     const excess = this.inFlight.size + this.answered.length - this.rate.requests;
@@ -193,7 +202,7 @@ class RedisWindow implements RateWindow {
   async take(token: string): Promise<number> {
     let answer: string;
     try {
-      answer = await this.redis.client.ebbWindowTake(...this.keys, this.rate.per_seconds * 1000, this.rate.requests, token, this.holdMs, this.ttlMs, minGapMs(this.rate));
+      answer = await this.redis.client.ebbWindowTake(...this.keys, windowOf(this.rate), this.rate.requests, token, this.holdMs, this.ttlMs, minGapMs(this.rate));
     } catch (e) {
       throw new LimiterUnavailableError(`Redis at ${this.redis.shown} (EBB_REDIS_URL) failed: ${e instanceof Error ? e.message : String(e)}`);
     }
