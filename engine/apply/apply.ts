@@ -115,46 +115,51 @@ interface Batch {
 }
 
 /**
- * The change set in seq order, one statement per window of seqs; each window's statement starts
- * while the one before is read, and `mark(from, to)`, if given, marks the window beside it.
+ * The change set in seq order, one statement per window of seqs; `mark(from, to)`, if given,
+ * marks each window beside its statement. While one window is read, the statements of the `ahead`
+ * windows after it are on their way (see Dialect.changeWindowsAhead).
  */
-async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: number, mark?: (from: number, to: number) => Promise<unknown>): AsyncIterable<Chunk> {
+async function* changeSet(sql: Sql, runId: string, lastSeq: number, window: number, ahead: number, mark?: (from: number, to: number) => Promise<unknown>): AsyncIterable<Chunk> {
   let marked: Promise<unknown> = Promise.resolve();
-  const open = (from: number, size: number) => {
-    const to = Math.min(from + size - 1, lastSeq);
-    if (mark) {
-      marked = Promise.all([marked, mark(from, to)]);
-      marked.catch(() => undefined);
+  let openedTo = 0;
+  let size = 0;
+  const opened: Array<{ rows: AsyncIterator<Row[]>; first: Promise<IteratorResult<Row[]>>; marked: Promise<unknown> }> = [];
+  /** Opens the next windows, each twice the one before (up to `window`), until `ahead` are open and unread. */
+  const openAhead = () => {
+    while (opened.length < ahead && openedTo < lastSeq) {
+      const from = openedTo + 1;
+      size = Math.min(window, size === 0 ? FIRST_SEQ_WINDOW : size * 2);
+      openedTo = Math.min(from + size - 1, lastSeq);
+      if (mark) {
+        marked = Promise.all([marked, mark(from, openedTo)]);
+        marked.catch(() => undefined);
+      }
+      const rows = sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: openedTo })[Symbol.asyncIterator]();
+      const first = rows.next();
+      first.catch(() => undefined);
+      opened.push({ rows, first, marked });
     }
-    const rows = sql.stream('stream_changes', { run_id: runId, seq_from: from, seq_to: to })[Symbol.asyncIterator]();
-    const first = rows.next();
-    first.catch(() => undefined);
-    return { rows, first, from, size, marked };
   };
-  let next = lastSeq >= 1 ? open(1, Math.min(window, FIRST_SEQ_WINDOW)) : undefined;
+  openAhead();
   try {
-    while (next) {
-      const { rows, first, from, size, marked: windowMarked } = next;
-      next = undefined;
-      const after = from + size;
-      const following = () => (after <= lastSeq ? open(after, Math.min(window, size * 2)) : undefined);
+    for (let current = opened.shift(); current; current = opened.shift()) {
+      const { rows, first, marked: windowMarked } = current;
       try {
         for (let chunk = await first; !chunk.done; chunk = await rows.next()) {
-          // The next window's statement starts once this one answered: it runs while this window
-          // is sent (a row here holds many changes: a window may come in one piece), and never
-          // beside this one's (a warehouse may queue the statements).
-          next ??= following();
+          // The next windows' statements start once this one answered: they run while this window
+          // is sent (a row here holds many changes: a window may come in one piece).
+          openAhead();
           // A group at a time: a window's changes are made as they are sent, not all at once.
           for (const row of chunk.value) yield { changes: ungroup(row), marked: windowMarked };
         }
-        next ??= following();
+        openAhead();
       } finally {
         await rows.return?.();
       }
     }
   } finally {
-    // Sending stopped before the last window: its statement is ended, not left holding the warehouse.
-    if (next) await next.first.then(() => next!.rows.return?.(), () => undefined);
+    // Sending stopped before the last windows: their statements are ended, not left holding the warehouse.
+    for (const left of opened.splice(0)) await left.first.then(() => left.rows.return?.(), () => undefined);
   }
 }
 
@@ -701,7 +706,8 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
     applied += records;
     options.onProgress?.(applied);
   };
-  const chunks = changeSet(sql, runId, options.lastSeq, options.seqWindow ?? sql.warehouse.dialect.changeWindow, options.atomicRun ? undefined : markWindow);
+  const { changeWindow, changeWindowsAhead } = sql.warehouse.dialect;
+  const chunks = changeSet(sql, runId, options.lastSeq, options.seqWindow ?? changeWindow, changeWindowsAhead, options.atomicRun ? undefined : markWindow);
   const ahead = new ReadAhead(batches(chunks, options.batchSize, stopReason), pace);
   try {
     for (let batch = await ahead.next(); batch; batch = await ahead.next()) {

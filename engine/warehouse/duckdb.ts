@@ -17,6 +17,8 @@ export const duckdbDialect: Dialect = {
   // 20,000, at 160 to 245 MB with 50,000; windows of 10,000 took about a second more of DuckDB's
   // CPU (a statement's own cost, a hundred times).
   changeWindow: 20_000,
+  // In process, a statement answers at once: one window ahead keeps DuckDB's memory to two windows.
+  changeWindowsAhead: 1,
 };
 
 /** The warehouse file is held by another process (DuckDB allows one writer per file). */

@@ -33,9 +33,11 @@ export function unquotedName(name: string): string {
 
 /**
  * Snowflake has TRY_CAST, but no try() of any expression: a failing mapping expression fails the
- * statement. A statement costs a round trip (100 ms or more), so apply reads large windows.
+ * statement. A statement costs a round trip (100 ms or more), so apply reads large windows, and
+ * two ahead of the one it sends: with one, every window waited for its statement once the window
+ * before had been sent (170 to 330 ms each, a third of a 100,000-record apply with 100 ms per request).
  */
-export const snowflakeDialect: Dialect = { name: 'snowflake', quote: quoteSnowflake, catchesRowErrors: false, changeWindow: 50_000 };
+export const snowflakeDialect: Dialect = { name: 'snowflake', quote: quoteSnowflake, catchesRowErrors: false, changeWindow: 50_000, changeWindowsAhead: 2 };
 
 /** A timestamp as the UTC text that a TIMESTAMP_NTZ column takes. */
 function utcText(d: Date): string {

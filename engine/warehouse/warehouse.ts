@@ -26,6 +26,11 @@ export interface Dialect {
   catchesRowErrors: boolean;
   /** Rows of the change set that apply reads per statement, at most: the warehouse never sorts the whole change set at once. */
   changeWindow: number;
+  /**
+   * Windows of the change set whose statements are on their way while one is read: 1 opens the
+   * next once the one before answered; more hide a distant warehouse's round trips behind the sends.
+   */
+  changeWindowsAhead: number;
 }
 
 /** A connection to the warehouse that holds the sources and ebb's tables. */

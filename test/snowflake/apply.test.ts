@@ -80,6 +80,10 @@ describe("apply's warehouse writes (emulated)", () => {
     expect(marks).toHaveLength(3);
     expect(reads).toHaveLength(3);
     marks.forEach((mark, i) => expect(mark.arrivedAt!).toBeLessThan(reads[i].at));
+    // Two windows ahead: the second window's read was on its way before the first's ran; the
+    // third left once the first had answered.
+    expect(reads[1].arrivedAt!).toBeLessThan(reads[0].at);
+    expect(reads[2].arrivedAt!).toBeGreaterThan(reads[0].at);
     const inflight = await warehouse.runAndRead(`SELECT seq_lo, seq_hi FROM ebb.sync_inflight WHERE run_id = ? ORDER BY seq_lo`, [runId]);
     expect(inflight.map((r) => [Number(r.seq_lo), Number(r.seq_hi)])).toEqual([[1, 200], [201, 400], [401, 600]]);
     const { counts } = await recordRun(sql, { runId, syncName: sync.name, planned: summary.actions, error: null, idempotentCreate: true });
