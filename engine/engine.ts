@@ -32,7 +32,8 @@ export interface EngineOptions extends OpenOptions {
  * alive before it collects again: a run's JS heap then peaked with its length, not with what it
  * holds. A first run of a million records peaked at 132 to 151 MB of heap and external memory,
  * against 70 to 79 for 100,000. Growing at most twice keeps it at 90 to 106 MB, and the runs took
- * as long. V8 reads the factor at each collection, so it holds from here on.
+ * as long. V8 reads the factor at each collection, so it holds from here on. The `ebb` command
+ * sets it before it compiles (bin/ebb.js), so that its code cache is made and read under the same flags.
  */
 function boundHeapGrowth(): void {
   setFlagsFromString('--heap-growing-percent=100');
