@@ -306,6 +306,30 @@ export function describeWarehouse(name: string, open: () => Promise<WarehouseUnd
       for (const table of ['sync_changes', 'sync_outcomes', 'sync_batch_outcomes', 'sync_inflight']) expect(await w.runAndRead(`SELECT count(*) AS n FROM ${t(table)}`)).toEqual([{ n: 0 }]);
     });
 
+    it('finds duplicate keys by the key: integer columns compared as numbers, any other key as its text', async () => {
+      const sql = new Sql(w, schema);
+      await sql.runScript('setup');
+      await w.run(`CREATE TABLE ${t('pairs')} (region INTEGER, id BIGINT, code VARCHAR, note VARCHAR)`);
+      await w.run(`INSERT INTO ${t('pairs')} VALUES ${Array(6).fill('(?, ?, ?, ?)').join(', ')}`, [
+        ...[1, 10, 'a', 'first'],
+        ...[1, 10, 'a', 'second'],
+        ...[1, 11, 'A', 'third'],
+        ...[2, 10, 'b', 'fourth'],
+        ...[null, 12, 'c', 'fifth'],
+        ...[2, 13, 'c', 'sixth'],
+      ]);
+      const failures = async (name: string, key: string | string[]) => {
+        const sync = syncSchema.parse({ name, source: { table: `${schema}.pairs`, key }, destination: { connection: 'app', object: 'notes' }, strategy: 'upsert', mapping: { note: 'note' } });
+        const summary = await plan(sql, sync, { runId: `run-${name}` });
+        const rows = await w.runAndRead(`SELECT record_key, source_error FROM ${t('sync_changes')} WHERE run_id = ? AND source_error IS NOT NULL`, [`run-${name}`]);
+        return { actions: summary.actions, failures: rows.map((r) => `${r.record_key} ${String(r.source_error).split(':')[0]}`).sort() };
+      };
+      expect(await failures('by_region_id', ['region', 'id'])).toEqual({ actions: { create: 3, source_failure: 3 }, failures: ['[1,10] duplicate key', '[1,10] duplicate key', 'null null key'] });
+      expect(await failures('by_id', 'id')).toEqual({ actions: { create: 3, source_failure: 3 }, failures: ['10 duplicate key', '10 duplicate key', '10 duplicate key'] });
+      // 'a' twice, 'A' once: text compares case and all.
+      expect(await failures('by_code', 'code')).toEqual({ actions: { create: 2, source_failure: 4 }, failures: ['a duplicate key', 'a duplicate key', 'c duplicate key', 'c duplicate key'] });
+    });
+
     it('reads the change set a group of changes per row: every key and record arrives whole, whatever its characters, across groups and windows', async () => {
       const sql = new Sql(w, schema);
       await sql.runScript('setup');

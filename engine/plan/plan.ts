@@ -167,7 +167,8 @@ export const HASH_VERSION = 2;
 
 /**
  * How each key column becomes text (dialect.sql.njk key_value), by its type in the source: dates
- * and timestamps in explicit formats, so that no session setting changes a record's key. And
+ * and timestamps in explicit formats, so that no session setting changes a record's key; and
+ * which are integers, whose text is exactly as unique as they are (plan.sql.njk groups by them). And
  * whether each mapped value's JSON text is `exact` (dialect.sql.njk values_hash): a value of a
  * type whose JSON reads back unchanged is hashed as it is; any other (a DECIMAL, written with all
  * its digits and read back as a double; an expression of unknown type) is read back first.
@@ -175,7 +176,15 @@ export const HASH_VERSION = 2;
 async function typed(sql: Sql, ctx: SourceContext): Promise<SourceContext & { key_kinds: Record<string, string> }> {
   const types = new Map((await sql.describe('select_source', { ...ctx, filter: null, expr: null, tried: false })).map((c) => [c.name, c.type.toUpperCase()]));
   const kind = (type = '') =>
-    type === 'DATE' ? 'date' : /TIME ZONE|_LTZ|_TZ/.test(type) ? 'timestamp_tz' : type.startsWith('TIMESTAMP') || type === 'DATETIME' ? 'timestamp' : 'other';
+    type === 'DATE'
+      ? 'date'
+      : /TIME ZONE|_LTZ|_TZ/.test(type)
+        ? 'timestamp_tz'
+        : type.startsWith('TIMESTAMP') || type === 'DATETIME'
+          ? 'timestamp'
+          : /^U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)$|^(NUMBER|DECIMAL|NUMERIC)\(\d+, ?0\)$/.test(type)
+            ? 'integer'
+            : 'other';
   const exact = (type: unknown) => typeof type === 'string' && !/DECIMAL|NUMERIC/i.test(type);
   const mapping = ctx.mapping.map((m) => ({ ...m, exact: exact(m.kind === 'column' ? types.get(String(m.value)) : 'type' in m ? m.type : undefined) }));
   return { ...ctx, mapping, key_kinds: Object.fromEntries(ctx.key.map((c) => [c, kind(types.get(c))])) };

@@ -118,7 +118,9 @@ const context = {
 
 /** Extra renderings of the statements whose SQL depends most on the context. */
 const variants: Record<string, Record<string, unknown>> = {
-  'plan.composite-clear': { ...context, ...sourceContext(composite), key_kinds: { region: 'other', customer_id: 'other' }, sync: { name: composite.name, strategy: 'upsert', on_remove: 'clear' } },
+  'plan.composite-clear': { ...context, ...sourceContext(composite), key_kinds: { region: 'other', customer_id: 'integer' }, sync: { name: composite.name, strategy: 'upsert', on_remove: 'clear' } },
+  // A key of integers only: the duplicate check groups by the columns, not by the key's text.
+  'plan.integer-keys': { ...context, ...sourceContext(composite), key_kinds: { region: 'integer', customer_id: 'integer' } },
   // Date and timestamp keys in explicit formats, never the session's.
   'transform.dated-keys': { ...context, ...sourceContext(composite), key: ['signup_date', 'seen_at', 'seen_at_tz'], key_kinds: { signup_date: 'date', seen_at: 'timestamp', seen_at_tz: 'timestamp_tz' } },
   'transform.date-key': { ...context, key: ['signup_date'], key_kinds: { signup_date: 'date' } },

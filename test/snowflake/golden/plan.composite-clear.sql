@@ -2,17 +2,17 @@ INSERT INTO "EBB"."SYNC_CHANGES"
   (run_id, sync_name, seq, record_key, action, apply_reason, record_hash, transformed_record, app_identifier, source_error, in_doubt)
 WITH transformed AS (
 SELECT
-  __ebb_key, __ebb_f0, __ebb_f1, __ebb_error,
+  __ebb_key, __ebb_k0, __ebb_k1, __ebb_f0, __ebb_f1, __ebb_error,
   OBJECT_CONSTRUCT_KEEP_NULL(?, __ebb_f0, ?, __ebb_f1, ?, PARSE_JSON(?)) AS __ebb_record
 FROM (
 SELECT
-  __ebb_key,
+  __ebb_key, __ebb_k0, __ebb_k1,
 CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) OR FALSE THEN NULL ELSE __ebb_v0 END AS __ebb_f0,
 CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) OR FALSE THEN NULL ELSE __ebb_v1 END AS __ebb_f1,
 CASE WHEN (IS_REAL(TO_VARIANT(__ebb_v0)) AND TO_VARCHAR(TO_VARIANT(__ebb_v0)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v0)) || ? WHEN FALSE THEN ? WHEN (IS_REAL(TO_VARIANT(__ebb_v1)) AND TO_VARCHAR(TO_VARIANT(__ebb_v1)) IN ('NaN', 'inf', '-inf', 'Infinity', '-Infinity')) THEN ? || TO_VARCHAR(TO_VARIANT(__ebb_v1)) || ? WHEN FALSE THEN ? END AS __ebb_error
 FROM (
   SELECT
-    CASE WHEN "REGION" IS NULL OR "CUSTOMER_ID" IS NULL THEN NULL ELSE TO_JSON(ARRAY_CONSTRUCT("REGION", "CUSTOMER_ID")) END AS __ebb_key,
+    CASE WHEN "REGION" IS NULL OR "CUSTOMER_ID" IS NULL THEN NULL ELSE TO_JSON(ARRAY_CONSTRUCT("REGION", "CUSTOMER_ID")) END AS __ebb_key, "REGION" AS __ebb_k0, "CUSTOMER_ID" AS __ebb_k1,
 "EMAIL" AS __ebb_v0,
 (round(score, 2)) AS __ebb_v1
   FROM "ANALYTICS"."CUSTOMERS"
