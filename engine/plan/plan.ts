@@ -213,14 +213,20 @@ export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Pr
   return summary;
 }
 
+/** The actions of records that left the source; every other action, and a source failure, is of a source row. */
+const REMOVALS = new Set(['delete', 'clear', 'untrack']);
+
 /**
  * The empty-source guard: a run that would remove records while the source returns no rows is
  * refused. Under `replace` the records left out of the full set leave the destination (they are
- * only untracked in the state), so an empty full set would empty it.
+ * only untracked in the state), so an empty full set would empty it. The source is counted only
+ * when the change set holds none of its rows: counting runs the source's query once more, which
+ * on Snowflake may be a model's whole SQL.
  */
 async function checkEmptySource(sql: Sql, sync: SyncConfig, context: Record<string, unknown>, summary: PlanSummary, options: PlanOptions): Promise<void> {
   const removing = sync.strategy === 'replace' ? (summary.actions.untrack ?? 0) : (summary.actions.delete ?? 0) + (summary.actions.clear ?? 0);
   if (removing === 0 || options.allowEmptySource) return;
+  if (Object.keys(summary.actions).some((action) => !REMOVALS.has(action))) return;
   const [{ n }] = await sql.runAndRead('source_count', context);
   if (Number(n) > 0) return;
   throw new RunRefusedError(

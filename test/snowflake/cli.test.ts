@@ -97,6 +97,35 @@ describe('ebb CLI on Snowflake (emulated)', () => {
     expect(emulator.statements.map((st) => st.sql).filter((sql) => !/^\s*(SELECT|WITH|SHOW|DESCRIBE|ALTER SESSION|USE)\b/i.test(sql))).toEqual([]);
   });
 
+  it('counts the source for the empty-source guard only when the change set holds none of its rows', async () => {
+    await emulator.sql('CREATE TABLE analytics.members (id INTEGER, email VARCHAR)');
+    await emulator.sql(`INSERT INTO analytics.members VALUES (1, 'ann@x.io'), (2, 'ben@x.io'), (3, 'cat@x.io')`);
+    const members = await makeProject(
+      stringify({
+        name: 'sf_members',
+        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', access_url: emulator.url },
+        connections: { files: { plugin: 'file', config: { directory: './out' } } },
+        syncs: [{ name: 'm', source: { table: 'analytics.members', key: 'id' }, destination: { connection: 'files', object: 'm.jsonl' }, strategy: 'mirror', mapping: { email: 'email' } }],
+      }),
+    );
+    const run = async () => {
+      emulator.resetCounts();
+      const result = await ebb(members, ['run', 'm', '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const counts = emulator.statements.filter((s) => s.sql.startsWith('SELECT count(*) AS n FROM "ANALYTICS"."MEMBERS"'));
+      return { planned: (JSON.parse(result.stdout) as { runs: Array<{ planned: unknown }> }).runs[0].planned, counts: counts.length };
+    };
+    expect(await run()).toEqual({ planned: { create: 3 }, counts: 0 });
+    // A removal beside an update: the updated row shows that the source is not empty.
+    await emulator.sql(`UPDATE analytics.members SET email = 'ann2@x.io' WHERE id = 1`);
+    await emulator.sql('DELETE FROM analytics.members WHERE id = 3');
+    expect(await run()).toEqual({ planned: { update: 1, delete: 1 }, counts: 0 });
+    // A removal alone: the source is counted, once, and found not empty.
+    await emulator.sql('DELETE FROM analytics.members WHERE id = 2');
+    expect(await run()).toEqual({ planned: { delete: 1 }, counts: 1 });
+    expect(await readJsonl(join(members, 'out', 'm.jsonl'))).toEqual([{ email: 'ann2@x.io' }]);
+  });
+
   it('validates sources against Snowflake, naming columns as ebb.yml does', async () => {
     expect((await ebb(dir, ['validate'], env)).code).toBe(0);
     const typo = await makeProject(
