@@ -47,6 +47,16 @@ describe('ebb CLI on Snowflake (emulated)', () => {
   afterAll(() => emulator?.stop());
 
   const env = { SF_PASSWORD: 'p4ss' };
+  /** A project of one sync from the emulator to the file plugin, the password in ebb.yml. */
+  const fileProject = (name: string, sync: object) =>
+    makeProject(
+      stringify({
+        name,
+        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', access_url: emulator.url },
+        connections: { files: { plugin: 'file', config: { directory: './out' } } },
+        syncs: [sync],
+      }),
+    );
 
   it('runs a sync from Snowflake to a file, then sends only what changed', async () => {
     const first = await ebb(dir, ['run', '--all', '--json'], env);
@@ -100,14 +110,7 @@ describe('ebb CLI on Snowflake (emulated)', () => {
   it('counts the source for the empty-source guard only when the change set holds none of its rows', async () => {
     await emulator.sql('CREATE TABLE analytics.members (id INTEGER, email VARCHAR)');
     await emulator.sql(`INSERT INTO analytics.members VALUES (1, 'ann@x.io'), (2, 'ben@x.io'), (3, 'cat@x.io')`);
-    const members = await makeProject(
-      stringify({
-        name: 'sf_members',
-        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', access_url: emulator.url },
-        connections: { files: { plugin: 'file', config: { directory: './out' } } },
-        syncs: [{ name: 'm', source: { table: 'analytics.members', key: 'id' }, destination: { connection: 'files', object: 'm.jsonl' }, strategy: 'mirror', mapping: { email: 'email' } }],
-      }),
-    );
+    const members = await fileProject('sf_members', { name: 'm', source: { table: 'analytics.members', key: 'id' }, destination: { connection: 'files', object: 'm.jsonl' }, strategy: 'mirror', mapping: { email: 'email' } });
     const run = async () => {
       emulator.resetCounts();
       const result = await ebb(members, ['run', 'm', '--json']);
@@ -128,14 +131,7 @@ describe('ebb CLI on Snowflake (emulated)', () => {
 
   it('validates sources against Snowflake, naming columns as ebb.yml does', async () => {
     expect((await ebb(dir, ['validate'], env)).code).toBe(0);
-    const typo = await makeProject(
-      stringify({
-        name: 'sf_typo',
-        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', access_url: emulator.url },
-        connections: { files: { plugin: 'file', config: { directory: './out' } } },
-        syncs: [{ name: 's', source: { table: 'analytics.customers', key: 'customer_id' }, destination: { connection: 'files', object: 's.jsonl' }, strategy: 'upsert', mapping: { email: 'emial' } }],
-      }),
-    );
+    const typo = await fileProject('sf_typo', { name: 's', source: { table: 'analytics.customers', key: 'customer_id' }, destination: { connection: 'files', object: 's.jsonl' }, strategy: 'upsert', mapping: { email: 'emial' } });
     const result = await ebb(typo, ['validate']);
     expect(result.code).toBe(3);
     expect(result.stderr).toContain('syncs[0].mapping.email: unknown column "emial"; did you mean "email"?');
