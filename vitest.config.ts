@@ -8,16 +8,17 @@ export default defineConfig({
     globalSetup: ['test/support/build.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Test files run in one process per core (forks), one file after another, sharing the modules
-    // each process has imported (isolate: false): importing ebb, DuckDB and vitest again for every
-    // file cost about a sixth of the suite's CPU time. Most of their time the files wait for child
-    // processes, servers and timers rather than compute: one process per core keeps a small machine
-    // busy, where vitest's default (cores - 1) would run one file at a time on two cores. Files
-    // share nothing: temporary directories, ports chosen by the system, a PostgreSQL schema and
-    // Redis keys of their own, and each puts back an environment variable it sets. `--maxWorkers`
-    // overrides the count.
+    // Test files run in forks, one file after another in each, sharing the modules that a fork has
+    // imported (isolate: false): importing ebb, DuckDB and vitest again for every file cost about a
+    // sixth of the suite's CPU time. Most of their time the files wait for child processes, servers
+    // and timers rather than compute, so there is one fork more than there are cores: on two cores,
+    // vitest's default (cores - 1) would run one file at a time. Files share no data: temporary
+    // directories, ports chosen by the system, a PostgreSQL schema and Redis keys of their own. Each
+    // puts back an environment variable it sets, and a test's secret is a value that no message of
+    // another file holds (ebb masks every secret it has read in a process). `--maxWorkers` overrides
+    // the count.
     pool: 'forks',
     isolate: false,
-    maxWorkers: Math.max(2, availableParallelism()),
+    maxWorkers: availableParallelism() + 1,
   },
 });
