@@ -76,7 +76,10 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
   const fresh = counts.needs_review;
   counts.needs_review = byState.IN_DOUBT ?? 0;
   if (counts.needs_review > 0 && (health === 'HEALTHY' || health === 'DELAYED')) health = 'INCOMPLETE';
-  for (const table of ['sync_changes', 'sync_outcomes', 'sync_batch_outcomes', 'sync_inflight']) await sql.run('clear_run', { table, run_id: run.runId });
+  // The change set goes first: once it is gone, nothing of this run is left to recover if the
+  // process dies now. The run's other work tables then go together (one round trip on Snowflake).
+  await sql.run('clear_run', { table: 'sync_changes', ...ctx });
+  await Promise.all(['sync_outcomes', 'sync_batch_outcomes', 'sync_inflight'].map((table) => sql.run('clear_run', { table, ...ctx })));
   // The run row keeps the untracked records in `planned` (each untrack is planned and done at once).
   const { needs_review: _review, untracked: _untracked, ...columns } = counts;
   await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + fresh, error: run.error });
