@@ -6,7 +6,7 @@ import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Action, type Session } from '../plugins/plugin.ts';
 import { parseJson } from '../plugins/shared/json.ts';
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
-import { configIndex, markKeyed, plan, summarise, type PlanSummary } from './plan/plan.ts';
+import { configIndex, keyedBy, plan, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health, type TopError } from './record/record.ts';
 import { redact } from './redact.ts';
@@ -132,7 +132,8 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const capabilities = { ...defaultCapabilities, ...plugin.capabilities };
   const destination = destinationOf(engine, sync);
   const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(destination) : capabilities.idempotentCreate;
-  const record = (id: string, planned: Record<string, number>, error: string | null) => recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate });
+  const record = (id: string, planned: Record<string, number>, error: string | null, keyed = false) =>
+    recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate, keyedBy: keyed ? keyedBy(sync) : null });
   // Runs that never finished belong to a process that stopped: record what they did. Their
   // records without an outcome become DELAYED (or NEEDS_REVIEW), and this run sends them again.
   for (const { run_id } of await sql.runAndRead('runs_unfinished', { sync_name: sync.name, run_id: runId })) {
@@ -200,8 +201,7 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const result = { run_id: runId, sync: sync.name, planned: summary.actions };
   options.onPhase?.('record');
   try {
-    const { counts, health, topError } = await record(runId, summary.actions, error);
-    if (keyed) await markKeyed(sql, sync);
+    const { counts, health, topError } = await record(runId, summary.actions, error, keyed);
     await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
     await sql.warehouse.checkpoint();
     const note = !error && deferred && counts.delayed > 0 ? `${counts.delayed} record${counts.delayed === 1 ? '' : 's'} delayed to the next run: ${deferred}` : null;

@@ -28,11 +28,14 @@ export function checkRunnable(entry: CatalogEntry | undefined, name: string, tri
 
 /** Moves the sync to COMPLETED or ERROR after a run, as its schedule and recent runs say. */
 export async function afterRun(sql: Sql, sync: SyncConfig, health: Health, errorAfter: number): Promise<Status | null> {
+  const completed = health === 'HEALTHY' && sync.schedule === 'once';
+  // Any other run leaves the status as it is, without reading the catalog (a round trip on Snowflake).
+  if (!completed && health !== 'FAILED') return null;
   const entry = await catalogEntry(sql, sync.name);
   if (!entry || entry.status !== 'ACTIVE') return null;
   let next: Status | null = null;
-  if (health === 'HEALTHY' && sync.schedule === 'once') next = 'COMPLETED';
-  else if (health === 'FAILED') {
+  if (completed) next = 'COMPLETED';
+  else {
     const recent = await sql.runAndRead('runs_recent_status', { sync_name: sync.name, limit: errorAfter });
     if (recent.length >= errorAfter && recent.every((r) => r.status === 'FAILED')) next = 'ERROR';
   }

@@ -68,8 +68,8 @@ export function effects(summary: PlanSummary): string {
   return parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}`;
 }
 
-/** The key columns of a sync, as `keyed_by` stores them. */
-function keyedBy(sync: SyncConfig): string {
+/** The key columns of a sync, as `keyed_by` stores them (recordRun notes them after a run that planned). */
+export function keyedBy(sync: SyncConfig): string {
   return JSON.stringify(sourceContext(sync).key);
 }
 
@@ -97,11 +97,6 @@ async function checkRekey(sql: Sql, sync: SyncConfig, context: Record<string, un
       `no longer match a source key, and ${created} source records have keys ebb has not seen. This run would ${effects(summary)}. ` +
       'Refusing; if the new keys are right, pass --allow-destructive.',
   );
-}
-
-/** Notes, after a run, the key columns its record state is now keyed by (see {@link checkRekey}). */
-export async function markKeyed(sql: Sql, sync: SyncConfig): Promise<void> {
-  await sql.run('sync_set_keyed_by', { sync_name: sync.name, keyed_by: keyedBy(sync) });
 }
 
 type SourceContext = ReturnType<typeof sourceContext>;

@@ -56,8 +56,11 @@ export async function topErrors(sql: Sql, runIds: string[]): Promise<Map<string,
   return new Map(rows.map((r) => [String(r.run_id), { error: errorMessage(r.error), records: Number(r.n), failures: Number(r.failures) }]));
 }
 
-/** Writes history and state in bulk, then the run's totals and the sync's health. */
-export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null; idempotentCreate: boolean }) {
+/**
+ * Writes history and state in bulk, then the run's totals and the sync's health; with `keyedBy`
+ * (a run that planned), the key columns that the record state is now keyed by (see plan_rekey).
+ */
+export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null; idempotentCreate: boolean; keyedBy?: string | null }) {
   const ctx = { run_id: run.runId };
   await sql.run('record_history', { ...ctx, idempotent_create: run.idempotentCreate });
   await sql.run('record_state', { ...ctx, hash_version: HASH_VERSION });
@@ -83,7 +86,7 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
   // The run row keeps the untracked records in `planned` (each untrack is planned and done at once).
   const { needs_review: _review, untracked: _untracked, ...columns } = counts;
   await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + fresh, error: run.error });
-  await sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId });
+  await sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId, keyed_by: run.keyedBy ?? null });
   const topError = counts.failed + counts.source_failures > 0 ? ((await topErrors(sql, [run.runId])).get(run.runId) ?? null) : null;
   return { counts, health, topError };
 }
