@@ -12,7 +12,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { ConfigError, DestructiveChangeError, RunRefusedError } from '../errors.ts';
 import { withDeployLock } from './deploy-lock.ts';
 import { assessChange, describeChange, type DestructiveChange } from './destructive.ts';
-import { validateProject } from '../config/validate.ts';
+import { validateProject, type FieldTypes } from '../config/validate.ts';
 
 /** What a deploy does with one sync. */
 export interface DeployStep {
@@ -53,23 +53,26 @@ function changedFields(before: SyncConfig | null, after: SyncConfig): string[] {
   return [...keys].filter((k) => JSON.stringify((before as Record<string, unknown> | null)?.[k]) !== JSON.stringify((after as Record<string, unknown>)[k])).sort();
 }
 
-/** Compares the syncs in code with the catalog; changes nothing. */
-export async function analyseDeploy(engine: Engine): Promise<DeployPlan> {
+/** Compares the syncs in code with the catalog (given, or read here); changes nothing. */
+export async function analyseDeploy(engine: Engine, catalog: Promise<CatalogEntry[]> = readCatalog(engine.sql)): Promise<DeployPlan> {
   const { config } = engine.project;
-  const all = await readCatalog(engine.sql);
+  // Three reads, side by side (one round trip on Snowflake).
+  const [all, projectRows, [{ version }]] = await Promise.all([
+    catalog,
+    engine.sql.runAndRead('deploy_projects'),
+    engine.sql.runAndRead('deploy_last_version', { project_name: config.name }),
+  ]);
   // Projects may share a state schema: another project's syncs are neither updated nor orphaned
   // here. A sync written before ebb kept its project is this one's if no other project deployed.
-  const projects = (await engine.sql.runAndRead('deploy_projects')).map((r) => String(r.project_name));
-  const sole = projects.every((p) => p === config.name);
+  const sole = projectRows.every((r) => String(r.project_name) === config.name);
   const theirs = (e: CatalogEntry) => (e.project !== null ? e.project !== config.name : e.origin === 'code' && !sole);
   const taken = config.syncs.flatMap((sync, i) => {
     const entry = all.find((e) => e.name === sync.name);
     return entry && theirs(entry) ? [{ path: `syncs[${i}].name`, message: `sync ${sync.name} belongs to project ${entry.project ?? '(another project)'} in this state schema; rename it, or give this project a state_schema of its own` }] : [];
   });
   if (taken.length > 0) throw new ConfigError(taken);
-  const catalog = all.filter((e) => !theirs(e));
-  const byName = new Map(catalog.map((e) => [e.name, e]));
-  const [{ version }] = await engine.sql.runAndRead('deploy_last_version', { project_name: config.name });
+  const ours = all.filter((e) => !theirs(e));
+  const byName = new Map(ours.map((e) => [e.name, e]));
   const steps: DeployStep[] = [];
   const claimed = new Set<string>();
   for (const sync of config.syncs) {
@@ -90,7 +93,7 @@ export async function analyseDeploy(engine: Engine): Promise<DeployPlan> {
     const destructive = entry.definition && (await assessChange(engine, entry.definition, sync, entry.name));
     if (destructive) step.destructive = destructive;
   }
-  for (const entry of catalog) {
+  for (const entry of ours) {
     if (claimed.has(entry.name)) continue;
     const records = await recordCount(engine.sql, entry.name);
     const action = entry.origin === 'admin' ? 'keep' : records > 0 ? (entry.status === 'PAUSED' ? 'none' : 'pause') : 'delete';
@@ -115,8 +118,8 @@ export function refuseDestructive(plan: DeployPlan): void {
   );
 }
 
-/** Applies a deploy plan to the catalog; a destructive change needs `allowDestructive`. */
-export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { force?: boolean; allowDestructive?: boolean } = {}): Promise<void> {
+/** Applies a deploy plan to the catalog; a destructive change needs `allowDestructive`. True if it wrote to the catalog. */
+export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { force?: boolean; allowDestructive?: boolean } = {}): Promise<boolean> {
   if (!options.allowDestructive) refuseDestructive(plan);
   if (isOutdated(plan) && !options.force) {
     throw new RunRefusedError(
@@ -127,8 +130,9 @@ export async function commitDeploy(engine: Engine, plan: DeployPlan, options: { 
   }
   const changes = plan.steps.some((s) => s.action !== 'none' && s.action !== 'keep') || plan.catalogVersion !== plan.version;
   // Nothing to write takes no lock: a runner's auto-deploy of an unchanged project writes nothing.
-  if (!changes) return;
+  if (!changes) return false;
   await withDeployLock(engine.sql, () => writeCatalog(engine, plan));
+  return true;
 }
 
 /** The catalog writes of a deploy plan, under the deploy lock. */
@@ -187,6 +191,25 @@ export function heldBack(change: DestructiveChange): string {
 }
 
 /**
+ * The checks of `ebb deploy` and its analysis, side by side (their reads go together on
+ * Snowflake); a check's error comes first, and an invalid sync commits nothing (ConfigError, exit 3).
+ */
+export async function checkAndAnalyse(engine: Engine, catalog?: Promise<CatalogEntry[]>): Promise<{ plan: DeployPlan; fieldTypes: FieldTypes }> {
+  const analysed = analyseDeploy(engine, catalog);
+  analysed.catch(() => undefined);
+  const fieldTypes = await validateProject(engine.sql, engine.project.config.syncs);
+  return { plan: await analysed, fieldTypes };
+}
+
+/** What an automatic deploy learned that its caller would otherwise ask the warehouse again. */
+export interface AutoDeployed {
+  /** The catalog as the deploy left it, when it wrote nothing. */
+  catalog?: CatalogEntry[];
+  /** The field types of the syncs in code, which passed the checks (see validateProject's `checked`). */
+  fieldTypes?: FieldTypes;
+}
+
+/**
  * What `run`, `scheduler` and `worker` do first: deploy the code, unless `catalog.auto_deploy` is
  * off. An older project never overwrites a newer catalog: the commit is skipped with a warning,
  * and the catalog runs as it is. A destructive change is held back (the catalog keeps that sync's
@@ -196,16 +219,17 @@ export async function autoDeploy(
   engine: Engine,
   warn: (message: string) => void,
   options: { allowDestructive?: boolean; onHeld?: (change: DestructiveChange) => void } = {},
-): Promise<void> {
-  if (!engine.project.config.catalog.auto_deploy) return;
-  // The checks of `ebb deploy`: an invalid sync commits nothing (ConfigError, exit 3).
-  await validateProject(engine.sql, engine.project.config.syncs);
-  const plan = await analyseDeploy(engine);
+): Promise<AutoDeployed> {
+  if (!engine.project.config.catalog.auto_deploy) return {};
+  const catalog = readCatalog(engine.sql);
+  catalog.catch(() => undefined);
+  const { plan, fieldTypes } = await checkAndAnalyse(engine, catalog);
   if (isOutdated(plan)) {
     warn(`project version ${plan.version} is older than the catalog's (${plan.catalogVersion}); not deploying, running the syncs as the catalog holds them`);
-    return;
+    return { catalog: await catalog, fieldTypes };
   }
   const held = options.allowDestructive ? [] : plan.steps.filter((s) => s.destructive);
   for (const step of held) (options.onHeld ?? ((c) => warn(heldBack(c))))(step.destructive!);
-  await commitDeploy(engine, { ...plan, steps: plan.steps.filter((s) => !held.includes(s)) }, { allowDestructive: true });
+  const wrote = await commitDeploy(engine, { ...plan, steps: plan.steps.filter((s) => !held.includes(s)) }, { allowDestructive: true });
+  return { catalog: wrote ? undefined : await catalog, fieldTypes };
 }

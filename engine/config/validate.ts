@@ -96,18 +96,26 @@ export async function validateDestination(engine: Engine, sync: SyncConfig, inde
   }
 }
 
+/** The warehouse type of each mapped field of a sync that passed its checks, by sync name (see inspectSource). */
+export type FieldTypes = Map<string, Record<string, string>>;
+
 /**
- * Checks the syncs of the project (all of them, or those named) against the warehouse, and with
- * `engine` their destinations; throws a ConfigError (exit 3) listing the problems, with their
- * paths in ebb.yml.
+ * Checks the syncs of the project (all of them, or those `only` names) against the warehouse, and
+ * with `engine` their destinations; throws a ConfigError (exit 3) listing the problems, with their
+ * paths in ebb.yml. A sync in `checked` passed the source checks moments ago (an automatic deploy
+ * did them): its source is not described again. Returns the field types of the syncs checked.
  */
-export async function validateProject(sql: Sql, syncs: SyncConfig[], only?: string[], engine?: Engine): Promise<void> {
+export async function validateProject(sql: Sql, syncs: SyncConfig[], options: { only?: string[]; engine?: Engine; checked?: FieldTypes } = {}): Promise<FieldTypes> {
+  const { only, engine, checked } = options;
   const chosen = syncs.map((s, i) => [s, i] as const).filter(([s]) => !only || only.includes(s.name));
   const check = async (sync: SyncConfig, index: number) => {
-    const { issues, fieldTypes } = await inspectSource(sql, sync, index);
+    const known = checked?.get(sync.name);
+    const { issues, fieldTypes } = known ? { issues: [], fieldTypes: known } : await inspectSource(sql, sync, index);
     // With `engine`, the destinations too (through the plugins' validate hook).
-    return engine ? [...issues, ...(await validateDestination(engine, sync, index, fieldTypes))] : issues;
+    return { sync: sync.name, fieldTypes, issues: engine ? [...issues, ...(await validateDestination(engine, sync, index, fieldTypes))] : issues };
   };
-  const issues = (await Promise.all(chosen.map(([s, i]) => check(s, i)))).flat();
+  const results = await Promise.all(chosen.map(([s, i]) => check(s, i)));
+  const issues = results.flatMap((r) => r.issues);
   if (issues.length > 0) throw new ConfigError(issues);
+  return new Map(results.map((r) => [r.sync, r.fieldTypes]));
 }

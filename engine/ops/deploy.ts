@@ -3,8 +3,7 @@
  * create, update or remove the tasks (and streams) that queue the scheduled runs (schedule/tasks.ts).
  */
 import type { Engine } from '../engine.ts';
-import { analyseDeploy, commitDeploy, type DeployPlan } from '../catalog/deploy.ts';
-import { validateProject } from '../config/validate.ts';
+import { checkAndAnalyse, commitDeploy, type DeployPlan } from '../catalog/deploy.ts';
 import { applyTasks, planTasks, type TaskStep } from '../schedule/tasks.ts';
 
 export interface DeployOptions {
@@ -27,8 +26,7 @@ export interface DeployResult extends DeployPlan {
  * refusing them (`refuseDestructive` says whether the deploy itself would refuse).
  */
 export async function deployProject(engine: Engine, options: DeployOptions = {}): Promise<DeployResult> {
-  await validateProject(engine.sql, engine.project.config.syncs);
-  const plan = await analyseDeploy(engine);
+  const { plan } = await checkAndAnalyse(engine);
   // Planned before the commit: a schedule that Snowflake cannot run stops the deploy with nothing changed.
   const tasks = engine.project.config.warehouse.type === 'snowflake' ? await planTasks(engine) : null;
   if (!options.dryRun) {

@@ -31,7 +31,7 @@ export async function planSync(engine: Engine, name: string, options: PlanOption
   const { project } = engine;
   const [sync] = selectSyncs(project, [name]);
   // The checks of `ebb validate` for this sync: a problem is reported as validate reports it (exit 3).
-  await validateProject(engine.sql, project.config.syncs, [name], engine);
+  await validateProject(engine.sql, project.config.syncs, { only: [name], engine });
   // The code against the deployed definition, as `ebb deploy` compares them.
   const entry = (await catalogEntry(engine.sql, sync.name)) ?? (sync.renamed_from ? await catalogEntry(engine.sql, sync.renamed_from) : undefined);
   const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.name) : undefined;

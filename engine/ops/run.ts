@@ -86,8 +86,8 @@ export function exitCodeOf(results: RunResult[], refused: number): number {
 async function prepare(engine: Engine, selection: Selection, options: TriggerOptions): Promise<{ syncs: SyncConfig[]; held: Map<string, DestructiveChange> }> {
   const warn = options.warn ?? (() => undefined);
   const held = new Map<string, DestructiveChange>();
-  await autoDeploy(engine, warn, { allowDestructive: options.allowDestructive, onHeld: (c) => held.set(c.sync, c) });
-  const catalog = await readCatalog(engine.sql);
+  const deploy = await autoDeploy(engine, warn, { allowDestructive: options.allowDestructive, onHeld: (c) => held.set(c.sync, c) });
+  const catalog = deploy.catalog ?? (await readCatalog(engine.sql));
   const deployed = catalog.map(effectiveSync).filter((s): s is SyncConfig => s !== null);
   // A sync runs after the syncs it depends on (`schedule: { after }`) that run with it.
   const syncs = inDependencyOrder(chooseSyncs(deployed, selection));
@@ -96,7 +96,7 @@ async function prepare(engine: Engine, selection: Selection, options: TriggerOpt
     for (const issue of entry.overrideIssues) warn(`sync ${entry.name}: ${issue.path}: ${issue.message}`);
   }
   // Nothing is sent when one of the syncs about to run fails a check.
-  await validateProject(engine.sql, engine.project.config.syncs, syncs.map((s) => s.name), engine);
+  await validateProject(engine.sql, engine.project.config.syncs, { only: syncs.map((s) => s.name), engine, checked: deploy.fieldTypes });
   return { syncs, held };
 }
 
