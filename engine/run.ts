@@ -6,7 +6,7 @@ import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Action, type Session } from '../plugins/plugin.ts';
 import { parseJson } from '../plugins/shared/json.ts';
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
-import { configIndex, keyedBy, plan, summarise, type PlanSummary } from './plan/plan.ts';
+import { configIndex, keyedBy, plan, prepareSource, summarise, type PlanSummary } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health, type TopError } from './record/record.ts';
 import { redact } from './redact.ts';
@@ -134,14 +134,23 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(destination) : capabilities.idempotentCreate;
   const record = (id: string, planned: Record<string, number>, error: string | null, keyed = false) =>
     recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate, keyedBy: keyed ? keyedBy(sync) : null });
+  // The run's row and the runs that never finished, beside what the plan needs first
+  // (prepareSource) and the records left in doubt: one round trip on Snowflake.
+  const source = prepareSource(sql, sync);
+  const inDoubtNow = () => sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
+  const inDoubtBefore = inDoubtNow();
+  for (const read of [source, inDoubtBefore]) read.catch(() => undefined);
+  const [unfinished] = await Promise.all([
+    sql.runAndRead('runs_unfinished', { sync_name: sync.name, run_id: runId }),
+    sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' }),
+  ]);
   // Runs that never finished belong to a process that stopped: record what they did. Their
   // records without an outcome become DELAYED (or NEEDS_REVIEW), and this run sends them again.
-  for (const { run_id } of await sql.runAndRead('runs_unfinished', { sync_name: sync.name, run_id: runId })) {
+  for (const { run_id } of unfinished) {
     if (capabilities.atomicRun) await discardUncommitted(engine, String(run_id));
     const { actions } = await summarise(sql, String(run_id));
     await record(String(run_id), actions, 'interrupted: the process stopped before the run finished');
   }
-  await sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' });
   const retry = project.config.connections[connection].retry;
   let summary: PlanSummary = { actions: {}, reasons: {}, total: 0 };
   let error: string | null = null;
@@ -156,11 +165,12 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   let deferred: string | undefined;
   try {
     options.onPhase?.('plan');
-    // Records left in doubt by earlier runs are looked up first, so that this run can finish them.
-    const inDoubt = await sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
+    // Records left in doubt by earlier runs are looked up first, so that this run can finish them
+    // (read again if recording an unfinished run changed them).
+    const inDoubt = await (unfinished.length > 0 ? inDoubtNow() : inDoubtBefore);
     if (inDoubt.length > 0) await findInDoubt(sql, sync, runId, await openSession(), inDoubt, batchSize);
     const fullResync = options.fullResync || (await fullResyncDue(sql, sync));
-    summary = await plan(sql, sync, { runId, fullResync, allowEmptySource: options.allowEmptySource, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
+    summary = await plan(sql, sync, { runId, source, fullResync, allowEmptySource: options.allowEmptySource, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
     keyed = true;
     const toSend = summary.total - (summary.actions.untrack ?? 0) - (summary.actions.source_failure ?? 0);
     options.onProgress?.({ sync: sync.name, planned: toSend, applied: 0 });

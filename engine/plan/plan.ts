@@ -50,6 +50,8 @@ export interface PlanOptions {
   allowDestructive?: boolean;
   /** The sync's place in ebb.yml, for error paths such as `syncs[2].mapping.n`. */
   index?: number;
+  /** The source as {@link prepareSource} prepared it, if the caller started that already (beside other statements). */
+  source?: Promise<PreparedSource>;
 }
 
 /** What a change set does to the records in the app, in words: `delete 3 from the app, create 3`. */
@@ -185,10 +187,23 @@ async function typed(sql: Sql, ctx: SourceContext): Promise<SourceContext & { ke
   return { ...ctx, mapping, key_kinds: Object.fromEntries(ctx.key.map((c) => [c, kind(types.get(c))])) };
 }
 
+/** The template context of a sync's source, with what the warehouse says of its columns and expressions. */
+export type PreparedSource = Awaited<ReturnType<typeof typed>>;
+
+/**
+ * What a plan needs before its statement, side by side (one round trip on Snowflake): the source
+ * described (the types of its columns, which of its expressions can be tried row by row), and the
+ * sync's state hashed with the current formula (plan_rehash, which needs only the field names).
+ */
+export async function prepareSource(sql: Sql, sync: SyncConfig): Promise<PreparedSource> {
+  const ctx = sourceContext(sync);
+  const [source] = await Promise.all([markTried(sql, ctx).then((tried) => typed(sql, tried)), sql.run('plan_rehash', { ...ctx, sync: { name: sync.name }, hash_version: HASH_VERSION })]);
+  return source;
+}
+
 /** Writes the change set of a run into `sync_changes` and returns its summary. */
 export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Promise<PlanSummary> {
-  const source = await typed(sql, await markTried(sql, sourceContext(sync)));
-  await sql.run('plan_rehash', { ...source, sync: { name: sync.name }, hash_version: HASH_VERSION });
+  const source = await (options.source ?? prepareSource(sql, sync));
   const context = { ...source, run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
   try {
     await sql.run('plan', context);

@@ -64,7 +64,10 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
   const ctx = { run_id: run.runId };
   await sql.run('record_history', { ...ctx, idempotent_create: run.idempotentCreate });
   await sql.run('record_state', { ...ctx, hash_version: HASH_VERSION });
-  const byState = Object.fromEntries((await sql.runAndRead('run_counts', { ...ctx, sync_name: run.syncName })).map((r) => [String(r.apply_state), Number(r.n)]));
+  // With history and state written, the change set goes, beside the count of what they hold: once
+  // it is gone, nothing of this run is left to recover if the process dies now.
+  const [counted] = await Promise.all([sql.runAndRead('run_counts', { ...ctx, sync_name: run.syncName }), sql.run('clear_run', { table: 'sync_changes', ...ctx })]);
+  const byState = Object.fromEntries(counted.map((r) => [String(r.apply_state), Number(r.n)]));
   const counts: RunCounts = {
     succeeded: byState.SUCCESS ?? 0,
     failed: byState.FAILED ?? 0,
@@ -79,14 +82,15 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
   const fresh = counts.needs_review;
   counts.needs_review = byState.IN_DOUBT ?? 0;
   if (counts.needs_review > 0 && (health === 'HEALTHY' || health === 'DELAYED')) health = 'INCOMPLETE';
-  // The change set goes first: once it is gone, nothing of this run is left to recover if the
-  // process dies now. The run's other work tables then go together (one round trip on Snowflake).
-  await sql.run('clear_run', { table: 'sync_changes', ...ctx });
+  // The run's other work tables then go together (one round trip on Snowflake).
   await Promise.all(['sync_outcomes', 'sync_batch_outcomes', 'sync_inflight'].map((table) => sql.run('clear_run', { table, ...ctx })));
   // The run row keeps the untracked records in `planned` (each untrack is planned and done at once).
   const { needs_review: _review, untracked: _untracked, ...columns } = counts;
-  await sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + fresh, error: run.error });
-  await sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId, keyed_by: run.keyedBy ?? null });
-  const topError = counts.failed + counts.source_failures > 0 ? ((await topErrors(sql, [run.runId])).get(run.runId) ?? null) : null;
+  // The run row, the sync's health and the top error are independent: one round trip on Snowflake.
+  const [, , topError] = await Promise.all([
+    sql.run('run_finish', { run_id: run.runId, status: health, health, planned: JSON.stringify(run.planned), ...columns, failed: counts.failed + fresh, error: run.error }),
+    sql.run('sync_set_health', { sync_name: run.syncName, health, run_id: run.runId, keyed_by: run.keyedBy ?? null }),
+    counts.failed + counts.source_failures > 0 ? topErrors(sql, [run.runId]).then((errors) => errors.get(run.runId) ?? null) : null,
+  ]);
   return { counts, health, topError };
 }
