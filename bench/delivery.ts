@@ -15,9 +15,10 @@
  *    N × 6 records one request each; the app logs when each request arrives. Reported: the
  *    achieved rate, and the most requests that arrived within any one second (never above N).
  *
- * 3. The same first run on the Snowflake wire emulator, every request 100 ms late. Beside its
- *    time: the CPU time that ebb, the app and the emulator spent during its apply, and what their
- *    sum allows on this machine's cores (the emulator stands in for a warehouse elsewhere).
+ * 3. The same first run on the Snowflake wire emulator, every request 100 ms late, after a warm-up
+ *    there as in part 1 (the `warm` sync). Beside its time: the CPU time that ebb, the app and the
+ *    emulator spent during its apply, and what their sum allows on this machine's cores (the
+ *    emulator stands in for a warehouse elsewhere).
  *
  * The app runs in a child process, so that its work does not share an event loop with either
  * sender. Run alone with `node bin/run-ts.js bench/delivery.ts [records] [--passes N] [--no-rate-limit]
@@ -157,6 +158,7 @@ type EmulatorRequest = { cmd: 'latency'; ms: number } | { cmd: 'statements' };
 async function serveEmulator(records: number): Promise<void> {
   const emulator = await SnowflakeEmulator.start({ chunkRows: SNOWFLAKE_CHUNK_ROWS });
   await emulator.sql(createSourceSql(records));
+  await emulator.sql(warmSourceSql(records));
   answer<EmulatorRequest>(
     emulator.url,
     (message) => {
@@ -242,7 +244,7 @@ const batchCreate = {
 const singleCreate = { method: 'POST', path: '/contacts', body: '{{ record | tojson }}', app_id: '{{ response.id }}' };
 const mapping = Object.fromEntries(FIELDS.map((f) => [f, f]));
 
-/** The bench's project: on DuckDB, or (given the emulator's URL) on Snowflake with the `deliver` sync alone. */
+/** The bench's project: on DuckDB, or (given the emulator's URL) on Snowflake with the `deliver` and `warm` syncs. */
 async function makeProject(appUrl: string, o: Required<DeliveryOptions>, snowflakeUrl?: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'ebb-bench-delivery-'));
   const warehouse = snowflakeUrl
@@ -278,7 +280,7 @@ async function makeProject(appUrl: string, o: Required<DeliveryOptions>, snowfla
         batch_size: 10,
         mapping,
       },
-    ].filter((sync) => !snowflakeUrl || sync.name === 'deliver'),
+    ].filter((sync) => !snowflakeUrl || sync.name !== 'limited'),
   };
   await writeFile(join(dir, 'ebb.yml'), stringify(config));
   return dir;
@@ -403,6 +405,10 @@ async function deliverOnSnowflake(
   const engine = await openEngine(await loadProject(dir));
   try {
     await deploySyncs(engine);
+    await emulator.ask({ cmd: 'latency', ms: o.snowflakeLatencyMs });
+    // A warm-up as in part 1: the driver's code is new to this process, and so are the emulator's statements.
+    await app.reset();
+    await warmUp(engine, o.records);
     await app.reset();
     await emulator.ask({ cmd: 'latency', ms: o.snowflakeLatencyMs });
     log(`delivery on Snowflake: ebb run of ${o.records} records, ${o.snowflakeLatencyMs} ms added to every request`);
@@ -413,6 +419,22 @@ async function deliverOnSnowflake(
     emulator.stop();
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Records of the warm-up sync: a tenth of the default source. */
+function warmRecords(records: number): number {
+  return Math.min(10_000, records);
+}
+
+/** The warm-up sync's source, `warm_contacts`: the first records of the source. */
+function warmSourceSql(records: number): string {
+  return `CREATE TABLE warm_contacts AS SELECT * FROM ${SOURCE_TABLE} WHERE id <= ${warmRecords(records)}`;
+}
+
+/** ebb's warm-up: the `warm` sync, so that the timed run is not also the one that warms up the JIT and the connections. */
+async function warmUp(engine: Engine, records: number): Promise<void> {
+  const run = await runSync(engine, engine.project.config.syncs.find((s) => s.name === 'warm')!, {});
+  if (run.counts.succeeded !== warmRecords(records)) throw new Error(`ebb's warm-up delivered ${run.counts.succeeded} of ${warmRecords(records)} records: ${run.error ?? run.top_error?.error}`);
 }
 
 /** Part 2: ebb sends `limited` one request each, under the connection's rate limit. */
@@ -437,8 +459,7 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
   try {
     log(`delivery: generating ${o.records} source rows`);
     await engine.sql.warehouse.run(createSourceSql(o.records));
-    const warmRecords = Math.min(10_000, o.records);
-    await engine.sql.warehouse.run(`CREATE TABLE warm_contacts AS SELECT * FROM ${SOURCE_TABLE} WHERE id <= ${warmRecords}`);
+    await engine.sql.warehouse.run(warmSourceSql(o.records));
     await engine.sql.warehouse.run(`CREATE TABLE limited_contacts AS SELECT * FROM ${SOURCE_TABLE} WHERE id <= ${o.rateLimit * o.rateSeconds}`);
     await engine.sql.warehouse.run('CHECKPOINT');
     await deploySyncs(engine);
@@ -446,11 +467,9 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
     // Warm up the app, fetch and ebb on a tenth of the records, so that neither side's first
     // timed pass is also its warm-up (the JIT's, the connections').
     log('delivery: warm-up');
-    const warm = Array.from({ length: warmRecords }, (_, i) => ({ email: `warm${i}@x.io` }));
-    await bare(app.url, warm, o.batchSize, o.concurrency);
+    await bare(app.url, Array.from({ length: warmRecords(o.records) }, (_, i) => ({ email: `warm${i}@x.io` })), o.batchSize, o.concurrency);
     await app.reset();
-    const warmRun = await runSync(engine, engine.project.config.syncs.find((s) => s.name === 'warm')!, {});
-    if (warmRun.counts.succeeded !== warmRecords) throw new Error(`ebb's warm-up delivered ${warmRun.counts.succeeded} of ${warmRecords} records`);
+    await warmUp(engine, o.records);
     await app.reset();
 
     const ebbRuns: DeliveryBench['ebb'] = [];
