@@ -410,6 +410,7 @@ async function deliverOnSnowflake(
     await app.reset();
     await warmUp(engine, o.records);
     await app.reset();
+    // Asked again: it starts the emulator's counts afresh, for the timed run alone.
     await emulator.ask({ cmd: 'latency', ms: o.snowflakeLatencyMs });
     log(`delivery on Snowflake: ebb run of ${o.records} records, ${o.snowflakeLatencyMs} ms added to every request`);
     const run = await timedRun(engine, 'deliver', { label: 'deliver-snowflake', children: [app, emulator] });
