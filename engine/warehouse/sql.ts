@@ -95,16 +95,23 @@ export class Sql {
     return this.guard(name, (s) => this.warehouse.describe(s.sql), context);
   }
 
-  /** Runs a script of statements separated by `;` at the end of a line (DDL only: no user SQL). */
+  /**
+   * Runs a script of statements separated by `;` at the end of a line (DDL only: no user SQL), in
+   * steps separated by `-- then` lines: a step's statements side by side (one round trip on
+   * Snowflake), each step once the one before is done.
+   */
   async runScript(name: string, context?: Record<string, unknown>): Promise<void> {
     const { sql, params } = this.render(name, context);
     if (params.length > 0) throw new Error(`sql/${name}: a script cannot bind values`);
-    for (const statement of sql.split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) {
-      try {
-        await this.warehouse.run(statement);
-      } catch (e) {
-        throw new WarehouseError(redact((e as Error).message), name, e as DriverError);
-      }
+    for (const step of sql.split(/^-- then$/m)) {
+      const statements = step.split(/;\s*\n/).map((s) => s.trim()).filter(Boolean);
+      await Promise.all(
+        statements.map((statement) =>
+          this.warehouse.run(statement).catch((e: unknown) => {
+            throw new WarehouseError(redact((e as Error).message), name, e as DriverError);
+          }),
+        ),
+      );
     }
   }
 

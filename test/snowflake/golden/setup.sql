@@ -1,4 +1,5 @@
 CREATE SCHEMA IF NOT EXISTS "EBB";
+-- then
 CREATE TABLE IF NOT EXISTS "EBB"."SCHEMA_VERSION" (version INTEGER, applied_at TIMESTAMP_NTZ);
 CREATE TABLE IF NOT EXISTS "EBB"."SYNCS" (
   sync_name VARCHAR, definition VARIANT, definition_hash VARCHAR, origin VARCHAR,
@@ -7,10 +8,6 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNCS" (
   lock_run_id VARCHAR, lock_holder VARCHAR, lock_expires_at TIMESTAMP_NTZ,
   former_names VARIANT
 );
--- Added later: an ALTER, so that a warehouse set up by an older ebb gets it too.
-ALTER TABLE "EBB"."SYNCS" ADD COLUMN IF NOT EXISTS keyed_by VARCHAR;
--- 3: the project whose deploy wrote a sync (projects may share a state schema); null before.
-ALTER TABLE "EBB"."SYNCS" ADD COLUMN IF NOT EXISTS project_name VARCHAR;
 CREATE TABLE IF NOT EXISTS "EBB"."DEPLOYS" (
   deploy_id VARCHAR, project_name VARCHAR, project_version INTEGER, deployed_at TIMESTAMP_NTZ,
   deployed_by VARCHAR, summary VARIANT
@@ -27,8 +24,6 @@ CREATE TABLE IF NOT EXISTS "EBB"."SYNC_RECORD_STATE" (
   first_synced_at TIMESTAMP_NTZ, last_synced_at TIMESTAMP_NTZ,
   maybe_in_app BOOLEAN
 );
--- 2: the version of record_hash's formula (see plan_rehash.sql.njk); null for the first one.
-ALTER TABLE "EBB"."SYNC_RECORD_STATE" ADD COLUMN IF NOT EXISTS hash_version INTEGER;
 CREATE TABLE IF NOT EXISTS "EBB"."SYNC_RECORD_HISTORY" (
   run_id VARCHAR, sync_name VARCHAR, record_key VARCHAR, action VARCHAR, apply_reason VARCHAR,
   apply_state VARCHAR, success BOOLEAN, app_identifier VARCHAR, result VARIANT,
@@ -70,9 +65,19 @@ CREATE TABLE IF NOT EXISTS "EBB"."ALERT_NOTIFICATIONS" (
 );
 -- The deploy lock: one row that a deploy takes around its catalog writes (deploy_lock_take.sql.njk).
 CREATE TABLE IF NOT EXISTS "EBB"."DEPLOY_LOCK" (holder VARCHAR, expires_at TIMESTAMP_NTZ);
-INSERT INTO "EBB"."DEPLOY_LOCK" (holder) SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM "EBB"."DEPLOY_LOCK");
+-- then
+-- Columns added later: ALTERs, so that a warehouse set up by an older ebb gets them too.
+ALTER TABLE "EBB"."SYNCS" ADD COLUMN IF NOT EXISTS keyed_by VARCHAR;
+-- 2: the version of record_hash's formula (see plan_rehash.sql.njk); null for the first one.
+ALTER TABLE "EBB"."SYNC_RECORD_STATE" ADD COLUMN IF NOT EXISTS hash_version INTEGER;
 -- The rows the source had at a run, counted when a volume alert watches them.
 ALTER TABLE "EBB"."SYNC_RUNS" ADD COLUMN IF NOT EXISTS source_rows BIGINT;
+INSERT INTO "EBB"."DEPLOY_LOCK" (holder) SELECT NULL WHERE NOT EXISTS (SELECT 1 FROM "EBB"."DEPLOY_LOCK");
+-- then
+-- 3: the project whose deploy wrote a sync (projects may share a state schema); null before. (A
+-- table's ALTERs go one after the other.)
+ALTER TABLE "EBB"."SYNCS" ADD COLUMN IF NOT EXISTS project_name VARCHAR;
+-- then
 CREATE OR REPLACE VIEW "EBB"."SYNC_HEALTH" COPY GRANTS AS
 SELECT s.sync_name, s.status, s.health, s.schedule, s.last_run_id, r.status AS last_run_status,
        r.started_at AS last_run_started_at, r.finished_at AS last_run_finished_at,
