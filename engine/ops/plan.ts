@@ -1,7 +1,7 @@
 /** What a run of a sync would do, as `ebb plan` shows it: nothing changes, no app is called. */
 import type { Engine } from '../engine.ts';
 import { selectSyncs } from '../engine.ts';
-import { configIndex, plan, type PlanSummary } from '../plan/plan.ts';
+import { configIndex, plan, prepareSource, type PlanSummary } from '../plan/plan.ts';
 import { newRunId } from '../run.ts';
 import { catalogEntry } from '../catalog/lifecycle.ts';
 import { assessChange, describeChange } from '../catalog/destructive.ts';
@@ -30,17 +30,22 @@ export interface SyncPlan extends PlanSummary {
 export async function planSync(engine: Engine, name: string, options: PlanOptions = {}): Promise<SyncPlan> {
   const { project } = engine;
   const [sync] = selectSyncs(project, [name]);
-  // The checks of `ebb validate` for this sync: a problem is reported as validate reports it (exit 3).
+  // The deployed definition and what the plan needs first (prepareSource) are asked for beside
+  // the checks of `ebb validate` (one round trip on Snowflake); a problem the checks find is
+  // reported as validate reports it (exit 3).
+  const deployed = catalogEntry(engine.sql, sync.name);
+  const source = prepareSource(engine.sql, sync);
+  for (const read of [deployed, source]) read.catch(() => undefined);
   await validateProject(engine.sql, project.config.syncs, { only: [name], engine });
   // The code against the deployed definition, as `ebb deploy` compares them.
-  const entry = (await catalogEntry(engine.sql, sync.name)) ?? (sync.renamed_from ? await catalogEntry(engine.sql, sync.renamed_from) : undefined);
+  const entry = (await deployed) ?? (sync.renamed_from ? await catalogEntry(engine.sql, sync.renamed_from) : undefined);
   const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.name) : undefined;
   if (change && !options.allowDestructive) {
     throw new DestructiveChangeError(`${describeChange(change)} Refusing; pass --allow-destructive to see the plan (and to \`ebb deploy\` or \`ebb run\` to accept the change).`);
   }
   const runId = `plan-${newRunId()}`;
   try {
-    const summary = await plan(engine.sql, sync, { runId, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
+    const summary = await plan(engine.sql, sync, { runId, source, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
     const samples = await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit ?? 10 });
     return { sync: sync.name, strategy: sync.strategy, ...summary, samples, ...(change && { destructive: describeChange(change) }) };
   } finally {
