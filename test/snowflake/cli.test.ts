@@ -129,6 +129,35 @@ describe('ebb CLI on Snowflake (emulated)', () => {
     expect(await readJsonl(join(members, 'out', 'm.jsonl'))).toEqual([{ email: 'ann2@x.io' }]);
   });
 
+  it('sends the statements that do not wait for each other side by side: a first run, then one with nothing to send', async () => {
+    await emulator.sql('CREATE TABLE analytics.leads (id INTEGER, email VARCHAR)');
+    await emulator.sql(`INSERT INTO analytics.leads VALUES (1, 'ann@x.io'), (2, 'ben@x.io')`);
+    // A state schema of its own: the first run sets it up, whatever ran before.
+    const leads = await makeProject(
+      stringify({
+        name: 'sf_leads',
+        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', state_schema: 'ebb_leads', access_url: emulator.url },
+        connections: { files: { plugin: 'file', config: { directory: './out' } } },
+        syncs: [{ name: 'l', source: { table: 'analytics.leads', key: 'id' }, destination: { connection: 'files', object: 'l.jsonl' }, strategy: 'mirror', mapping: { email: 'email' } }],
+      }),
+    );
+    // Every request waits long enough that statements sent together are all in flight at once.
+    emulator.latencyMs = 250;
+    try {
+      const run = async () => {
+        emulator.resetCounts();
+        const result = await ebb(leads, ['run', 'l']);
+        expect(result.code, result.stderr).toBe(0);
+        return { statements: emulator.requests.query, waves: emulator.queryWaves };
+      };
+      // The first run in a new state schema sets up ebb's tables and deploys.
+      expect(await run()).toEqual({ statements: 62, waves: 31 });
+      expect(await run()).toEqual({ statements: 25, waves: 14 });
+    } finally {
+      emulator.latencyMs = 0;
+    }
+  });
+
   it('validates sources against Snowflake, naming columns as ebb.yml does', async () => {
     expect((await ebb(dir, ['validate'], env)).code).toBe(0);
     const typo = await fileProject('sf_typo', { name: 's', source: { table: 'analytics.customers', key: 'customer_id' }, destination: { connection: 'files', object: 's.jsonl' }, strategy: 'upsert', mapping: { email: 'emial' } });

@@ -352,10 +352,18 @@ export class SnowflakeEmulator {
     return Object.values(this.requests).reduce((a, b) => a + b, 0);
   }
 
+  /**
+   * Waves of queries: a query request that arrives while no other one is in flight starts one.
+   * A client that sends its independent statements side by side waits on one wave for all of them.
+   */
+  queryWaves = 0;
+  private queriesInFlight = 0;
+
   /** Forgets the counters and the statement log (e.g. between the phases of a test). */
   resetCounts(): void {
     for (const k of Object.keys(this.requests)) delete this.requests[k];
     this.statements.length = 0;
+    this.queryWaves = 0;
   }
 
   /**
@@ -480,6 +488,8 @@ export class SnowflakeEmulator {
       res.end(JSON.stringify(body));
     };
     const arrivedAt = performance.now();
+    const query = url.pathname === '/queries/v1/query-request';
+    if (query && this.queriesInFlight++ === 0) this.queryWaves++;
     try {
       // Outside serialise(): the requests of a client wait side by side, as on a network.
       if (this.latencyMs > 0) await sleep(this.latencyMs);
@@ -538,6 +548,8 @@ export class SnowflakeEmulator {
       send(404, { success: false, code: '000404', message: `the emulator does not serve ${req.method} ${path}`, data: null });
     } catch (e) {
       send(500, { success: false, code: '000500', message: (e as Error).message, data: null });
+    } finally {
+      if (query) this.queriesInFlight--;
     }
   }
 
