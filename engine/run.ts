@@ -6,7 +6,7 @@ import type { SyncConfig } from './config/schema.ts';
 import { defaultCapabilities, type Action, type Session } from '../plugins/plugin.ts';
 import { parseJson } from '../plugins/shared/json.ts';
 import { destinationOf, pluginContext, type Engine } from './engine.ts';
-import { configIndex, keyedBy, plan, prepareSource, summarise, type PlanSummary } from './plan/plan.ts';
+import { configIndex, keyedBy, plan, prepareSource, summarise, type PlanSummary, type PreparedSource } from './plan/plan.ts';
 import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health, type TopError } from './record/record.ts';
 import { redact } from './redact.ts';
@@ -109,23 +109,27 @@ export async function runSync(engine: Engine, sync: SyncConfig, options: RunOpti
   const runId = options.runId ?? newRunId();
   sql.warehouse.tagRun(sync.name, runId);
   const lock = await acquireRunLock(sql, sync.name, runId);
+  // What the plan needs first, asked for at once (see runLocked); its rehash ends before the lock goes.
+  const source = prepareSource(sql, sync);
+  source.catch(() => undefined);
   try {
     // The lifecycle events go out from here, whoever started the run (CLI, scheduler, worker, server).
     const trigger = options.trigger ?? 'manual';
     const startEvent = runStarted(engine, sync, runId, trigger);
     // A lost lock stops the sending as a SIGTERM does; the run then ends FAILED with the lock's reason.
     const signal = options.signal ? AbortSignal.any([options.signal, lock.signal]) : lock.signal;
-    const result = await runLocked(engine, sync, runId, started, { ...options, signal }, lock.signal);
+    const result = await runLocked(engine, sync, runId, started, { ...options, signal }, lock.signal, source);
     await runFinished(engine, sync, result, trigger, startEvent);
     return result;
   } finally {
+    await source.catch(() => undefined);
     // A lock that cannot be released (the warehouse is gone) expires on its own.
     await lock.release().catch(() => undefined);
     sql.warehouse.tagRun(null);
   }
 }
 
-async function runLocked(engine: Engine, sync: SyncConfig, runId: string, started: number, options: RunOptions, lockLost: AbortSignal): Promise<RunResult> {
+async function runLocked(engine: Engine, sync: SyncConfig, runId: string, started: number, options: RunOptions, lockLost: AbortSignal, source: Promise<PreparedSource>): Promise<RunResult> {
   const { sql, project } = engine;
   const connection = sync.destination.connection;
   const plugin = project.plugins.get(connection)!;
@@ -134,12 +138,11 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(destination) : capabilities.idempotentCreate;
   const record = (id: string, planned: Record<string, number>, error: string | null, keyed = false) =>
     recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate, keyedBy: keyed ? keyedBy(sync) : null });
-  // The run's row and the runs that never finished, beside what the plan needs first
-  // (prepareSource) and the records left in doubt: one round trip on Snowflake.
-  const source = prepareSource(sql, sync);
+  // The run's row and the runs that never finished, beside what the plan needs first (`source`)
+  // and the records left in doubt: one round trip on Snowflake.
   const inDoubtNow = () => sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
   const inDoubtBefore = inDoubtNow();
-  for (const read of [source, inDoubtBefore]) read.catch(() => undefined);
+  inDoubtBefore.catch(() => undefined);
   const [unfinished] = await Promise.all([
     sql.runAndRead('runs_unfinished', { sync_name: sync.name, run_id: runId }),
     sql.run('run_insert', { run_id: runId, sync_name: sync.name, trigger: options.trigger ?? 'manual' }),
