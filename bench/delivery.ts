@@ -16,9 +16,10 @@
  *    achieved rate, and the most requests that arrived within any one second (never above N).
  *
  * 3. The same first run on the Snowflake wire emulator, every request 100 ms late, after a warm-up
- *    there as in part 1 (the `warm` sync). Beside its time: the CPU time that ebb, the app and the
- *    emulator spent during its apply, and what their sum allows on this machine's cores (the
- *    emulator stands in for a warehouse elsewhere).
+ *    there as in part 1 (the `warm` sync). Beside its time: its apply in three parts (to the app's
+ *    first request, from the first request to the last, after the last), the CPU time that ebb,
+ *    the app and the emulator spent during its apply, and what their sum allows on this machine's
+ *    cores (the emulator stands in for a warehouse elsewhere).
  *
  * The app runs in a child process, so that its work does not share an event loop with either
  * sender. Run alone with `node bin/run-ts.js bench/delivery.ts [records] [--passes N] [--no-rate-limit]
@@ -84,6 +85,8 @@ export interface DeliveryBench {
     latencyMs: number;
     chunkRows: number;
     statements: EmulatorCounts;
+    /** Its apply in three parts (ms): to the app's first request, from its first request to its last, after the last. */
+    timeline: { toFirstRequestMs: number; sendsMs: number; afterLastRequestMs: number };
     ratio: number;
   };
 }
@@ -344,7 +347,7 @@ async function timedRun(
   engine: Engine,
   name: string,
   options: { fullResync?: boolean; label?: string; children?: Child[] } = {},
-): Promise<{ result: RunResult; totalMs: number; planMs: number; applyMs: number; recordMs: number; applyCpuMs: number; childApplyCpuMs: number[] }> {
+): Promise<{ result: RunResult; totalMs: number; planMs: number; applyMs: number; recordMs: number; applyCpuMs: number; childApplyCpuMs: number[]; applyAt: [number, number] }> {
   const { fullResync = false, label = name, children = [] } = options;
   const sync = engine.project.config.syncs.find((s) => s.name === name)!;
   globalThis.gc?.();
@@ -381,7 +384,9 @@ async function timedRun(
   if (result.error) throw new Error(`the ${name} run failed: ${result.error}`);
   const [atApply, atRecord] = await Promise.all([childrenAtApply ?? childCpu(), childrenAtRecord ?? childCpu()]);
   const childApplyCpuMs = atRecord.map((ms, i) => ms - atApply[i]);
-  return { result, totalMs: end - start, planMs: planned - start, applyMs: lastApplied - planned, recordMs: end - lastApplied, applyCpuMs, childApplyCpuMs };
+  // As epoch milliseconds too, to compare with the app's clock (AppStats.firstAt, lastAt).
+  const epoch = (t: number) => performance.timeOrigin + t;
+  return { result, totalMs: end - start, planMs: planned - start, applyMs: lastApplied - planned, recordMs: end - lastApplied, applyCpuMs, childApplyCpuMs, applyAt: [epoch(planned), epoch(lastApplied)] };
 }
 
 /** A run's requests to the emulator: its queries (statements), chunk GETs, and of the queries the bulk appends of marks and of outcomes. */
@@ -397,7 +402,7 @@ async function deliverOnSnowflake(
   app: Child & { url: string; reset(): Promise<AppStats>; stats(): Promise<AppStats> },
   o: Required<DeliveryOptions>,
   log: (line: string) => void,
-): Promise<{ run: Awaited<ReturnType<typeof timedRun>>; statements: EmulatorCounts; created: number }> {
+): Promise<{ run: Awaited<ReturnType<typeof timedRun>>; statements: EmulatorCounts; app: AppStats }> {
   process.env.SF_OCSP_RESPONSE_CACHE_DIR ??= tmpdir();
   log(`delivery on Snowflake: the emulator (child process) with ${o.records} source rows, result chunks of ${SNOWFLAKE_CHUNK_ROWS} rows`);
   const emulator = await Remote.start<EmulatorRequest, EmulatorCounts>(['--emulator', String(o.records)]);
@@ -414,7 +419,7 @@ async function deliverOnSnowflake(
     await emulator.ask({ cmd: 'latency', ms: o.snowflakeLatencyMs });
     log(`delivery on Snowflake: ebb run of ${o.records} records, ${o.snowflakeLatencyMs} ms added to every request`);
     const run = await timedRun(engine, 'deliver', { label: 'deliver-snowflake', children: [app, emulator] });
-    return { run, statements: await emulator.ask({ cmd: 'statements' }), created: (await app.stats()).created };
+    return { run, statements: await emulator.ask({ cmd: 'statements' }), app: await app.stats() };
   } finally {
     await engine.close();
     emulator.stop();
@@ -510,10 +515,11 @@ export async function benchDelivery(options: DeliveryOptions = {}, log: (line: s
     let snowflake: DeliveryBench['snowflake'];
     if (o.snowflakePart) {
       const sf = await deliverOnSnowflake(app, o, log);
-      if (sf.created !== o.records) throw new Error(`on Snowflake, ebb delivered ${sf.created} of ${o.records} records`);
-      const { totalMs, planMs, applyMs, recordMs, applyCpuMs, childApplyCpuMs } = sf.run;
+      if (sf.app.created !== o.records) throw new Error(`on Snowflake, ebb delivered ${sf.app.created} of ${o.records} records`);
+      const { totalMs, planMs, applyMs, recordMs, applyCpuMs, childApplyCpuMs, applyAt } = sf.run;
       const cpu = { ebb: applyCpuMs, app: childApplyCpuMs[0], emulator: childApplyCpuMs[1] };
-      snowflake = { totalMs, planMs, applyMs, recordMs, cpuMs: cpu, latencyMs: o.snowflakeLatencyMs, chunkRows: SNOWFLAKE_CHUNK_ROWS, statements: sf.statements, ratio: Math.min(...bareMs) / applyMs };
+      const timeline = { toFirstRequestMs: sf.app.firstAt - applyAt[0], sendsMs: sf.app.lastAt - sf.app.firstAt, afterLastRequestMs: applyAt[1] - sf.app.lastAt };
+      snowflake = { totalMs, planMs, applyMs, recordMs, cpuMs: cpu, latencyMs: o.snowflakeLatencyMs, chunkRows: SNOWFLAKE_CHUNK_ROWS, statements: sf.statements, timeline, ratio: Math.min(...bareMs) / applyMs };
     }
 
     return {
@@ -563,6 +569,7 @@ export function formatDelivery(b: DeliveryBench): string[] {
           `on Snowflake (the wire emulator in a child process, ${sf.latencyMs} ms added to every request, result chunks of ${sf.chunkRows.toLocaleString('en-US')} rows), a first run of the same records:`,
           `  ebb run:      ${ms(sf.totalMs)} total = plan ${ms(sf.planMs)} + apply ${ms(sf.applyMs)} + record ${ms(sf.recordMs)}`,
           `  ebb apply:    ${rate(b.records, sf.applyMs)}; ratio to the bare client ${sf.ratio.toFixed(2)}  (goal >= 0.80: ${sf.ratio >= 0.8 ? 'met' : 'NOT met'})`,
+          `  its apply:    ${ms(sf.timeline.toFirstRequestMs)} to the app's first request, ${ms(sf.timeline.sendsMs)} from its first request to its last (the bare client: ${ms(bare)} in all), ${ms(sf.timeline.afterLastRequestMs)} after the last`,
           `  CPU time during its apply: ebb ${ms(sf.cpuMs.ebb)}, the app ${ms(sf.cpuMs.app)}, the emulator ${ms(sf.cpuMs.emulator)}; ${cpuFloor(sf, bare)}`,
           `  statements:   ${sf.statements.queries} in the whole run (${b.records / b.batchSize} batches), of which ${sf.statements.marks} wrote in-flight marks and ${sf.statements.outcomes} outcomes; ${sf.statements.chunks} chunk GETs`,
         ]
@@ -598,6 +605,7 @@ export function deliveryFigures(b: DeliveryBench): Figure[] {
     { goal: '6', figure: `the same first run on the Snowflake emulator, ${sf.latencyMs} ms added to every request: ebb apply`, value: rate(b.records, sf.applyMs), unit: 'records/s' },
     { goal: '', figure: '  its run: plan / apply / record', value: sf.totalMs, unit: 'ms', text: phases(sf) },
     { goal: '', figure: '  its statements: all / in-flight mark appends / outcome appends', value: sf.statements.queries, unit: 'statements', text: `${sf.statements.queries} / ${sf.statements.marks} / ${sf.statements.outcomes}` },
+    { goal: '', figure: "  its apply: to the app's first request / first to last request / after the last", value: sf.applyMs, unit: 'ms', text: [sf.timeline.toFirstRequestMs, sf.timeline.sendsMs, sf.timeline.afterLastRequestMs].map(ms).join(' / ') },
     { goal: '', figure: '  CPU time during its apply: ebb / the app / the emulator (one machine)', value: sf.cpuMs.ebb + sf.cpuMs.app + sf.cpuMs.emulator, unit: 'ms', text: [sf.cpuMs.ebb, sf.cpuMs.app, sf.cpuMs.emulator].map(ms).join(' / ') },
     { goal: '6', figure: 'ebb apply rate on Snowflake / bare client rate', value: sf.ratio, unit: 'ratio', target: { op: '>=', value: 0.8 } },
     { goal: 'rl', figure: `rate limit ${r.limit} requests/s, ${r.records} single-record requests: achieved`, value: r.achieved, unit: 'requests/s', target: { op: '>=', value: 0.95 * r.limit } },
