@@ -47,12 +47,12 @@ describe('ebb CLI on Snowflake (emulated)', () => {
   afterAll(() => emulator?.stop());
 
   const env = { SF_PASSWORD: 'p4ss' };
-  /** A project of one sync from the emulator to the file plugin, the password in ebb.yml. */
-  const fileProject = (name: string, sync: object) =>
+  /** A project of one sync from the emulator to the file plugin, the password in ebb.yml; `warehouse` adds to its warehouse block. */
+  const fileProject = (name: string, sync: object, warehouse: object = {}) =>
     makeProject(
       stringify({
         name,
-        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', access_url: emulator.url },
+        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', access_url: emulator.url, ...warehouse },
         connections: { files: { plugin: 'file', config: { directory: './out' } } },
         syncs: [sync],
       }),
@@ -133,14 +133,7 @@ describe('ebb CLI on Snowflake (emulated)', () => {
     await emulator.sql('CREATE TABLE analytics.leads (id INTEGER, email VARCHAR)');
     await emulator.sql(`INSERT INTO analytics.leads VALUES (1, 'ann@x.io'), (2, 'ben@x.io')`);
     // A state schema of its own: the first run sets it up, whatever ran before.
-    const leads = await makeProject(
-      stringify({
-        name: 'sf_leads',
-        warehouse: { type: 'snowflake', account: 'emulated', username: 'ebb_user', password: 'p4ss', database: 'DB', state_schema: 'ebb_leads', access_url: emulator.url },
-        connections: { files: { plugin: 'file', config: { directory: './out' } } },
-        syncs: [{ name: 'l', source: { table: 'analytics.leads', key: 'id' }, destination: { connection: 'files', object: 'l.jsonl' }, strategy: 'mirror', mapping: { email: 'email' } }],
-      }),
-    );
+    const leads = await fileProject('sf_leads', { name: 'l', source: { table: 'analytics.leads', key: 'id' }, destination: { connection: 'files', object: 'l.jsonl' }, strategy: 'mirror', mapping: { email: 'email' } }, { state_schema: 'ebb_leads' });
     // Every request waits long enough that statements sent together are all in flight at once.
     emulator.latencyMs = 250;
     try {
