@@ -35,13 +35,20 @@ export async function planSync(engine: Engine, name: string, options: PlanOption
   // reported as validate reports it (exit 3).
   const deployed = catalogEntry(engine.sql, sync.name);
   const source = prepareSource(engine.sql, sync);
-  for (const read of [deployed, source]) read.catch(() => undefined);
-  await validateProject(engine.sql, project.config.syncs, { only: [name], engine });
-  // The code against the deployed definition, as `ebb deploy` compares them.
-  const entry = (await deployed) ?? (sync.renamed_from ? await catalogEntry(engine.sql, sync.renamed_from) : undefined);
-  const change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.name) : undefined;
-  if (change && !options.allowDestructive) {
-    throw new DestructiveChangeError(`${describeChange(change)} Refusing; pass --allow-destructive to see the plan (and to \`ebb deploy\` or \`ebb run\` to accept the change).`);
+  let change;
+  try {
+    await validateProject(engine.sql, project.config.syncs, { only: [name], engine });
+    // The code against the deployed definition, as `ebb deploy` compares them.
+    const entry = (await deployed) ?? (sync.renamed_from ? await catalogEntry(engine.sql, sync.renamed_from) : undefined);
+    change = entry?.definition && entry.origin === 'code' ? await assessChange(engine, entry.definition, sync, entry.name) : undefined;
+    if (change && !options.allowDestructive) {
+      throw new DestructiveChangeError(`${describeChange(change)} Refusing; pass --allow-destructive to see the plan (and to \`ebb deploy\` or \`ebb run\` to accept the change).`);
+    }
+  } catch (e) {
+    // The command ends here: the statements started beside the checks (prepareSource's rehash
+    // among them) end first, so that none is cut off when the connection closes.
+    await Promise.allSettled([deployed, source]);
+    throw e;
   }
   const runId = `plan-${newRunId()}`;
   try {
