@@ -21,8 +21,8 @@
 import { z } from 'zod';
 import type { Action, Change, DestinationContext, DestinationIssue, ErrorKind, Match, Outcome, Plugin, SessionContext, Strategy } from '../plugin.ts';
 import { sampleRecord, strict } from '../shared/sample.ts';
-import { errorText, joinUrl, maxAnswerBytes, parseRetryAfter, sendScheduled, snippet, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
-import { idText, JsonText, recordJson, stringifyJson } from '../shared/json.ts';
+import { answerError, classify, errorText, joinUrl, maxAnswerBytes, parseRetryAfter, sendScheduled, snippet, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
+import { JsonText, recordJson, stringifyJson } from '../shared/json.ts';
 
 export { parseRetryAfter };
 
@@ -552,32 +552,6 @@ function noIdentifier(name: string, template: string, answer: { text: string; ca
   return `requests.${name}.app_id (${template}) rendered empty: ${why}. Without the record's identifier, ebb could not update or delete it later; make app_id read the identifier from the answer`;
 }
 
-/** The outcome of a non-2xx answer, with what the engine needs to retry it. */
-function answerError(
-  change: Change,
-  kind: ErrorKind,
-  message: string,
-  answer: { headers: Headers },
-  response: unknown,
-  result: unknown,
-  wholeBatch = false,
-): Outcome {
-  const existingAppId = kind === 'conflict' ? existingId(response) : undefined;
-  const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.headers.get('retry-after')) : undefined;
-  return {
-    key: change.key,
-    success: false,
-    appId: change.appId,
-    result,
-    error: {
-      kind,
-      message,
-      ...(existingAppId !== undefined && { existingAppId }),
-      ...(retryAfterMs !== undefined && { retryAfterMs }),
-      ...(wholeBatch && { wholeBatch }),
-    },
-  };
-}
 
 /**
  * A batch request's answer other than 2xx, for a batch of more than one: any 4xx but 404 (on
@@ -589,14 +563,6 @@ function classifyBatch(status: number, action: Action): ErrorKind {
   return kind === 'conflict' ? 'rejected' : kind;
 }
 
-/** SPEC §6. A 408 is a timeout, which SPEC §3 counts as transient. */
-function classify(status: number, action: Action): ErrorKind {
-  if (status === 404 && (action === 'update' || action === 'delete' || action === 'clear')) return 'not_found';
-  if (status === 409) return 'conflict';
-  if (status === 429) return 'rate_limited';
-  if (status >= 500 || status === 408) return 'transient';
-  return 'rejected';
-}
 
 function rejected(change: Change, message: string): Outcome {
   return failed(change, 'rejected', message);
@@ -622,10 +588,3 @@ function valueAt(value: unknown, path: string): unknown {
   return at;
 }
 
-/** The identifier of the record that already exists, from a 409 body such as `{"id": 42}`. */
-function existingId(body: unknown): string | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const { id, existing_id } = body as { id?: unknown; existing_id?: unknown };
-  const value = id ?? existing_id;
-  return idText(value);
-}

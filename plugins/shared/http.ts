@@ -1,15 +1,16 @@
 /**
  * The HTTP helpers the API plugins (http, webhook, salesforce, hubspot, brevo) share: one request
- * that never throws, how an answer's body and `Retry-After` read, and an error or a body on one line.
- * What an app's error bodies mean stays in its plugin.
+ * that never throws, how an answer's body and `Retry-After` read, and an error or a body on one line;
+ * and, for the generic ones (http, webhook), what a status means. What an app's own error bodies
+ * mean stays in its plugin.
  */
 import type { Readable, Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type * as UndiciModule from 'undici';
 import { importModule } from '../../engine/import-module.ts';
 import { redact } from '../../engine/redact.ts';
-import { parseJson } from './json.ts';
-import type { PluginContext } from '../plugin.ts';
+import { idText, parseJson } from './json.ts';
+import type { Action, Change, ErrorKind, Outcome, PluginContext } from '../plugin.ts';
 
 /** The most of an answer's body that ebb reads (1 MiB); past it, the body is cut and `capped` is set. */
 export const maxAnswerBytes = 1024 * 1024;
@@ -154,6 +155,35 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   if (Number.isFinite(seconds)) return Math.max(0, Math.round(seconds * 1000));
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** SPEC §6, for an app without error bodies of its own: what a non-2xx status means. A 408 is a timeout, which SPEC §3 counts as transient. */
+export function classify(status: number, action: Action): ErrorKind {
+  if (status === 404 && (action === 'update' || action === 'delete' || action === 'clear')) return 'not_found';
+  if (status === 409) return 'conflict';
+  if (status === 429) return 'rate_limited';
+  if (status >= 500 || status === 408) return 'transient';
+  return 'rejected';
+}
+
+/** The record that already exists, from a 409 answer such as `{"existing_id": 42}` or `{"id": 42}`. */
+function existingId(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const { id, existing_id } = body as { id?: unknown; existing_id?: unknown };
+  return idText(existing_id ?? id);
+}
+
+/** The outcome of a non-2xx answer (its body parsed as `response`), with what the engine needs to retry it. */
+export function answerError(change: Change, kind: ErrorKind, message: string, answer: { headers: Headers }, response: unknown, result: unknown, wholeBatch = false): Outcome {
+  const existingAppId = kind === 'conflict' ? existingId(response) : undefined;
+  const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.headers.get('retry-after')) : undefined;
+  return {
+    key: change.key,
+    success: false,
+    appId: change.appId,
+    result,
+    error: { kind, message, ...(existingAppId !== undefined && { existingAppId }), ...(retryAfterMs !== undefined && { retryAfterMs }), ...(wholeBatch && { wholeBatch }) },
+  };
 }
 
 /** The error that says what went wrong: fetch's own hides it (ECONNRESET…) in `cause`. */

@@ -21,9 +21,9 @@
  */
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { Action, Change, ErrorKind, Outcome, Plugin, SessionContext } from '../plugin.ts';
+import type { Change, ErrorKind, Outcome, Plugin, SessionContext } from '../plugin.ts';
 import { sampleRecord } from '../shared/sample.ts';
-import { errorText as oneLine, joinUrl, parseBody, parseRetryAfter, sendScheduled, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
+import { answerError, classify, errorText as oneLine, joinUrl, parseBody, sendScheduled, snippetSuffix, truncated, type Outgoing } from '../shared/http.ts';
 import { idText } from '../shared/json.ts';
 
 const headerName = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -251,26 +251,7 @@ function names(ctx: Context): { signature: string; timestamp: string } {
   return { signature: ctx.destination.signature_header, timestamp: ctx.destination.timestamp_header };
 }
 
-/** 2xx aside: 404 not found, 409 conflict, 408/429/5xx retried, any other status refused. */
-function classify(status: number, action: Action): ErrorKind {
-  if (status === 404 && (action === 'update' || action === 'delete' || action === 'clear')) return 'not_found';
-  if (status === 409) return 'conflict';
-  if (status === 429) return 'rate_limited';
-  if (status >= 500 || status === 408) return 'transient';
-  return 'rejected';
-}
 
-function answerError(change: Change, kind: ErrorKind, message: string, answer: { headers: Headers }, response: unknown, result: unknown, wholeBatch = false): Outcome {
-  const existingAppId = kind === 'conflict' ? existingId(response) : undefined;
-  const retryAfterMs = kind === 'rate_limited' || kind === 'transient' ? parseRetryAfter(answer.headers.get('retry-after')) : undefined;
-  return {
-    key: change.key,
-    success: false,
-    appId: change.appId,
-    result,
-    error: { kind, message, ...(existingAppId !== undefined && { existingAppId }), ...(retryAfterMs !== undefined && { retryAfterMs }), ...(wholeBatch && { wholeBatch }) },
-  };
-}
 
 function failed(change: Change, kind: ErrorKind, message: string, wholeBatch = false): Outcome {
   return { key: change.key, success: false, appId: change.appId, error: { kind, message, ...(wholeBatch && { wholeBatch }) } };
@@ -283,13 +264,6 @@ function idOf(body: unknown): string | undefined {
   return idText(id);
 }
 
-/** The existing record of a 409 answer: its `id` or `existing_id`. */
-function existingId(body: unknown): string | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const { id, existing_id } = body as { id?: unknown; existing_id?: unknown };
-  const value = existing_id ?? id;
-  return idText(value);
-}
 
 /** An error's message on one line, less nunjucks' `Template render error: (unknown path)`. */
 function errorText(e: unknown): string {
