@@ -30,6 +30,17 @@ export interface BenchProject {
  */
 export const E2E_MEMORY_LIMIT = process.env.EBB_BENCH_MEMORY_LIMIT ?? '128MB';
 
+/** The sync of the `contacts` table to `out/contacts.jsonl` (connection `out`), as ebb.yml holds it. */
+export const CONTACTS_SYNC = {
+  name: SYNC,
+  source: { table: SOURCE_TABLE, key: 'id' },
+  destination: { connection: 'out', object: 'contacts.jsonl' },
+  strategy: 'upsert',
+  on_remove: 'delete',
+  batch_size: BATCH_SIZE,
+  mapping: Object.fromEntries(FIELDS.map((f) => [f, f])),
+};
+
 /** Writes a project whose ebb.yml syncs the `contacts` table to `out/contacts.jsonl`. */
 export async function makeProject(label: string, memoryLimit?: string): Promise<BenchProject> {
   const dir = await mkdtemp(join(tmpdir(), `ebb-bench-${label}-`));
@@ -37,17 +48,7 @@ export async function makeProject(label: string, memoryLimit?: string): Promise<
     name: 'bench',
     warehouse: { type: 'duckdb', path: 'warehouse.duckdb', ...(memoryLimit && { memory_limit: memoryLimit }) },
     connections: { out: { plugin: 'file', config: { directory: './out' } } },
-    syncs: [
-      {
-        name: SYNC,
-        source: { table: SOURCE_TABLE, key: 'id' },
-        destination: { connection: 'out', object: 'contacts.jsonl' },
-        strategy: 'upsert',
-        on_remove: 'delete',
-        batch_size: BATCH_SIZE,
-        mapping: Object.fromEntries(FIELDS.map((f) => [f, f])),
-      },
-    ],
+    syncs: [CONTACTS_SYNC],
   };
   await writeFile(join(dir, 'ebb.yml'), stringify(config));
   return { dir, warehouse: join(dir, 'warehouse.duckdb'), remove: () => rm(dir, { recursive: true, force: true }) };

@@ -26,7 +26,7 @@ import { newRunId } from '../engine/run.ts';
 import { plan } from '../engine/plan/plan.ts';
 import { applyChanges } from '../engine/apply/apply.ts';
 import { recordRun } from '../engine/record/record.ts';
-import { BATCH_SIZE, FIELDS, SOURCE_TABLE, SYNC, createSourceSql } from './data.ts';
+import { CONTACTS_SYNC, createSourceSql } from './data.ts';
 
 /** One phase of a run: its wall time and the requests the emulator answered meanwhile. */
 export interface SnowflakePhase {
@@ -69,17 +69,7 @@ async function benchSize(rows: number, chunkRows: number, log: (line: string) =>
         name: 'bench_snowflake',
         warehouse: { type: 'snowflake', account: 'emulated', username: 'bench', password: 'bench', database: 'DB', access_url: emulator.url },
         connections: { out: { plugin: 'file', config: { directory: './out' } } },
-        syncs: [
-          {
-            name: SYNC,
-            source: { table: SOURCE_TABLE, key: 'id' },
-            destination: { connection: 'out', object: 'contacts.jsonl' },
-            strategy: 'upsert',
-            on_remove: 'delete',
-            batch_size: BATCH_SIZE,
-            mapping: Object.fromEntries(FIELDS.map((f) => [f, f])),
-          },
-        ],
+        syncs: [CONTACTS_SYNC],
       }),
     );
     const project = await loadProject(dir);
