@@ -136,8 +136,8 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const capabilities = { ...defaultCapabilities, ...plugin.capabilities };
   const destination = destinationOf(engine, sync);
   const idempotentCreate = typeof capabilities.idempotentCreate === 'function' ? capabilities.idempotentCreate(destination) : capabilities.idempotentCreate;
-  const record = (id: string, planned: Record<string, number>, error: string | null, keyed = false) =>
-    recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate, keyedBy: keyed ? keyedBy(sync) : null });
+  const record = (id: string, planned: Record<string, number>, error: string | null, keyed = false, empty = false) =>
+    recordRun(sql, { runId: id, syncName: sync.name, planned, error, idempotentCreate, keyedBy: keyed ? keyedBy(sync) : null, empty });
   // The run's row and the runs that never finished, beside what the plan needs first (`source`)
   // and the records left in doubt: one round trip on Snowflake.
   const inDoubtNow = () => sql.runAndRead('state_in_doubt', { sync_name: sync.name, keys: null });
@@ -214,7 +214,8 @@ async function runLocked(engine: Engine, sync: SyncConfig, runId: string, starte
   const result = { run_id: runId, sync: sync.name, planned: summary.actions };
   options.onPhase?.('record');
   try {
-    const { counts, health, topError } = await record(runId, summary.actions, error, keyed);
+    // A plan that ended with an empty change set left no row of this run in ebb's work tables, whatever came after it.
+    const { counts, health, topError } = await record(runId, summary.actions, error, keyed, keyed && summary.total === 0);
     await afterRun(sql, sync, health, engine.project.config.catalog.error_after_failures);
     await sql.warehouse.checkpoint();
     const note = !error && deferred && counts.delayed > 0 ? `${counts.delayed} record${counts.delayed === 1 ? '' : 's'} delayed to the next run: ${deferred}` : null;

@@ -59,14 +59,20 @@ export async function topErrors(sql: Sql, runIds: string[]): Promise<Map<string,
 /**
  * Writes history and state in bulk, then the run's totals and the sync's health; with `keyedBy`
  * (a run that planned), the key columns that the record state is now keyed by (see plan_rekey).
+ * `empty` says that the run holds no row in ebb's work tables (its plan ended with an empty change
+ * set, so nothing was sent): there is nothing to fold into history and state, nor to clear, and
+ * only the totals and the health are written (three round trips less on Snowflake, for each run
+ * that finds nothing to do).
  */
-export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null; idempotentCreate: boolean; keyedBy?: string | null }) {
+export async function recordRun(sql: Sql, run: { runId: string; syncName: string; planned: Record<string, number>; error: string | null; idempotentCreate: boolean; keyedBy?: string | null; empty?: boolean }) {
   const ctx = { run_id: run.runId };
-  await sql.run('record_history', { ...ctx, idempotent_create: run.idempotentCreate });
-  await sql.run('record_state', { ...ctx, hash_version: HASH_VERSION });
+  if (!run.empty) {
+    await sql.run('record_history', { ...ctx, idempotent_create: run.idempotentCreate });
+    await sql.run('record_state', { ...ctx, hash_version: HASH_VERSION });
+  }
   // With history and state written, the change set goes, beside the count of what they hold: once
   // it is gone, nothing of this run is left to recover if the process dies now.
-  const [counted] = await Promise.all([sql.runAndRead('run_counts', { ...ctx, sync_name: run.syncName }), sql.run('clear_run', { table: 'sync_changes', ...ctx })]);
+  const [counted] = await Promise.all([sql.runAndRead('run_counts', { ...ctx, sync_name: run.syncName }), !run.empty && sql.run('clear_run', { table: 'sync_changes', ...ctx })]);
   const byState = Object.fromEntries(counted.map((r) => [String(r.apply_state), Number(r.n)]));
   const counts: RunCounts = {
     succeeded: byState.SUCCESS ?? 0,
@@ -83,7 +89,7 @@ export async function recordRun(sql: Sql, run: { runId: string; syncName: string
   counts.needs_review = byState.IN_DOUBT ?? 0;
   if (counts.needs_review > 0 && (health === 'HEALTHY' || health === 'DELAYED')) health = 'INCOMPLETE';
   // The run's other work tables then go together (one round trip on Snowflake).
-  await Promise.all(['sync_outcomes', 'sync_batch_outcomes', 'sync_inflight'].map((table) => sql.run('clear_run', { table, ...ctx })));
+  if (!run.empty) await Promise.all(['sync_outcomes', 'sync_batch_outcomes', 'sync_inflight'].map((table) => sql.run('clear_run', { table, ...ctx })));
   // The run row keeps the untracked records in `planned` (each untrack is planned and done at once).
   const { needs_review: _review, untracked: _untracked, ...columns } = counts;
   // The run row, the sync's health and the top error are independent: one round trip on Snowflake.
