@@ -11,7 +11,7 @@ import { applyChanges } from './apply/apply.ts';
 import { recordRun, type RunCounts, type Health, type TopError } from './record/record.ts';
 import { redact } from './redact.ts';
 import { RunRefusedError } from './errors.ts';
-import { acquireRunLock } from './run-lock.ts';
+import { acquireRunLock, type RunLock } from './run-lock.ts';
 import { afterRun, catalogEntry, checkRunnable } from './catalog/lifecycle.ts';
 import { runFinished, runStarted } from './alerts/alerts.ts';
 import { fullResyncDue } from './schedule/resync.ts';
@@ -97,18 +97,30 @@ export function newRunId(): string {
 export async function runSync(engine: Engine, sync: SyncConfig, options: RunOptions = {}): Promise<RunResult> {
   const { sql } = engine;
   const started = Date.now();
-  checkRunnable(await catalogEntry(sql, sync.name), sync.name, options.trigger ?? 'manual');
-  const connection = sync.destination.connection;
-  if (!engine.project.config.connections[connection] || !engine.project.plugins.has(connection)) {
-    throw new RunRefusedError(
-      'no_connection',
-      `sync ${sync.name}: its connection "${connection}" is not in ebb.yml (the catalog holds this sync, the code does not define its connection); ` +
-        `add the connection to ebb.yml, or remove the sync with \`ebb delete ${sync.name} --yes\``,
-    );
-  }
   const runId = options.runId ?? newRunId();
   sql.warehouse.tagRun(sync.name, runId);
-  const lock = await acquireRunLock(sql, sync.name, runId);
+  // The sync's status is read beside the statement that takes its lock (one round trip on
+  // Snowflake); a run that does not go ahead lets go of the lock at once.
+  const entry = catalogEntry(sql, sync.name);
+  const locking = acquireRunLock(sql, sync.name, runId);
+  locking.catch(() => undefined);
+  let lock: RunLock;
+  try {
+    checkRunnable(await entry, sync.name, options.trigger ?? 'manual');
+    const connection = sync.destination.connection;
+    if (!engine.project.config.connections[connection] || !engine.project.plugins.has(connection)) {
+      throw new RunRefusedError(
+        'no_connection',
+        `sync ${sync.name}: its connection "${connection}" is not in ebb.yml (the catalog holds this sync, the code does not define its connection); ` +
+          `add the connection to ebb.yml, or remove the sync with \`ebb delete ${sync.name} --yes\``,
+      );
+    }
+    lock = await locking;
+  } catch (e) {
+    await locking.then((held) => held.release(), () => undefined).catch(() => undefined);
+    sql.warehouse.tagRun(null);
+    throw e;
+  }
   // What the plan needs first, asked for at once (see runLocked); its rehash ends before the lock goes.
   const source = prepareSource(sql, sync);
   source.catch(() => undefined);

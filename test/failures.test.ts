@@ -240,6 +240,8 @@ describe('manual control', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/\ba\b.*paused/);
     expect(refused.stderr).toContain('ebb resume a');
+    // The status is read beside the statement that takes the run lock: a refused run holds no lock.
+    expect(await duck(db, `SELECT lock_run_id, lock_holder FROM ebb.syncs WHERE sync_name = 'a'`)).toEqual([{ lock_run_id: null, lock_holder: null }]);
 
     const all = await ebb(dir, ['run', '--all', '--json']);
     expect(all.code, all.stderr).toBe(0);

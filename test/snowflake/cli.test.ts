@@ -144,8 +144,8 @@ describe('ebb CLI on Snowflake (emulated)', () => {
         return { statements: emulator.requests.query, waves: emulator.queryWaves };
       };
       // The first run in a new state schema sets up ebb's tables and deploys.
-      expect(await run()).toEqual({ statements: 62, waves: 31 });
-      expect(await run()).toEqual({ statements: 19, waves: 11 });
+      expect(await run()).toEqual({ statements: 62, waves: 30 });
+      expect(await run()).toEqual({ statements: 19, waves: 10 });
     } finally {
       emulator.latencyMs = 0;
     }
