@@ -51,11 +51,13 @@ export async function planSync(engine: Engine, name: string, options: PlanOption
     throw e;
   }
   const runId = `plan-${newRunId()}`;
+  let summary: PlanSummary | undefined;
   try {
-    const summary = await plan(engine.sql, sync, { runId, source, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
-    const samples = await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit ?? 10 });
+    summary = await plan(engine.sql, sync, { runId, source, fullResync: options.fullResync, allowEmptySource: true, allowDestructive: options.allowDestructive, index: configIndex(project.config.syncs, sync.name) });
+    const samples = summary.total === 0 ? [] : await engine.sql.runAndRead('plan_sample', { run_id: runId, limit: options.limit ?? 10 });
     return { sync: sync.name, strategy: sync.strategy, ...summary, samples, ...(change && { destructive: describeChange(change) }) };
   } finally {
-    await engine.sql.run('clear_run', { table: 'sync_changes', run_id: runId });
+    // An empty change set left no row to clear.
+    if (summary?.total !== 0) await engine.sql.run('clear_run', { table: 'sync_changes', run_id: runId });
   }
 }

@@ -205,12 +205,15 @@ export async function prepareSource(sql: Sql, sync: SyncConfig): Promise<Prepare
 export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Promise<PlanSummary> {
   const source = await (options.source ?? prepareSource(sql, sync));
   const context = { ...source, run_id: options.runId, sync: { name: sync.name, strategy: sync.strategy, on_remove: sync.on_remove }, full_resync: options.fullResync ?? false };
+  let planned: number;
   try {
-    await sql.run('plan', context);
+    planned = await sql.run('plan', context);
   } catch (e) {
     throw (e instanceof WarehouseError && (await failingExpression(sql, sync, source, options.index))) || e;
   }
-  const summary = await summarise(sql, options.runId);
+  // A change set of no rows (the INSERT's count, as the lock's UPDATE counts) needs no summary
+  // read: a round trip less on Snowflake for each run that finds nothing to do.
+  const summary = planned === 0 ? { actions: {}, reasons: {}, total: 0 } : await summarise(sql, options.runId);
   try {
     await checkEmptySource(sql, sync, context, summary, options);
     if (!options.allowDestructive) await checkRekey(sql, sync, context, summary);

@@ -145,7 +145,7 @@ describe('ebb CLI on Snowflake (emulated)', () => {
       };
       // The first run in a new state schema sets up ebb's tables and deploys.
       expect(await run()).toEqual({ statements: 62, waves: 30 });
-      expect(await run()).toEqual({ statements: 19, waves: 10 });
+      expect(await run()).toEqual({ statements: 18, waves: 9 });
     } finally {
       emulator.latencyMs = 0;
     }
