@@ -214,15 +214,19 @@ export async function plan(sql: Sql, sync: SyncConfig, options: PlanOptions): Pr
   // A change set of no rows (the INSERT's count, as the lock's UPDATE counts) needs no summary
   // read: a round trip less on Snowflake for each run that finds nothing to do.
   const summary = planned === 0 ? { actions: {}, reasons: {}, total: 0 } : await summarise(sql, options.runId);
+  // A delete or an untrack is of a record that left the source: the change set takes its record
+  // from the state, beside the checks (a change set they refuse is cleared, records and all).
+  const removed = summary.actions.delete || summary.actions.untrack ? sql.run('plan_removed', { run_id: options.runId, sync_name: sync.name }) : undefined;
+  removed?.catch(() => undefined);
   try {
     await checkEmptySource(sql, sync, context, summary, options);
     if (!options.allowDestructive) await checkRekey(sql, sync, context, summary);
   } catch (e) {
+    await removed?.catch(() => undefined);
     await sql.run('clear_run', { table: 'sync_changes', run_id: options.runId });
     throw e;
   }
-  // A delete or an untrack is of a record that left the source: the change set takes its record from the state.
-  if (summary.actions.delete || summary.actions.untrack) await sql.run('plan_removed', { run_id: options.runId, sync_name: sync.name });
+  await removed;
   return summary;
 }
 

@@ -129,7 +129,7 @@ describe('ebb CLI on Snowflake (emulated)', () => {
     expect(await readJsonl(join(members, 'out', 'm.jsonl'))).toEqual([{ email: 'ann2@x.io' }]);
   });
 
-  it('sends the statements that do not wait for each other side by side: a first run, then one with nothing to send', async () => {
+  it('sends the statements that do not wait for each other side by side: a first run, one with nothing to send, one with a record gone and one new', async () => {
     await emulator.sql('CREATE TABLE analytics.leads (id INTEGER, email VARCHAR)');
     await emulator.sql(`INSERT INTO analytics.leads VALUES (1, 'ann@x.io'), (2, 'ben@x.io')`);
     // A state schema of its own: the first run sets it up, whatever ran before.
@@ -146,6 +146,10 @@ describe('ebb CLI on Snowflake (emulated)', () => {
       // The first run in a new state schema sets up ebb's tables and deploys.
       expect(await run()).toEqual({ statements: 62, waves: 30 });
       expect(await run()).toEqual({ statements: 18, waves: 9 });
+      // A record left the source and another came: the record of the removed one is read beside the plan's checks.
+      await emulator.sql(`INSERT INTO analytics.leads VALUES (3, 'cy@x.io')`);
+      await emulator.sql('DELETE FROM analytics.leads WHERE id = 1');
+      expect(await run()).toEqual({ statements: 34, waves: 18 });
     } finally {
       emulator.latencyMs = 0;
     }
