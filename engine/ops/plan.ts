@@ -4,7 +4,7 @@ import { selectSyncs } from '../engine.ts';
 import { configIndex, plan, prepareSource, type PlanSummary } from '../plan/plan.ts';
 import { newRunId } from '../run.ts';
 import { catalogEntry } from '../catalog/lifecycle.ts';
-import { assessChange, describeChange } from '../catalog/destructive.ts';
+import { assessChange, describeChange, type DestructiveChange } from '../catalog/destructive.ts';
 import { DestructiveChangeError } from '../errors.ts';
 import { validateProject } from '../config/validate.ts';
 import type { Row } from '../warehouse/warehouse.ts';
@@ -35,7 +35,7 @@ export async function planSync(engine: Engine, name: string, options: PlanOption
   // reported as validate reports it (exit 3).
   const deployed = catalogEntry(engine.sql, sync.name);
   const source = prepareSource(engine.sql, sync);
-  let change;
+  let change: DestructiveChange | undefined;
   try {
     await validateProject(engine.sql, project.config.syncs, { only: [name], engine });
     // The code against the deployed definition, as `ebb deploy` compares them.
