@@ -35,6 +35,7 @@ export async function planSync(engine: Engine, name: string, options: PlanOption
   // reported as validate reports it (exit 3).
   const deployed = catalogEntry(engine.sql, sync.name);
   const source = prepareSource(engine.sql, sync);
+  for (const read of [deployed, source]) read.catch(() => undefined);
   let change: DestructiveChange | undefined;
   try {
     await validateProject(engine.sql, project.config.syncs, { only: [name], engine });

@@ -552,7 +552,6 @@ function noIdentifier(name: string, template: string, answer: { text: string; ca
   return `requests.${name}.app_id (${template}) rendered empty: ${why}. Without the record's identifier, ebb could not update or delete it later; make app_id read the identifier from the answer`;
 }
 
-
 /**
  * A batch request's answer other than 2xx, for a batch of more than one: any 4xx but 404 (on
  * update, delete or clear), 408 and 429 refuses the whole request, even a 409, which names one
@@ -562,7 +561,6 @@ function classifyBatch(status: number, action: Action): ErrorKind {
   const kind = classify(status, action);
   return kind === 'conflict' ? 'rejected' : kind;
 }
-
 
 function rejected(change: Change, message: string): Outcome {
   return failed(change, 'rejected', message);
@@ -587,4 +585,3 @@ function valueAt(value: unknown, path: string): unknown {
   }
   return at;
 }
-

@@ -251,8 +251,6 @@ function names(ctx: Context): { signature: string; timestamp: string } {
   return { signature: ctx.destination.signature_header, timestamp: ctx.destination.timestamp_header };
 }
 
-
-
 function failed(change: Change, kind: ErrorKind, message: string, wholeBatch = false): Outcome {
   return { key: change.key, success: false, appId: change.appId, error: { kind, message, ...(wholeBatch && { wholeBatch }) } };
 }
@@ -263,7 +261,6 @@ function idOf(body: unknown): string | undefined {
   const id = (body as { id?: unknown }).id;
   return idText(id);
 }
-
 
 /** An error's message on one line, less nunjucks' `Template render error: (unknown path)`. */
 function errorText(e: unknown): string {
