@@ -24,7 +24,8 @@
  * The app runs in a child process, so that its work does not share an event loop with either
  * sender. Run alone with `node bin/run-ts.js bench/delivery.ts [records] [--passes N] [--no-rate-limit]
  * [--no-snowflake]`; with `EBB_BENCH_PROFILE=DIR`, each of ebb's timed runs writes a CPU profile of
- * this process into DIR (`node --cpu-prof` would also profile the setup, the plan and the bare client).
+ * this process into DIR (`node --cpu-prof` would also profile the setup, the plan and the bare client),
+ * and the emulator's child writes its own of part 3's timed run (`emulator-deliver-snowflake`).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -162,14 +163,20 @@ async function serveEmulator(records: number): Promise<void> {
   const emulator = await SnowflakeEmulator.start({ chunkRows: SNOWFLAKE_CHUNK_ROWS });
   await emulator.sql(createSourceSql(records));
   await emulator.sql(warmSourceSql(records));
+  // With EBB_BENCH_PROFILE, the emulator's CPU profile from the last `latency` (the timed run's start) to `statements` (its end).
+  let stopProfile: ((label: string) => Promise<void>) | undefined;
   answer<EmulatorRequest>(
     emulator.url,
-    (message) => {
+    async (message) => {
       if (message.cmd === 'latency') {
         emulator.latencyMs = message.ms;
         emulator.resetCounts();
+        await stopProfile?.('emulator-warm-up');
+        stopProfile = await profile();
         return {};
       }
+      await stopProfile?.('emulator-deliver-snowflake');
+      stopProfile = undefined;
       return { queries: emulator.requests.query ?? 0, chunks: emulator.requests.chunk ?? 0, marks: emulator.statements.filter((st) => /^INSERT INTO "[^"]+"\."SYNC_INFLIGHT"/.test(st.sql)).length, outcomes: emulator.statements.filter((st) => /^INSERT INTO "[^"]+"\."SYNC_(BATCH_)?OUTCOMES"/.test(st.sql)).length };
     },
     () => emulator.stop(),
