@@ -678,9 +678,14 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
   // was recorded.
   const running = new Set<Promise<unknown>>();
   const settling = new Set<Promise<unknown>>();
+  /** Wakes the loop below when a batch leaves either set: one callback per batch, where a race of both sets would add one to each member at every turn. */
+  let wake: (() => void) | undefined;
   const track = (set: Set<Promise<unknown>>, promise: Promise<unknown>) => {
     set.add(promise);
-    void promise.finally(() => set.delete(promise));
+    void promise.finally(() => {
+      set.delete(promise);
+      wake?.();
+    });
   };
   const start = (batch: PlannedChange[]) => {
     const delivered = deliver(batch).catch((e: unknown) => {
@@ -719,7 +724,7 @@ export async function applyChanges(options: ApplyOptions): Promise<ApplyResult> 
       const behind = options.atomicRun || resendable(batch) ? pace.max : 0;
       while (running.size >= options.concurrency || settling.size >= options.concurrency + behind) {
         if (settling.size >= options.concurrency + behind) writeOutcomes();
-        await Promise.race([...running, ...settling]);
+        await new Promise<void>((resolve) => (wake = resolve));
       }
       sentTo = batch[batch.length - 1].seq;
       start(batch);
