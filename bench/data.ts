@@ -24,9 +24,9 @@ export interface BenchProject {
 }
 
 /**
- * DuckDB's memory cap in the end-to-end runs, below ebb's default (256 MiB on two threads): the
+ * DuckDB's memory cap in the end-to-end runs, as a user with a large source would set it: the
  * least under which a first run of a million records runs at full speed (with 160MB, 192MB or
- * 256MB it took as long; with 96MB or 64MB, longer). Empty: ebb's default, as the plan bench runs.
+ * 256MB it took as long; with 96MB or 64MB, longer).
  */
 export const E2E_MEMORY_LIMIT = process.env.EBB_BENCH_MEMORY_LIMIT ?? '128MB';
 

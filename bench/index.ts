@@ -18,7 +18,6 @@ import { benchDelivery, deliveryFigures, formatDelivery } from './delivery.ts';
 import { figureTable, met, type Figure } from './figures.ts';
 import { benchIdle, idleFigures } from './idle.ts';
 import { benchStartup, startupFigures } from './startup.ts';
-import { defaultMemoryLimitMiB } from '../engine/warehouse/duckdb.ts';
 
 const REPEATS = 3;
 
@@ -98,7 +97,7 @@ const out = [
   `ebb bench on ${os.type()} ${os.arch()}, ${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, DuckDB ${planBench.duckdbVersion}`,
   `load average (1/5/15 min) at start ${loadAtStart}, at end ${load()}; total bench time ${seconds(performance.now() - started)}`,
   `source: ${int(rows)} rows; change: ${CHANGE.changed * 100}% changed, ${CHANGE.removed * 100}% removed, ${CHANGE.added * 100}% new; ` +
-    `sync: upsert, on_remove delete, batch_size ${BATCH_SIZE}, file destination (JSONL); DuckDB memory_limit: the plan bench ebb's default (${defaultMemoryLimitMiB(os.availableParallelism())} MiB with a thread per core), the end-to-end runs ${E2E_MEMORY_LIMIT || "ebb's default"}`,
+    `sync: upsert, on_remove delete, batch_size ${BATCH_SIZE}, file destination (JSONL); end-to-end runs with DuckDB memory_limit ${E2E_MEMORY_LIMIT}`,
   '',
   ...figureTable(figures),
   '',

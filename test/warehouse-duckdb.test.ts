@@ -1,10 +1,10 @@
 /** The warehouse conformance suite on DuckDB (in memory), and what only DuckDB does. */
 import { existsSync, statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir, totalmem } from 'node:os';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DuckdbWarehouse, defaultMemoryLimitMiB } from '../engine/warehouse/duckdb.ts';
+import { DuckdbWarehouse } from '../engine/warehouse/duckdb.ts';
 import { describeWarehouse } from './warehouse-conformance.ts';
 import { Sql } from '../engine/warehouse/sql.ts';
 import { plan } from '../engine/plan/plan.ts';
@@ -110,38 +110,6 @@ describe("DuckDB's write-ahead log", () => {
       expect(walSize()).toBeLessThan(1024 * 1024);
     } finally {
       await engine.close();
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
-});
-
-describe("DuckDB's memory", () => {
-  /** DuckDB's memory_limit of a warehouse, in bytes (DuckDB shows it as `256.0 MiB`, `1.5 GiB`). */
-  const limitOf = async (w: DuckdbWarehouse) => {
-    const [{ m }] = await w.runAndRead("SELECT current_setting('memory_limit') AS m");
-    const [, n, unit] = /^([\d.]+) (KiB|MiB|GiB|TiB)$/.exec(String(m)) ?? [];
-    return Number(n) * 2 ** (10 * (['KiB', 'MiB', 'GiB', 'TiB'].indexOf(unit) + 1));
-  };
-
-  it("caps a file's memory at ebb's default (64 MiB a thread, at least 256 MiB) unless ebb.yml sets memory_limit; an in-memory database keeps DuckDB's own", async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'ebb-memory-'));
-    try {
-      const file = await DuckdbWarehouse.open({ path: 'w.duckdb' }, dir);
-      const [{ threads }] = await file.runAndRead("SELECT current_setting('threads') AS threads");
-      const expected = defaultMemoryLimitMiB(Number(threads));
-      expect(expected).toBeGreaterThanOrEqual(Math.min(256, Math.floor((0.8 * totalmem()) / 2 ** 20)));
-      expect(await limitOf(file)).toBe(expected * 2 ** 20);
-      await file.close();
-
-      const set = await DuckdbWarehouse.open({ path: 'w.duckdb', memory_limit: '300MiB' }, dir);
-      expect(await limitOf(set)).toBe(300 * 2 ** 20);
-      await set.close();
-
-      const memory = await DuckdbWarehouse.open({ path: ':memory:' }, dir);
-      // DuckDB's own default, 80% of RAM: the database's tables live in it.
-      expect(Math.abs((await limitOf(memory)) - 0.8 * totalmem())).toBeLessThan(0.02 * totalmem());
-      await memory.close();
-    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

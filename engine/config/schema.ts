@@ -10,7 +10,7 @@ const duckdbWarehouse = z.strictObject({
   type: z.literal('duckdb'),
   path: z.string().default('warehouse.duckdb'),
   state_schema: name.default('ebb'),
-  /** DuckDB's memory_limit (e.g. 512MB); past it, DuckDB spills to disk. Default: 64 MiB a DuckDB thread, at least 256 MiB (see defaultMemoryLimitMiB). */
+  /** DuckDB's memory_limit (e.g. 512MB); past it, DuckDB spills to disk. Default: DuckDB's (80% of RAM). */
   memory_limit: z.string().regex(/^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$/i, 'must look like 512MB or 2GB').optional(),
 });
 

@@ -3,7 +3,6 @@ import { DuckDBInstance, DuckDBTypeId, JSDuckDBValueConverter, type DuckDBConnec
 import { dirname, resolve } from 'node:path';
 import { mkdir, stat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EbbError } from '../errors.ts';
 import type { DuckdbConfig } from '../config/schema.ts';
@@ -21,23 +20,6 @@ export const duckdbDialect: Dialect = {
   // In process, a statement answers at once: one window ahead keeps DuckDB's memory to two windows.
   changeWindowsAhead: 1,
 };
-
-/**
- * DuckDB's memory_limit, in MiB, when ebb.yml sets none, for a file (an in-memory database keeps
- * DuckDB's own, 80% of RAM: its tables live in that memory). With DuckDB's default a run's memory
- * grows with its source, to what the machine has: a first run of five million records peaked at
- * 2.7 GiB. Under a cap DuckDB spills to disk instead, and memory stays flat as the source grows
- * (SPEC §2). The floor, 256 MiB, is what the plan of a sync of a million records needs to run at
- * full speed (at 128 MiB it took 60% longer); a statement also needs buffers for each of DuckDB's
- * threads (a first run of a million records on 16 threads failed at 256 MB, 16 MB a thread, and
- * ran at 512 MB): 64 MiB a thread, twice that. Never more than DuckDB's own default, 80% of the
- * memory the process may use (a container's limit, where one is set).
- */
-export function defaultMemoryLimitMiB(threads: number): number {
-  const constrained = process.constrainedMemory?.() || Infinity;
-  const available = Math.min(totalmem(), constrained);
-  return Math.min(Math.max(256, 64 * threads), Math.floor((0.8 * available) / 2 ** 20));
-}
 
 /** The warehouse file is held by another process (DuckDB allows one writer per file). */
 export class WarehouseBusyError extends EbbError {
@@ -85,12 +67,6 @@ function commandOf(pid: string): string {
   } catch {
     return '';
   }
-}
-
-/** The threads DuckDB runs a statement on (by default, the machine's cores). */
-async function threadsOf(conn: DuckDBConnection): Promise<number> {
-  const reader = await conn.runAndReadAll("SELECT current_setting('threads') AS n");
-  return Number(reader.getRows()[0][0]);
 }
 
 function formatSeconds(ms: number): string {
@@ -238,10 +214,8 @@ export class DuckdbWarehouse implements Warehouse {
     const conn = await instance.connect();
     // ebb's timestamps are UTC (SPEC §4), whatever the machine's time zone.
     await conn.run("SET TimeZone = 'UTC'");
-    // Caps DuckDB's own memory, the bulk of a large run's footprint: ebb.yml's cap (validated by
-    // the config schema), else one sized from DuckDB's threads (see defaultMemoryLimitMiB).
-    const limit = config.memory_limit ?? (path === ':memory:' ? undefined : `${defaultMemoryLimitMiB(await threadsOf(conn))}MiB`);
-    if (limit) await conn.run(`SET memory_limit = '${limit}'`);
+    // Caps DuckDB's own memory, the bulk of a large run's footprint (validated by the config schema).
+    if (config.memory_limit) await conn.run(`SET memory_limit = '${config.memory_limit}'`);
     // What DuckDB frees goes back to the system, by a thread of its allocator: after each task
     // that took more than 16 MB, not 128 MB, it keeps no cache of freed memory. A first run of a
     // million records peaked at 467 to 550 MiB (median 489) instead of 483 to 639 (median 556).
