@@ -1,6 +1,6 @@
 /** The warehouse conformance suite on DuckDB (in memory), and what only DuckDB does. */
 import { existsSync, statSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -110,6 +110,31 @@ describe("DuckDB's write-ahead log", () => {
       expect(walSize()).toBeLessThan(1024 * 1024);
     } finally {
       await engine.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("DuckDB's memory cap", () => {
+  it('says, when a statement runs out of the memory that warehouse.memory_limit allows, that the cap is set in ebb.yml and how', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ebb-memory-'));
+    try {
+      const w = await DuckdbWarehouse.open({ path: 'w.duckdb', memory_limit: '16MB' }, dir);
+      try {
+        // A list of ten million numbers (80 MB) cannot spill to disk.
+        const bigList = 'SELECT len(list(i)) AS n FROM range(10000000) t(i)';
+        await expect(w.runAndRead(bigList)).rejects.toThrow(/^Out of Memory Error[\s\S]*\nebb caps DuckDB at warehouse\.memory_limit \(16MB in ebb\.yml\): raise it/);
+        await expect(w.run(`CREATE TABLE t AS ${bigList}`)).rejects.toThrow(/warehouse\.memory_limit \(16MB in ebb\.yml\)/);
+        const read = async () => {
+          for await (const rows of w.stream(bigList)) expect(rows).toBeDefined();
+        };
+        await expect(read()).rejects.toThrow(/warehouse\.memory_limit \(16MB in ebb\.yml\)/);
+        // Other errors are DuckDB's own.
+        await expect(w.run('SELECT * FROM no_such_table')).rejects.toThrow(/^(?![\s\S]*memory_limit)[\s\S]*no_such_table/);
+      } finally {
+        await w.close();
+      }
+    } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });

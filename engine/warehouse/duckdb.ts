@@ -152,25 +152,46 @@ interface Writer {
 /** Serialises the statements of one connection: DuckDB runs one at a time per connection. */
 class Queue {
   private tail: Promise<unknown> = Promise.resolve();
+  constructor(private readonly explain: (e: unknown) => unknown) {}
   push<T>(job: () => Promise<T>): Promise<T> {
-    const next = this.tail.then(job, job);
+    const next = this.tail.then(job, job).catch((e: unknown) => Promise.reject(this.explain(e)));
     this.tail = next.catch(() => undefined);
     return next;
   }
 }
 
+/**
+ * DuckDB's advice when it runs out of memory under its cap names its own SET statement; ebb's
+ * cap is ebb.yml's `warehouse.memory_limit`, and the statement that failed (often the recording
+ * of a large run, which the next run retries with the same memory) needs it raised.
+ */
+function memoryHint(memoryLimit: string | undefined): (e: unknown) => unknown {
+  return (e) => {
+    if (memoryLimit && e instanceof Error && e.message.startsWith('Out of Memory Error')) {
+      e.message += `\nebb caps DuckDB at warehouse.memory_limit (${memoryLimit} in ebb.yml): raise it, or remove it to let DuckDB use up to 80% of RAM (see the README on what the cap must leave room for).`;
+    }
+    return e;
+  };
+}
+
 export class DuckdbWarehouse implements Warehouse {
   readonly dialect = duckdbDialect;
-  private readonly queue = new Queue();
+  private readonly queue: Queue;
   private readonly columnTypesOf = new Map<string, Map<string, string>>();
   private readonly writers = new Map<string, Promise<Writer>>();
+  /** What a statement's error becomes: DuckDB's, with ebb's word on its memory cap where that ran out. */
+  private readonly explain: (e: unknown) => unknown;
 
   private constructor(
     private readonly instance: DuckDBInstance,
     private readonly conn: DuckDBConnection,
     /** The file's write-ahead log; null for a read-only or in-memory warehouse. */
     private readonly walPath: string | null,
-  ) {}
+    memoryLimit: string | undefined,
+  ) {
+    this.explain = memoryHint(memoryLimit);
+    this.queue = new Queue(this.explain);
+  }
 
   /**
    * Opens the DuckDB file named in ebb.yml (relative to the project directory). DuckDB lets one
@@ -231,7 +252,7 @@ export class DuckdbWarehouse implements Warehouse {
     // compressed and written. ebb checkpoints at the end of a run instead (checkpoint()); the
     // higher threshold is left for what writes outside runs.
     if (writable) await conn.run(`SET checkpoint_threshold = '${AUTO_CHECKPOINT}'`);
-    return new DuckdbWarehouse(instance, conn, writable ? `${path}.wal` : null);
+    return new DuckdbWarehouse(instance, conn, writable ? `${path}.wal` : null, config.memory_limit);
   }
 
   run(sql: string, params: Param[] = []): Promise<number> {
@@ -258,6 +279,8 @@ export class DuckdbWarehouse implements Warehouse {
       const names = lowerCaseNames(result);
       for (let chunk = await result.fetchChunk(); chunk && chunk.rowCount > 0; chunk = await result.fetchChunk()) yield chunkRows(chunk, names);
       read = true;
+    } catch (e) {
+      throw this.explain(e) as Error;
     } finally {
       // A result left half read (a run that stopped sending) keeps the database, and the file's
       // lock, until it is garbage collected: interrupt it and let it end before closing.
@@ -303,7 +326,7 @@ export class DuckdbWarehouse implements Warehouse {
   private writerFor(key: string): Promise<Writer> {
     let writer = this.writers.get(key);
     if (!writer) {
-      writer = this.instance.connect().then((conn) => ({ conn, queue: new Queue(), inserts: new Map() }));
+      writer = this.instance.connect().then((conn) => ({ conn, queue: new Queue(this.explain), inserts: new Map() }));
       this.writers.set(key, writer);
     }
     return writer;
